@@ -1,0 +1,1 @@
+"""clients/python/couponrank_client"""

@@ -1,0 +1,134 @@
+"""The raw event schema: the contract between data producers and the batch pipeline.
+
+Every raw table is a Parquet file in one directory (``data/raw`` by default). The
+column lists below are the single source of truth: the generator writes them, the
+cleaning step checks them (naming file and column on any mismatch), docs/data.md
+describes them. Money is in major currency units (float64) of one currency per
+data set; timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+COUPON_TYPES = ("percent_off", "amount_off", "free_shipping")
+COUPON_SCOPES = ("all", "category", "brand", "merchant")
+BEHAVIOUR_EVENT_TYPES = ("view", "add_to_cart", "favourite", "order")
+COUPON_EVENT_TYPES = ("impression", "claim", "redemption")
+# Placement names match the proto enum (couponrank.v1.Placement) without its prefix.
+PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign")
+# Flat shipping fee used to value a free-shipping coupon (major units).
+SHIPPING_FEE = 4.99
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]  # columns that identify a row (used for de-duplication)
+    timestamp: str | None = None  # event-time column, if the table is an event log
+
+    @property
+    def file(self) -> str:
+        return f"{self.name}.parquet"
+
+
+USERS = Table(
+    "users",
+    pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("signup_ts", TS),
+            ("country", pa.string()),
+        ]
+    ),
+    key=("user_id",),
+)
+
+ITEMS = Table(
+    "items",
+    pa.schema(
+        [
+            ("item_id", pa.string()),
+            ("category", pa.string()),
+            ("brand", pa.string()),
+            ("merchant_id", pa.string()),
+            ("price", pa.float64()),
+        ]
+    ),
+    key=("item_id",),
+)
+
+COUPONS = Table(
+    "coupons",
+    pa.schema(
+        [
+            ("coupon_id", pa.string()),
+            ("coupon_type", pa.string()),  # one of COUPON_TYPES
+            ("value", pa.float64()),  # percent (0-100] for percent_off, amount for amount_off, 0 for free_shipping
+            ("min_spend", pa.float64()),  # >= 0
+            ("scope", pa.string()),  # one of COUPON_SCOPES
+            ("scope_value", pa.string()),  # category / brand / merchant_id; null when scope == "all"
+            ("valid_from", TS),
+            ("valid_to", TS),
+            ("per_user_limit", pa.int32()),  # >= 1
+            ("campaign_id", pa.string()),
+            ("budget", pa.float64()),  # total discount the campaign may give away with this coupon
+        ]
+    ),
+    key=("coupon_id",),
+)
+
+BEHAVIOUR_EVENTS = Table(
+    "behaviour_events",
+    pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("user_id", pa.string()),
+            ("item_id", pa.string()),
+            ("event_type", pa.string()),  # one of BEHAVIOUR_EVENT_TYPES
+            ("event_ts", TS),
+            ("order_id", pa.string()),  # set for event_type == "order", else null
+            ("amount", pa.float64()),  # order line amount for "order", else null
+        ]
+    ),
+    key=("event_id",),
+    timestamp="event_ts",
+)
+
+COUPON_EVENTS = Table(
+    "coupon_events",
+    pa.schema(
+        [
+            ("event_id", pa.string()),
+            ("user_id", pa.string()),
+            ("coupon_id", pa.string()),
+            ("event_type", pa.string()),  # one of COUPON_EVENT_TYPES
+            ("event_ts", TS),
+            ("request_id", pa.string()),  # impression: the ranking request that showed it (a ranking group)
+            ("placement", pa.string()),  # impression: one of PLACEMENTS
+            ("position", pa.int32()),  # impression: 1-based slot
+            ("cart_value", pa.float64()),  # impression: cart total when shown
+            ("cart_categories", pa.string()),  # impression: "|"-joined categories in the cart, may be empty
+            ("impression_id", pa.string()),  # claim / redemption: the impression it follows
+            ("order_id", pa.string()),  # redemption: the order it was applied to
+            ("discount_amount", pa.float64()),  # redemption: discount given
+        ]
+    ),
+    key=("event_id",),
+    timestamp="event_ts",
+)
+
+# Written by the synthetic generator only: the true redemption probability of each
+# impression, to compare models with an oracle. Never an input to features.
+IMPRESSION_TRUTH = Table(
+    "impression_truth",
+    pa.schema([("impression_id", pa.string()), ("p_redeem", pa.float64())]),
+    key=("impression_id",),
+)
+
+RAW_TABLES = (USERS, ITEMS, COUPONS, BEHAVIOUR_EVENTS, COUPON_EVENTS)

@@ -1,0 +1,1 @@
+"""couponrank/v1"""
