@@ -1,0 +1,308 @@
+"""The batch feature pipeline: clean raw events, compute point-in-time snapshots,
+write them as the Feast offline sources under ``<repo>/data/``.
+
+Each output is one Parquet file per feature view in ``definitions.py`` with the
+view's entity keys, ``event_timestamp`` (the snapshot's midnight), ``created_timestamp``
+and exactly the view's feature columns (a test holds the two together).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
+from couponrank.features.request_features import ALL_CATEGORIES
+from couponrank.features.snapshots import Window, snapshot_windows
+
+DAY = pd.Timedelta(days=1)
+# Pseudo-impressions pulling a rate towards the global rate (empirical Bayes smoothing).
+RATE_PRIOR_STRENGTH = 20.0
+NEUTRAL_RATE = 0.05
+
+
+
+@dataclass
+class BuildSummary:
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    report: CleaningReport | None = None
+    start: pd.Timestamp | None = None
+    end: pd.Timestamp | None = None
+
+
+@dataclass
+class _Clock:
+    """Maps timestamps to day indexes; snapshot k is stamped origin + k days."""
+
+    origin: pd.Timestamp
+    n_days: int
+
+    def day(self, ts: pd.Series) -> np.ndarray:
+        return ((ts - self.origin) // DAY).to_numpy(dtype=np.int64)
+
+    def stamp(self, snapshot: np.ndarray) -> pd.DatetimeIndex:
+        return self.origin + pd.to_timedelta(snapshot, unit="D")
+
+
+def _unix(ts: pd.Series) -> np.ndarray:
+    return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def _smoothed_rate(hits, trials, prior):
+    return (hits + RATE_PRIOR_STRENGTH * prior) / (trials + RATE_PRIOR_STRENGTH)
+
+
+def _ratio(num, den):
+    num, den = np.asarray(num, float), np.asarray(den, float)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def _global_prior(clock: _Clock, day: np.ndarray, hit: np.ndarray, trial: np.ndarray) -> np.ndarray:
+    """Global hit rate from days < k, per snapshot k (index k-1); PIT-safe prior."""
+    hits = np.concatenate([[0.0], np.cumsum(np.bincount(day, weights=hit, minlength=clock.n_days))])
+    trials = np.concatenate([[0.0], np.cumsum(np.bincount(day, weights=trial, minlength=clock.n_days))])
+    rate = np.divide(hits, trials, out=np.full_like(hits, np.nan), where=trials > 0)
+    # before any impression there is nothing to learn from: a neutral constant
+    rate = np.where(np.isnan(rate), NEUTRAL_RATE, rate)
+    return rate[1:]
+
+
+def _frame(clock: _Clock, snaps: dict, keys: dict[str, np.ndarray], features: dict) -> pd.DataFrame:
+    ts = clock.stamp(snaps["snapshot"])
+    df = pd.DataFrame({name: values[snaps["key"]] for name, values in keys.items()})
+    df["event_timestamp"] = ts
+    df["created_timestamp"] = ts
+    for name, values in features.items():
+        df[name] = np.asarray(values, dtype=np.float64)
+    return df
+
+
+def user_activity(data: CleanData, clock: _Clock, user_ids: np.ndarray) -> pd.DataFrame:
+    ev = data.behaviour_events
+    key = pd.Index(user_ids).get_indexer(ev["user_id"])
+    et = ev["event_type"].to_numpy()
+    is_order = et == "order"
+    lines = ev.groupby("order_id")["order_id"].transform("size").to_numpy(dtype=float)
+    measures = {
+        "views": (et == "view").astype(float),
+        "carts": (et == "add_to_cart").astype(float),
+        "favourites": (et == "favourite").astype(float),
+        # 1/lines per order line so that a sum counts distinct orders
+        "orders": np.where(is_order, 1.0 / np.where(is_order, lines, 1.0), 0.0),
+        "spend": np.where(is_order, ev["amount"].fillna(0).to_numpy(), 0.0),
+    }
+    windows = {f"user_{m}_{w}d": Window(m, w) for w in (7, 30) for m in measures}
+    t = _unix(ev["event_ts"])
+    snaps = snapshot_windows(
+        key, clock.day(ev["event_ts"]), measures, windows, len(user_ids), clock.n_days, 31,
+        last_time={"user_last_event_unix": (np.ones(len(ev), bool), t),
+                   "user_last_order_unix": (is_order, t)},
+    )
+    snaps["user_orders_7d"] = np.round(snaps["user_orders_7d"], 6)
+    snaps["user_orders_30d"] = np.round(snaps["user_orders_30d"], 6)
+    feats = {n: snaps[n] for n in windows}
+    feats["user_avg_order_value_30d"] = _ratio(snaps["user_spend_30d"], snaps["user_orders_30d"])
+    feats["user_last_event_unix"] = snaps["user_last_event_unix"]
+    feats["user_last_order_unix"] = snaps["user_last_order_unix"]
+    return _frame(clock, snaps, {"user_id": user_ids}, feats)
+
+
+def _coupon_measures(ce: pd.DataFrame) -> dict[str, np.ndarray]:
+    et = ce["event_type"].to_numpy()
+    red = et == "redemption"
+    return {
+        "impressions": (et == "impression").astype(float),
+        "claims": (et == "claim").astype(float),
+        "redemptions": red.astype(float),
+        "discount": np.where(red, ce["discount_amount"].fillna(0).to_numpy(), 0.0),
+    }
+
+
+def user_coupon_behaviour(data: CleanData, clock: _Clock, user_ids: np.ndarray) -> pd.DataFrame:
+    ce = data.coupon_events
+    key = pd.Index(user_ids).get_indexer(ce["user_id"])
+    day = clock.day(ce["event_ts"])
+    m = _coupon_measures(ce)
+    windows = {
+        "imp7": Window("impressions", 7), "imp30": Window("impressions", 30),
+        "claim30": Window("claims", 30), "red30": Window("redemptions", 30),
+        "redtotal": Window("redemptions", None), "disc30": Window("discount", 30),
+    }
+    snaps = snapshot_windows(
+        key, day, m, windows, len(user_ids), clock.n_days, 31,
+        last_time={"last_red": (m["redemptions"] > 0, _unix(ce["event_ts"]))},
+    )
+    prior_red = _global_prior(clock, day, m["redemptions"], m["impressions"])[snaps["snapshot"] - 1]
+    prior_claim = _global_prior(clock, day, m["claims"], m["impressions"])[snaps["snapshot"] - 1]
+    feats = {
+        "user_impressions_7d": snaps["imp7"],
+        "user_impressions_30d": snaps["imp30"],
+        "user_claims_30d": snaps["claim30"],
+        "user_redemptions_30d": snaps["red30"],
+        "user_claim_rate_30d": _smoothed_rate(snaps["claim30"], snaps["imp30"], prior_claim),
+        "user_redemption_rate_30d": _smoothed_rate(snaps["red30"], snaps["imp30"], prior_red),
+        "user_avg_discount_redeemed_30d": _ratio(snaps["disc30"], snaps["red30"]),
+        "user_redemptions_total": snaps["redtotal"],
+        "user_last_redemption_unix": snaps["last_red"],
+    }
+    return _frame(clock, snaps, {"user_id": user_ids}, feats)
+
+
+def user_category_affinity(data: CleanData, clock: _Clock) -> pd.DataFrame:
+    ev = data.behaviour_events
+    cat = ev["item_id"].map(data.items.set_index("item_id")["category"])
+    pair_codes, pairs = pd.MultiIndex.from_arrays([ev["user_id"], cat]).factorize()
+    et = ev["event_type"].to_numpy()
+    day = clock.day(ev["event_ts"])
+    measures = {
+        "views": (et == "view").astype(float),
+        "carts": (et == "add_to_cart").astype(float),
+        "orders": (et == "order").astype(float),
+        "all": np.ones(len(ev)),
+    }
+    windows = {f"{m}30": Window(m, 30) for m in measures}
+    snaps = snapshot_windows(pair_codes, day, measures, windows, len(pairs), clock.n_days, 31)
+    users = pairs.get_level_values(0).to_numpy()
+    # the user's total over all categories at the same snapshot, for the share
+    totals = pd.DataFrame({"u": users[snaps["key"]], "s": snaps["snapshot"], "n": snaps["all30"]})
+    user_total = totals.groupby(["u", "s"])["n"].transform("sum").to_numpy()
+    feats = {
+        "ucat_views_30d": snaps["views30"],
+        "ucat_carts_30d": snaps["carts30"],
+        "ucat_orders_30d": snaps["orders30"],
+        "ucat_share_30d": _ratio(snaps["all30"], user_total),
+    }
+    keys = {"user_id": users, "category": pairs.get_level_values(1).to_numpy()}
+    return _frame(clock, snaps, keys, feats)
+
+
+def user_coupon_usage(data: CleanData, clock: _Clock) -> pd.DataFrame:
+    ce = data.coupon_events
+    pair_codes, pairs = pd.MultiIndex.from_arrays([ce["user_id"], ce["coupon_id"]]).factorize()
+    m = _coupon_measures(ce)
+    windows = {
+        "ucp_impressions_7d": Window("impressions", 7),
+        "ucp_impressions_total": Window("impressions", None),
+        "ucp_claims_total": Window("claims", None),
+        "ucp_redemptions_total": Window("redemptions", None),
+    }
+    # the widest window is 7 days: one row per change plus the drained row
+    snaps = snapshot_windows(pair_codes, clock.day(ce["event_ts"]), m, windows, len(pairs), clock.n_days, 8)
+    keys = {"user_id": pairs.get_level_values(0).to_numpy(), "coupon_id": pairs.get_level_values(1).to_numpy()}
+    return _frame(clock, snaps, keys, {n: snaps[n] for n in windows})
+
+
+def coupon_stats(data: CleanData, clock: _Clock, coupon_ids: np.ndarray) -> pd.DataFrame:
+    ce = data.coupon_events
+    key = pd.Index(coupon_ids).get_indexer(ce["coupon_id"])
+    day = clock.day(ce["event_ts"])
+    m = _coupon_measures(ce)
+    windows = {
+        "imp7": Window("impressions", 7), "red7": Window("redemptions", 7),
+        "imp30": Window("impressions", 30), "claim30": Window("claims", 30),
+        "red30": Window("redemptions", 30), "disc_total": Window("discount", None),
+    }
+    snaps = snapshot_windows(key, day, m, windows, len(coupon_ids), clock.n_days, 31)
+    prior = _global_prior(clock, day, m["redemptions"], m["impressions"])[snaps["snapshot"] - 1]
+    rate7 = _smoothed_rate(snaps["red7"], snaps["imp7"], prior)
+    rate30 = _smoothed_rate(snaps["red30"], snaps["imp30"], prior)
+    budget = data.coupons.set_index("coupon_id")["budget"].reindex(coupon_ids).to_numpy()[snaps["key"]]
+    feats = {
+        "coupon_impressions_7d": snaps["imp7"],
+        "coupon_redemptions_7d": snaps["red7"],
+        "coupon_redemption_rate_7d": rate7,
+        "coupon_impressions_30d": snaps["imp30"],
+        "coupon_claims_30d": snaps["claim30"],
+        "coupon_redemptions_30d": snaps["red30"],
+        "coupon_redemption_rate_30d": rate30,
+        "coupon_trend_7d_vs_30d": rate7 / rate30,
+        "coupon_budget_used_frac": np.where(np.isfinite(budget) & (budget > 0),
+                                            snaps["disc_total"] / np.where(budget > 0, budget, 1), 0.0),
+    }
+    return _frame(clock, snaps, {"coupon_id": coupon_ids}, feats)
+
+
+def target_categories(coupons: pd.DataFrame, items: pd.DataFrame) -> pd.Series:
+    """The category a coupon is about: its scope's category, or __all__."""
+    brand_cat = items.groupby("brand")["category"].agg(lambda s: s.mode().iat[0])
+    merchant_cat = items.groupby("merchant_id")["category"].agg(lambda s: s.mode().iat[0])
+    scope, value = coupons["scope"], coupons["scope_value"]
+    target = pd.Series(ALL_CATEGORIES, index=coupons.index, dtype=object)
+    target[scope == "category"] = value[scope == "category"]
+    target[scope == "brand"] = value[scope == "brand"].map(brand_cat)
+    target[scope == "merchant"] = value[scope == "merchant"].map(merchant_cat)
+    return target.fillna(ALL_CATEGORIES)
+
+
+def coupon_attributes(data: CleanData) -> pd.DataFrame:
+    c = data.coupons
+    # Known from the moment the coupon exists; we stamp it with valid_from.
+    ts = c["valid_from"]
+    return pd.DataFrame({
+        "coupon_id": c["coupon_id"],
+        "event_timestamp": ts,
+        "created_timestamp": ts,
+        "coupon_type": c["coupon_type"],
+        "coupon_value": c["value"].astype(float),
+        "coupon_min_spend": c["min_spend"].astype(float),
+        "coupon_scope": c["scope"],
+        "coupon_scope_value": c["scope_value"].fillna(""),
+        "coupon_target_category": target_categories(c, data.items),
+        "coupon_valid_from_unix": _unix(c["valid_from"]),
+        "coupon_valid_to_unix": _unix(c["valid_to"]),
+        "coupon_per_user_limit": c["per_user_limit"].astype(float),
+        "coupon_budget": c["budget"].astype(float),
+        "coupon_campaign_id": c["campaign_id"],
+    })
+
+
+def make_clock(data: CleanData) -> _Clock:
+    ts = pd.concat([data.behaviour_events["event_ts"], data.coupon_events["event_ts"]])
+    if ts.empty:
+        raise ValueError("no events left after cleaning: nothing to build features from")
+    origin = ts.min().floor("D")
+    return _Clock(origin, int((ts.max() - origin) // DAY) + 1)
+
+
+def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> BuildSummary:
+    """Clean ``raw_dir`` and write every offline source into ``repo_dir/data``."""
+    from tqdm import tqdm
+
+    summary = BuildSummary()
+    t0 = time.perf_counter()
+    data = clean_raw(raw_dir)
+    summary.report = data.report
+    summary.seconds["clean"] = time.perf_counter() - t0
+    clock = make_clock(data)
+    summary.start, summary.end = clock.origin, clock.stamp(np.array([clock.n_days]))[0]
+    user_ids = data.users["user_id"].to_numpy()
+    coupon_ids = data.coupons["coupon_id"].to_numpy()
+    jobs = {
+        "user_activity": lambda: user_activity(data, clock, user_ids),
+        "user_coupon_behaviour": lambda: user_coupon_behaviour(data, clock, user_ids),
+        "user_category_affinity": lambda: user_category_affinity(data, clock),
+        "user_coupon_usage": lambda: user_coupon_usage(data, clock),
+        "coupon_stats": lambda: coupon_stats(data, clock, coupon_ids),
+        "coupon_attributes": lambda: coupon_attributes(data),
+    }
+    out_dir = Path(repo_dir) / "data"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, job in tqdm(jobs.items(), desc="build-features", disable=not progress, unit="view"):
+        t = time.perf_counter()
+        df = job()
+        tmp = out_dir / f".{name}.parquet.tmp"
+        # write then rename: a failed run never leaves a half-written source behind
+        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+        tmp.replace(out_dir / f"{name}.parquet")
+        summary.rows[name] = len(df)
+        summary.seconds[name] = time.perf_counter() - t
+    data.report.save(out_dir / "cleaning_report.json")
+    summary.seconds["total"] = time.perf_counter() - t0
+    return summary

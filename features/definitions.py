@@ -1,0 +1,203 @@
+"""CouponRank's Feast objects: entities, offline sources, feature views, the ranker's
+feature service and the on-demand request-context view.
+
+Run ``feast apply`` in this folder after ``couponrank build-features`` has written
+the Parquet sources under ``data/``. Every source is a daily snapshot: a row stamped
+at midnight T holds aggregates over events strictly before T, so Feast's
+point-in-time join never lets a training row see its own future.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Float64, String
+
+from couponrank.features import request_features
+
+# ---------------------------------------------------------------- entities
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
+              description="A shopper (users.user_id).")
+coupon = Entity(name="coupon", join_keys=["coupon_id"], value_type=ValueType.STRING,
+                description="A coupon (coupons.coupon_id).")
+category = Entity(name="category", join_keys=["category"], value_type=ValueType.STRING,
+                  description="An item category; for a coupon, its target category.")
+
+
+# Absolute paths: the DuckDB offline store resolves relative ones against the
+# working directory, not the repository. Re-run `feast apply` after moving the repo.
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def _source(name: str) -> FileSource:
+    return FileSource(
+        name=f"{name}_source",
+        path=str(DATA_DIR / f"{name}.parquet"),
+        timestamp_field="event_timestamp",
+        created_timestamp_column="created_timestamp",
+    )
+
+
+# Snapshot views only emit a row when something changed within their widest window
+# (plus one all-zero row after), so their TTL must be unbounded: timedelta(0).
+NO_TTL = timedelta(0)
+
+# ---------------------------------------------------------------- user views
+user_activity = FeatureView(
+    name="user_activity",
+    entities=[user],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="user_views_7d", dtype=Float64),
+        Field(name="user_carts_7d", dtype=Float64),
+        Field(name="user_favourites_7d", dtype=Float64),
+        Field(name="user_orders_7d", dtype=Float64),
+        Field(name="user_spend_7d", dtype=Float64),
+        Field(name="user_views_30d", dtype=Float64),
+        Field(name="user_carts_30d", dtype=Float64),
+        Field(name="user_favourites_30d", dtype=Float64),
+        Field(name="user_orders_30d", dtype=Float64),
+        Field(name="user_spend_30d", dtype=Float64),
+        Field(name="user_avg_order_value_30d", dtype=Float64),
+        Field(name="user_last_event_unix", dtype=Float64),
+        Field(name="user_last_order_unix", dtype=Float64),
+    ],
+    source=_source("user_activity"),
+    description="Shopping activity over 7 and 30 days (views, carts, favourites, orders, spend) and recency.",
+)
+
+user_coupon_behaviour = FeatureView(
+    name="user_coupon_behaviour",
+    entities=[user],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="user_impressions_7d", dtype=Float64),
+        Field(name="user_impressions_30d", dtype=Float64),
+        Field(name="user_claims_30d", dtype=Float64),
+        Field(name="user_redemptions_30d", dtype=Float64),
+        Field(name="user_claim_rate_30d", dtype=Float64),
+        Field(name="user_redemption_rate_30d", dtype=Float64),
+        Field(name="user_avg_discount_redeemed_30d", dtype=Float64),
+        Field(name="user_redemptions_total", dtype=Float64),
+        Field(name="user_last_redemption_unix", dtype=Float64),
+    ],
+    source=_source("user_coupon_behaviour"),
+    description="How the user responds to coupons: impressions, claims, redemptions, smoothed rates, typical discount.",
+)
+
+user_category_affinity = FeatureView(
+    name="user_category_affinity",
+    entities=[user, category],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="ucat_views_30d", dtype=Float64),
+        Field(name="ucat_carts_30d", dtype=Float64),
+        Field(name="ucat_orders_30d", dtype=Float64),
+        Field(name="ucat_share_30d", dtype=Float64),
+    ],
+    source=_source("user_category_affinity"),
+    description="The user's 30-day activity in one category and that category's share of all their activity.",
+)
+
+user_coupon_usage = FeatureView(
+    name="user_coupon_usage",
+    entities=[user, coupon],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="ucp_impressions_7d", dtype=Float64),
+        Field(name="ucp_impressions_total", dtype=Float64),
+        Field(name="ucp_claims_total", dtype=Float64),
+        Field(name="ucp_redemptions_total", dtype=Float64),
+    ],
+    source=_source("user_coupon_usage"),
+    description="One user's history with one coupon: fatigue, claims, redemptions (per-user limit).",
+)
+
+# ---------------------------------------------------------------- coupon views
+coupon_stats = FeatureView(
+    name="coupon_stats",
+    entities=[coupon],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="coupon_impressions_7d", dtype=Float64),
+        Field(name="coupon_redemptions_7d", dtype=Float64),
+        Field(name="coupon_redemption_rate_7d", dtype=Float64),
+        Field(name="coupon_impressions_30d", dtype=Float64),
+        Field(name="coupon_claims_30d", dtype=Float64),
+        Field(name="coupon_redemptions_30d", dtype=Float64),
+        Field(name="coupon_redemption_rate_30d", dtype=Float64),
+        Field(name="coupon_trend_7d_vs_30d", dtype=Float64),
+        Field(name="coupon_budget_used_frac", dtype=Float64),
+    ],
+    source=_source("coupon_stats"),
+    description="Exposure, smoothed redemption rates, popularity trend and budget use of a coupon.",
+)
+
+coupon_attributes = FeatureView(
+    name="coupon_attributes",
+    entities=[coupon],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="coupon_type", dtype=String),
+        Field(name="coupon_value", dtype=Float64),
+        Field(name="coupon_min_spend", dtype=Float64),
+        Field(name="coupon_scope", dtype=String),
+        Field(name="coupon_scope_value", dtype=String),
+        Field(name="coupon_target_category", dtype=String),
+        Field(name="coupon_valid_from_unix", dtype=Float64),
+        Field(name="coupon_valid_to_unix", dtype=Float64),
+        Field(name="coupon_per_user_limit", dtype=Float64),
+        Field(name="coupon_budget", dtype=Float64),
+        Field(name="coupon_campaign_id", dtype=String),
+    ],
+    source=_source("coupon_attributes"),
+    description="What the coupon is: type, value, minimum spend, scope, validity, limits (stamped when created).",
+)
+
+# ---------------------------------------------------------------- request context
+request_context = RequestSource(
+    name="request_context",
+    schema=[
+        Field(name="cart_value", dtype=Float64),
+        Field(name="cart_categories", dtype=String),
+        Field(name="placement", dtype=String),
+        Field(name="request_ts_unix", dtype=Float64),
+    ],
+    description="Sent with each ranking request: cart total, '|'-joined cart categories, placement, time.",
+)
+
+
+@on_demand_feature_view(
+    sources=[coupon_attributes, user_activity, user_coupon_behaviour, request_context],
+    schema=[Field(name=name, dtype=Float64) for name in request_features.OUTPUTS],
+    mode="pandas",
+    description="Cart versus minimum spend, discount worth, hours to expiry, placement, recency. "
+    "Computed by couponrank.features.request_features.compute, which the server also calls.",
+)
+def request_context_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    # Imports live inside: Feast stores this function's source and may rebuild it
+    # without this module's globals.
+    import pandas as pd
+
+    from couponrank.features import request_features
+
+    columns = {name: inputs[name].to_numpy() for name in request_features.INPUTS}
+    return pd.DataFrame(request_features.compute(columns), index=inputs.index)
+
+
+# ---------------------------------------------------------------- the ranker's features
+ranker_features = FeatureService(
+    name="ranker_v1",
+    features=[
+        user_activity,
+        user_coupon_behaviour,
+        user_category_affinity,
+        user_coupon_usage,
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
+        request_context_features,
+    ],
+    description="Everything the LightGBM ranker reads, in one service.",
+)
