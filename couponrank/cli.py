@@ -30,10 +30,15 @@ def cmd_generate(args) -> None:
 
     from couponrank.generate import SIZES, generate
 
-    config = replace(SIZES[args.size], seed=args.seed, dirty_fraction=args.dirty_fraction)
+    config = SIZES[args.size]
+    if args.seed is not None:
+        config = replace(config, seed=args.seed)
+    if not 0.0 <= args.dirty_fraction < 0.5:
+        raise CliError(f"--dirty-fraction must be in [0, 0.5), got {args.dirty_fraction}")
+    config = replace(config, dirty_fraction=args.dirty_fraction)
     summary = generate(Path(args.out), config, progress=not args.quiet)
-    print(f"wrote synthetic '{args.size}' data (seed {args.seed}) to {args.out}")
-    for table, rows in summary.rows.items():
+    print(f"wrote synthetic '{args.size}' data (seed {config.seed}) to {args.out} in {summary.seconds:.1f}s")
+    for table, rows in summary.row_counts.items():
         print(f"  {table}: {rows:,} rows")
 
 
@@ -79,6 +84,13 @@ def cmd_features(args) -> None:
     print(json.dumps({k: v[0] for k, v in result.items()}, indent=2, default=str))
 
 
+# ------------------------------------------------------------------ the main job
+def cmd_demo(args) -> None:
+    from couponrank.demo import run_demo
+
+    run_demo(raw=Path(args.raw), repo=Path(args.repo), size=args.size, progress=not args.quiet)
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="couponrank", description=__doc__)
@@ -93,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("generate", cmd_generate, "Write a seeded synthetic raw data set (Parquet).")
     sp.add_argument("--size", choices=["tiny", "demo", "large"], default="demo",
                     help="tiny: tests; demo: the README's demo; large: 100k users / 5k coupons / ~10M events")
-    sp.add_argument("--seed", type=int, default=7)
+    sp.add_argument("--seed", type=int, default=None, help="random seed (default: the size's own)")
     sp.add_argument("--out", default=str(DEFAULT_RAW), help="output folder (default: %(default)s)")
     sp.add_argument("--dirty-fraction", type=float, default=0.0,
                     help="fraction of deliberately malformed rows to inject (tests the cleaning step)")
@@ -114,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="online store; redis reads its address from $COUPONRANK_REDIS")
         if name == "materialize":
             sp.add_argument("--end", help="materialize rows up to this UTC time (default: now)")
+
+    sp = add("demo", cmd_demo, "The main job end to end on embedded defaults: generate synthetic data, "
+             "build features, apply the registry, materialize SQLite, look up online features.")
+    sp.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
+    sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
+    sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
 
     sp = add("features", cmd_features, "Print the online features of one user and coupon.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO))

@@ -263,6 +263,14 @@ def coupon_attributes(data: CleanData) -> pd.DataFrame:
     })
 
 
+def _arrow(df: pd.DataFrame) -> pa.Table:
+    """Arrow table with microsecond UTC timestamps (DuckDB cannot cast nanosecond tz ones)."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fields = [pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
 def make_clock(data: CleanData) -> _Clock:
     ts = pd.concat([data.behaviour_events["event_ts"], data.coupon_events["event_ts"]])
     if ts.empty:
@@ -299,7 +307,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         df = job()
         tmp = out_dir / f".{name}.parquet.tmp"
         # write then rename: a failed run never leaves a half-written source behind
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
+        pq.write_table(_arrow(df), tmp)
         tmp.replace(out_dir / f"{name}.parquet")
         summary.rows[name] = len(df)
         summary.seconds[name] = time.perf_counter() - t

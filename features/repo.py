@@ -8,7 +8,10 @@ workspace) so that tests and demos never touch the checked-in folder's data.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,11 +44,29 @@ def store(repo: Path, online: str = "sqlite") -> FeatureStore:
     return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_for(repo, online))
 
 
+@contextlib.contextmanager
+def _inside(repo: Path):
+    """Feast imports repo files by their path relative to the working directory,
+    as its CLI runs inside the repo: do the same, and forget a previously imported
+    definitions module so that one process can apply several workspaces."""
+    cwd, path = os.getcwd(), list(sys.path)
+    sys.modules.pop("definitions", None)
+    os.chdir(repo)
+    sys.path.insert(0, str(repo))
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = path
+        sys.modules.pop("definitions", None)
+
+
 def apply(repo: Path, online: str = "sqlite") -> None:
     """What `feast apply` does: register every object in definitions.py."""
     repo = Path(repo).resolve()
     config = load_repo_config(repo, yaml_for(repo, online))
-    apply_total(config, repo, skip_source_validation=False)
+    with _inside(repo):
+        apply_total(config, repo, skip_source_validation=False)
 
 
 # Our views have no TTL, so a full materialization must start before any source row.
