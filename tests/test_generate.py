@@ -1,0 +1,278 @@
+"""The synthetic generator: schemas, determinism, referential integrity, signal, dirty rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from couponrank import schema
+from couponrank.generate import SIZES, generate
+
+ALL_TABLES = (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH)
+TINY = SIZES["tiny"]
+# a mid size (half the demo) that still shows the signal clearly and builds in a few seconds
+MID = SIZES["demo"].replace(name="mid", n_users=1_500, target_events=250_000)
+
+
+def load(d: Path) -> dict[str, pd.DataFrame]:
+    return {t.name: pd.read_parquet(d / t.file) for t in ALL_TABLES}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    return out, generate(out, TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny) -> dict[str, pd.DataFrame]:
+    return load(tiny[0])
+
+
+@pytest.fixture(scope="module")
+def dirty(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dirty")
+    return out, generate(out, TINY.replace(dirty_fraction=0.01))
+
+
+@pytest.fixture(scope="module")
+def mid_data(tmp_path_factory) -> dict[str, pd.DataFrame]:
+    out = tmp_path_factory.mktemp("mid")
+    generate(out, MID)
+    return load(out)
+
+
+# ----------------------------------------------------------------------------- files
+def test_files_match_schema_exactly(tiny):
+    out, summary = tiny
+    for t in ALL_TABLES:
+        arrow_schema = pq.read_schema(out / t.file)
+        assert arrow_schema.names == t.schema.names, t.name
+        assert arrow_schema.remove_metadata().equals(t.schema), t.name
+        assert summary.row_counts[t.name] == pq.ParquetFile(out / t.file).metadata.num_rows > 0
+
+
+def test_manifest(tiny):
+    out, summary = tiny
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["currency"] == "USD"
+    assert m["seed"] == TINY.seed
+    assert m["config"]["n_users"] == TINY.n_users
+    assert m["start"] == TINY.start.isoformat()
+    assert m["end"] == (TINY.start + timedelta(days=TINY.days)).isoformat()
+    assert m["row_counts"] == summary.row_counts
+    assert set(m["row_counts"]) == {t.name for t in ALL_TABLES}
+
+
+def test_tiny_is_fast_and_sized(tiny, tiny_data):
+    _, summary = tiny
+    assert summary.seconds < 3.0
+    assert summary.row_counts["users"] == TINY.n_users
+    assert summary.row_counts["coupons"] == TINY.n_coupons
+    assert 0.8 * TINY.target_events < summary.row_counts["behaviour_events"] < 1.2 * TINY.target_events
+
+
+def test_id_formats(tiny_data):
+    d = tiny_data
+    assert d["users"].user_id.str.fullmatch(r"u\d{6}").all()
+    assert d["coupons"].coupon_id.str.fullmatch(r"c\d{5}").all()
+    assert d["items"].item_id.str.fullmatch(r"i\d{6}").all()
+    assert d["items"].category.str.fullmatch(r"cat\d{2}").all()
+    assert d["items"].brand.str.fullmatch(r"b\d{4}").all()
+    assert d["items"].merchant_id.str.fullmatch(r"m\d{3}").all()
+    assert d["coupons"].campaign_id.str.fullmatch(r"camp\d{2}").all()
+    for name in ("users", "items", "coupons", "behaviour_events", "coupon_events"):
+        key = d[name].iloc[:, 0]
+        assert key.is_unique and key.notna().all(), name
+
+
+# ----------------------------------------------------------------------------- determinism
+def test_same_seed_gives_identical_files(tiny, tmp_path):
+    out, _ = tiny
+    generate(tmp_path, TINY)
+    for f in [t.file for t in ALL_TABLES] + ["manifest.json"]:
+        assert (out / f).read_bytes() == (tmp_path / f).read_bytes(), f
+
+
+def test_different_seed_differs(tiny, tmp_path):
+    out, _ = tiny
+    generate(tmp_path, TINY.replace(seed=TINY.seed + 1))
+    for t in (schema.USERS, schema.COUPONS, schema.BEHAVIOUR_EVENTS, schema.COUPON_EVENTS):
+        a, b = pq.read_table(out / t.file), pq.read_table(tmp_path / t.file)
+        assert not a.equals(b), t.name
+
+
+# ----------------------------------------------------------------------------- integrity
+def test_dimension_tables(tiny_data):
+    users, items, coupons = tiny_data["users"], tiny_data["items"], tiny_data["coupons"]
+    assert (items.price > 0).all()
+    assert items.groupby("brand").category.nunique().max() == 1  # a brand is in one category
+    assert set(coupons.coupon_type) == set(schema.COUPON_TYPES)
+    assert set(coupons.scope) == set(schema.COUPON_SCOPES)
+    assert ((coupons.scope == "all") == coupons.scope_value.isna()).all()
+    for scope, col in (("category", "category"), ("brand", "brand"), ("merchant", "merchant_id")):
+        assert coupons.loc[coupons.scope == scope, "scope_value"].isin(items[col]).all(), scope
+    pct = coupons[coupons.coupon_type == "percent_off"]
+    assert pct.value.between(5, 40).all()
+    amt = coupons[coupons.coupon_type == "amount_off"]
+    assert amt.value.between(5, 50).all() and (amt.min_spend >= 2 * amt.value).all()
+    assert (coupons.loc[coupons.coupon_type == "free_shipping", "value"] == 0).all()
+    assert (coupons.valid_to > coupons.valid_from).all()
+    days = (coupons.valid_to - coupons.valid_from).dt.total_seconds() / 86400
+    assert days.between(3, 30).all()
+    start, end = TINY.start, TINY.start + timedelta(days=TINY.days)
+    assert (coupons.valid_from < start).any() and (coupons.valid_to > end).any()
+    assert coupons.per_user_limit.between(1, 3).all() and (coupons.budget > 0).all()
+    assert users.user_id.is_unique and users.country.notna().all()
+
+
+def test_behaviour_integrity(tiny_data):
+    d = tiny_data
+    be, users, items = d["behaviour_events"], d["users"], d["items"]
+    assert set(be.event_type) == set(schema.BEHAVIOUR_EVENT_TYPES)
+    assert be.user_id.isin(users.user_id).all() and be.item_id.isin(items.item_id).all()
+    start, end = TINY.start, TINY.start + timedelta(days=TINY.days)
+    assert be.event_ts.between(start, end).all()
+    signup = be.user_id.map(users.set_index("user_id").signup_ts)
+    assert (be.event_ts >= signup).all()
+    orders = be.event_type == "order"
+    assert be.order_id.notna().eq(orders).all() and be.amount.notna().eq(orders).all()
+    price = be.item_id.map(items.set_index("item_id").price)
+    assert np.allclose(be.amount[orders], price[orders])
+    assert (be.groupby("order_id").user_id.nunique() == 1).all()
+
+
+def test_coupon_event_integrity(tiny_data):
+    d = tiny_data
+    ce, coupons, users, be = d["coupon_events"], d["coupons"], d["users"], d["behaviour_events"]
+    assert set(ce.event_type) == set(schema.COUPON_EVENT_TYPES)
+    assert ce.user_id.isin(users.user_id).all() and ce.coupon_id.isin(coupons.coupon_id).all()
+    c = coupons.set_index("coupon_id")
+    vf, vt = ce.coupon_id.map(c.valid_from), ce.coupon_id.map(c.valid_to)
+    imp = ce[ce.event_type == "impression"]
+    # impressions: only coupons valid when shown, a well-formed ranking group
+    assert (imp.event_ts >= vf[imp.index]).all() and (imp.event_ts <= vt[imp.index]).all()
+    assert imp.placement.isin(schema.PLACEMENTS).all() and imp.request_id.notna().all()
+    g = imp.groupby("request_id")
+    assert g.size().max() <= 6 and (g.position.max() == g.size()).all() and (g.coupon_id.nunique() == g.size()).all()
+    assert (g.user_id.nunique() == 1).all() and (g.event_ts.nunique() == 1).all()
+    assert (g.cart_value.nunique() == 1).all() and (g.cart_categories.nunique() == 1).all()
+    assert (imp.cart_value >= 0).all() and (imp.loc[imp.placement == "home", "cart_value"] == 0).all()
+    assert ((imp.cart_value > 0) == (imp.cart_categories != "")).all()
+    cats = set(d["items"].category)
+    assert all(set(s.split("|")) <= cats for s in imp.cart_categories if s)
+    assert imp[["impression_id", "order_id", "discount_amount"]].isna().all().all()
+
+    # claims / redemptions: after their impression (same user and coupon), within 72 h and validity
+    follow = ce[ce.event_type != "impression"]
+    parent = imp.set_index("event_id").loc[follow.impression_id]
+    assert (parent.user_id.values == follow.user_id.values).all()
+    assert (parent.coupon_id.values == follow.coupon_id.values).all()
+    delay = follow.event_ts.values - parent.event_ts.values
+    assert (delay >= np.timedelta64(1, "m")).all() and (delay <= np.timedelta64(72, "h")).all()
+    assert (follow.event_ts <= vt[follow.index]).all()
+    assert follow[["request_id", "placement", "position", "cart_value"]].isna().all().all()
+
+    red = ce[ce.event_type == "redemption"]
+    claims = ce[ce.event_type == "claim"].set_index("impression_id").event_ts
+    assert red.impression_id.is_unique and red.impression_id.isin(claims.index).all()
+    assert (claims.loc[red.impression_id].values < red.event_ts.values).all()
+    # limits, budgets, orders, discounts
+    per_user = red.groupby(["user_id", "coupon_id"]).size()
+    assert (per_user.values <= c.per_user_limit.loc[per_user.index.get_level_values(1)].values).all()
+    spent = red.groupby("coupon_id").discount_amount.sum()
+    assert (spent <= c.budget.reindex(spent.index) + 1e-6).all()
+    order_lines = be[be.event_type == "order"]
+    assert red.order_id.is_unique and red.order_id.isin(order_lines.order_id).all()
+    amount = order_lines.groupby("order_id").amount.sum().loc[red.order_id].values
+    owner = order_lines.groupby("order_id").user_id.first().loc[red.order_id].values
+    assert (owner == red.user_id.values).all()
+    ctype, value = red.coupon_id.map(c.coupon_type).values, red.coupon_id.map(c.value).values
+    expected = np.select(
+        [ctype == "percent_off", ctype == "amount_off"],
+        [np.round(value / 100 * amount, 2), np.minimum(value, amount)],
+        schema.SHIPPING_FEE,
+    )
+    assert np.allclose(red.discount_amount.values, expected, atol=0.011)
+    assert (amount >= red.coupon_id.map(c.min_spend).values - 1e-6).all()
+
+
+def test_impression_truth(tiny_data):
+    ce, truth = tiny_data["coupon_events"], tiny_data["impression_truth"]
+    imp_ids = ce.loc[ce.event_type == "impression", "event_id"]
+    assert truth.impression_id.tolist() == imp_ids.tolist()
+    assert truth.p_redeem.between(0, 1).all()
+
+
+# ----------------------------------------------------------------------------- signal
+@pytest.fixture(scope="module")
+def labelled(mid_data) -> pd.DataFrame:
+    ce, coupons, truth = mid_data["coupon_events"], mid_data["coupons"], mid_data["impression_truth"]
+    imp = ce[ce.event_type == "impression"].merge(coupons, on="coupon_id")
+    imp = imp.merge(truth, left_on="event_id", right_on="impression_id", suffixes=("", "_t"))
+    redeemed = set(ce.loc[ce.event_type == "redemption", "impression_id"])
+    return imp.assign(redeemed=imp.event_id.isin(redeemed))
+
+
+def test_overall_rate_and_calibration(labelled):
+    rate, mean_p = labelled.redeemed.mean(), labelled.p_redeem.mean()
+    assert 0.02 <= rate <= 0.10
+    assert abs(mean_p - rate) / rate < 0.20
+
+
+def test_rate_rises_with_discount_depth(labelled):
+    pct = labelled[labelled.coupon_type == "percent_off"]
+    shallow, deep = pct[pct.value <= 15].redeemed.mean(), pct[pct.value >= 30].redeemed.mean()
+    assert deep > 1.3 * shallow
+    # and with the truth p, bin by bin
+    bins = pct.groupby(pd.cut(pct.value, [0, 12, 22, 32, 40]), observed=True).p_redeem.mean()
+    assert bins.is_monotonic_increasing
+
+
+def test_rate_rises_when_cart_meets_min_spend(labelled):
+    ms = labelled[labelled.min_spend > 0]
+    met = ms.cart_value >= ms.min_spend
+    assert ms[met].redeemed.mean() > 1.5 * ms[~met].redeemed.mean()
+
+
+def test_position_and_placement_effects(labelled):
+    by_pos = labelled.groupby("position").redeemed.mean()
+    assert by_pos.loc[1] > by_pos.loc[4:].mean()
+    by_place = labelled.groupby("placement").redeemed.mean()
+    assert by_place["checkout"] > by_place["home"] > by_place["order_confirmation"]
+
+
+# ----------------------------------------------------------------------------- dirty rows
+def test_dirty_rows_injected(dirty, tiny_data):
+    out, summary = dirty
+    for t in ALL_TABLES:
+        assert pq.read_schema(out / t.file).remove_metadata().equals(t.schema), t.name
+    m = json.loads((out / "manifest.json").read_text())
+    d = load(out)
+    be, ce, items, coupons, users = (d[k] for k in ("behaviour_events", "coupon_events", "items", "coupons", "users"))
+    for name in ("users", "items", "coupons", "behaviour_events", "coupon_events"):
+        assert d[name].duplicated().sum() >= 1, name
+        assert m["dirty"][name]["duplicate_row"] >= 1
+    assert be.user_id.isna().any() and ce.user_id.isna().any()
+    assert (items.price < 0).any()
+    assert (~coupons.coupon_type.isin(schema.COUPON_TYPES)).any()
+    assert (coupons.valid_to < coupons.valid_from).any()
+    assert (~be.event_type.isin(schema.BEHAVIOUR_EVENT_TYPES)).any()
+    assert (~ce.event_type.isin(schema.COUPON_EVENT_TYPES)).any()
+    imp_ts = ce[ce.event_type == "impression"].drop_duplicates("event_id").set_index("event_id").event_ts
+    follow = ce[ce.event_type.isin(["claim", "redemption"])]
+    assert (follow.event_ts < follow.impression_id.map(imp_ts)).any()
+    # the clean rows are untouched: dropping the bad ones gives back the clean data set
+    for name, key in (("users", "user_id"), ("items", "item_id"), ("coupons", "coupon_id"),
+                      ("behaviour_events", "event_id"), ("coupon_events", "event_id")):  # fmt: skip
+        clean = tiny_data[name]
+        kept = d[name][d[name][key].isin(clean[key])].drop_duplicates()
+        by_key = lambda df: df.sort_values(key).reset_index(drop=True)  # noqa: E731
+        pd.testing.assert_frame_equal(by_key(kept), by_key(clean))
+    assert summary.row_counts["coupon_events"] > len(tiny_data["coupon_events"])
