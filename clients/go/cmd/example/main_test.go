@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
+	"github.com/couponrank/couponrank/clients/go/internal/fakeserver"
+)
+
+func startServer(t *testing.T) (string, *fakeserver.Server) {
+	srv := &fakeserver.Server{
+		Rank: func(_ context.Context, _ int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
+			return &couponrankv1.RankCouponsResponse{
+				RequestId:     "srv-1",
+				RankedCoupons: []*couponrankv1.RankedCoupon{{CouponId: "c1", Rank: 1, Score: 0.75}},
+				ModelVersion:  "m1",
+			}, nil
+		},
+		ModelInfo: &couponrankv1.GetModelInfoResponse{ModelVersion: "m1", FeatureNames: []string{"f1"}},
+	}
+	return fakeserver.StartTCP(t, srv), srv
+}
+
+func TestSingleRequest(t *testing.T) {
+	addr, srv := startServer(t)
+	var out, errb bytes.Buffer
+	code := run([]string{"-addr", addr, "-user", "u1", "-placement", "cart", "-coupons", "c1, c2", "-cart-total", "1999", "-categories", "shoes"}, nil, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "c1") || !strings.Contains(out.String(), "model \"m1\"") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	req := srv.Requests()[0]
+	if req.GetUserId() != "u1" || req.GetContext().GetPlacement() != couponrankv1.Placement_PLACEMENT_CART ||
+		strings.Join(req.GetCandidateCouponIds(), "|") != "c1|c2" || req.GetContext().GetCartTotal().GetAmountMinor() != 1999 ||
+		req.GetContext().GetCartTotal().GetCurrencyCode() != "USD" {
+		t.Errorf("server got %v", req)
+	}
+}
+
+func TestScenarioFile(t *testing.T) {
+	addr, _ := startServer(t)
+	path := filepath.Join(t.TempDir(), "s.json")
+	if err := os.WriteFile(path, []byte(`[{"name":"a","user_id":"u1","placement":"PLACEMENT_HOME"},{"name":"b","user_id":"u2"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"-addr", addr, "-scenarios", path}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], `{"index":0,"name":"a","ok":true,"ranked":[{"coupon_id":"c1","rank":1,"score":0.75}]`) {
+		t.Errorf("output:\n%s", out.String())
+	}
+	// Scenarios from stdin.
+	out.Reset()
+	if code := run([]string{"-addr", addr, "-scenarios", "-"}, strings.NewReader(`[{"user_id":"u3"}]`), &out, &errb); code != 0 {
+		t.Fatalf("stdin: exit %d: %s", code, errb.String())
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Errorf("stdin: %d lines", n)
+	}
+}
+
+func TestScenarioErrorExitCode(t *testing.T) {
+	// Nothing listens on this address: every scenario fails with UNAVAILABLE.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	path := filepath.Join(t.TempDir(), "s.json")
+	if err := os.WriteFile(path, []byte(`[{"user_id":"u1"}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"-addr", addr, "-attempts", "2", "-connect-timeout", "200ms", "-scenarios", path}, nil, &out, &errb); code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(out.String(), `"ok":false,"error_code":"UNAVAILABLE"`) {
+		t.Errorf("output: %s", out.String())
+	}
+}
+
+func TestModelInfoAndUsage(t *testing.T) {
+	addr, _ := startServer(t)
+	var out, errb bytes.Buffer
+	if code := run([]string{"-addr", addr, "-model-info"}, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), `"m1"`) {
+		t.Errorf("model info: exit %d, %s %s", code, out.String(), errb.String())
+	}
+	if code := run([]string{"-addr", addr}, nil, &out, &errb); code != 2 {
+		t.Errorf("missing -user: exit %d, want 2", code)
+	}
+	if code := run([]string{"-attempts", "0", "-user", "u"}, nil, &out, &errb); code != 2 {
+		t.Errorf("bad -attempts: exit %d, want 2", code)
+	}
+}

@@ -1,0 +1,444 @@
+package couponrank
+
+import (
+	"context"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
+	"github.com/couponrank/couponrank/clients/go/internal/fakeserver"
+)
+
+// dialFake starts a fake server on bufconn and returns a client for it. The
+// backoff is short so retry tests run fast.
+func dialFake(t *testing.T, srv *fakeserver.Server, opts ...Option) *Client {
+	t.Helper()
+	all := append([]Option{
+		WithBackoff(time.Millisecond, 5*time.Millisecond),
+		WithDialOptions(fakeserver.StartBufconn(t, srv)...),
+	}, opts...)
+	c, err := Dial(fakeserver.BufconnTarget, all...)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func failWith(code codes.Code, times int) fakeserver.RankFunc {
+	return func(_ context.Context, n int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
+		if n <= times {
+			return nil, status.Errorf(code, "failure %d", n)
+		}
+		return &couponrankv1.RankCouponsResponse{RequestId: req.GetRequestId(), ModelVersion: "m1"}, nil
+	}
+}
+
+func rankReq() *couponrankv1.RankCouponsRequest {
+	return &couponrankv1.RankCouponsRequest{RequestId: "r-1", UserId: "u-1"}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Dial("localhost:1")
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	if c.Timeout() != DefaultTimeout || c.MaxAttempts() != DefaultMaxAttempts {
+		t.Errorf("defaults: timeout %v attempts %d", c.Timeout(), c.MaxAttempts())
+	}
+	if c.opts.initialBackoff != DefaultInitialBackoff || c.opts.maxBackoff != DefaultMaxBackoff {
+		t.Errorf("default backoff: %v..%v", c.opts.initialBackoff, c.opts.maxBackoff)
+	}
+}
+
+func TestOptionsApplied(t *testing.T) {
+	c, err := Dial("localhost:1", WithTimeout(2*time.Second), WithMaxAttempts(5), WithBackoff(time.Millisecond, 9*time.Millisecond), nil)
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer c.Close()
+	if c.Timeout() != 2*time.Second || c.MaxAttempts() != 5 {
+		t.Errorf("got timeout %v attempts %d", c.Timeout(), c.MaxAttempts())
+	}
+	if c.opts.initialBackoff != time.Millisecond || c.opts.maxBackoff != 9*time.Millisecond {
+		t.Errorf("got backoff %v..%v", c.opts.initialBackoff, c.opts.maxBackoff)
+	}
+}
+
+func TestInvalidOptions(t *testing.T) {
+	cases := map[string]Option{
+		"zero timeout":        WithTimeout(0),
+		"negative timeout":    WithTimeout(-time.Second),
+		"zero attempts":       WithMaxAttempts(0),
+		"too many attempts":   WithMaxAttempts(MaxAttemptsLimit + 1),
+		"zero backoff":        WithBackoff(0, time.Second),
+		"max below initial":   WithBackoff(time.Second, time.Millisecond),
+		"nil transport creds": WithTransportCredentials(nil),
+	}
+	for name, opt := range cases {
+		t.Run(name, func(t *testing.T) {
+			c, err := Dial("localhost:1", opt)
+			if err == nil {
+				c.Close()
+				t.Fatal("Dial accepted an invalid option")
+			}
+			if !strings.HasPrefix(err.Error(), "couponrank: ") {
+				t.Errorf("error %q lacks the package prefix", err)
+			}
+		})
+	}
+	if _, err := Dial(""); err == nil {
+		t.Error("Dial accepted an empty target")
+	}
+	if _, err := NewClient(nil); err == nil {
+		t.Error("NewClient accepted a nil connection")
+	}
+}
+
+func TestRetriesUnavailableThenSucceeds(t *testing.T) {
+	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 2)}
+	c := dialFake(t, srv, WithMaxAttempts(3))
+	res, err := c.RankCoupons(context.Background(), rankReq())
+	if err != nil {
+		t.Fatalf("RankCoupons: %v", err)
+	}
+	if res.Attempts != 3 || srv.Calls() != 3 {
+		t.Errorf("attempts %d, server calls %d; want 3 and 3", res.Attempts, srv.Calls())
+	}
+	if res.ModelVersion != "m1" || res.RequestID != "r-1" {
+		t.Errorf("unexpected result %+v", res)
+	}
+}
+
+func TestRetriesAreBounded(t *testing.T) {
+	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
+	c := dialFake(t, srv, WithMaxAttempts(4), WithTimeout(5*time.Second))
+	_, err := c.RankCoupons(context.Background(), rankReq())
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+	if srv.Calls() != 4 {
+		t.Errorf("server calls %d, want 4", srv.Calls())
+	}
+}
+
+func TestMaxAttemptsOneDisablesRetries(t *testing.T) {
+	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1)}
+	c := dialFake(t, srv, WithMaxAttempts(1))
+	if _, err := c.RankCoupons(context.Background(), rankReq()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+	if srv.Calls() != 1 {
+		t.Errorf("server calls %d, want 1", srv.Calls())
+	}
+}
+
+func TestOtherCodesAreNotRetried(t *testing.T) {
+	for _, code := range []codes.Code{
+		codes.InvalidArgument, codes.DeadlineExceeded, codes.Internal, codes.Unknown,
+		codes.ResourceExhausted, codes.FailedPrecondition, codes.Aborted, codes.Unimplemented,
+		codes.NotFound, codes.PermissionDenied, codes.Unauthenticated, codes.Canceled,
+	} {
+		t.Run(CodeName(code), func(t *testing.T) {
+			srv := &fakeserver.Server{Rank: failWith(code, 1000)}
+			c := dialFake(t, srv, WithMaxAttempts(5))
+			_, err := c.RankCoupons(context.Background(), rankReq())
+			if status.Code(err) != code {
+				t.Fatalf("got %v, want %v", err, code)
+			}
+			if srv.Calls() != 1 {
+				t.Errorf("server calls %d, want 1 (no retry)", srv.Calls())
+			}
+		})
+	}
+}
+
+func TestRetriesWhenServerIsDown(t *testing.T) {
+	// A port nobody listens on: every attempt fails with UNAVAILABLE
+	// (connection refused) before reaching a server.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+
+	var attempts atomic.Int32
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		attempts.Add(1)
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	c, err := Dial(addr, WithMaxAttempts(3), WithBackoff(time.Millisecond, 2*time.Millisecond),
+		WithTimeout(5*time.Second), WithDialOptions(grpc.WithUnaryInterceptor(count)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = c.RankCoupons(context.Background(), rankReq())
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want UNAVAILABLE", err)
+	}
+	if attempts.Load() != 3 {
+		t.Errorf("attempts %d, want 3", attempts.Load())
+	}
+}
+
+func TestDefaultTimeoutWhenContextHasNone(t *testing.T) {
+	srv := &fakeserver.Server{}
+	c := dialFake(t, srv, WithTimeout(300*time.Millisecond))
+	before := time.Now()
+	if _, err := c.RankCoupons(context.Background(), rankReq()); err != nil {
+		t.Fatal(err)
+	}
+	deadline, ok := srv.Contexts()[0].Deadline()
+	if !ok {
+		t.Fatal("server saw no deadline")
+	}
+	// The deadline travels as a timeout the server adds to its own clock.
+	if got := deadline.Sub(before); got > 350*time.Millisecond || got < 250*time.Millisecond {
+		t.Errorf("server deadline %v after the call began, want about 300ms", got)
+	}
+}
+
+func TestContextDeadlineWins(t *testing.T) {
+	srv := &fakeserver.Server{}
+	c := dialFake(t, srv, WithTimeout(100*time.Millisecond))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	want, _ := ctx.Deadline()
+	if _, err := c.RankCoupons(ctx, rankReq()); err != nil {
+		t.Fatal(err)
+	}
+	got, ok := srv.Contexts()[0].Deadline()
+	if !ok {
+		t.Fatal("server saw no deadline")
+	}
+	// The deadline travels as a timeout, so allow for transit time.
+	if d := want.Sub(got).Abs(); d > 100*time.Millisecond {
+		t.Errorf("server deadline differs from the caller's by %v", d)
+	}
+}
+
+func TestDeadlineExceededIsNotRetried(t *testing.T) {
+	srv := &fakeserver.Server{Rank: func(ctx context.Context, _ int, _ *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
+		<-ctx.Done()
+		return nil, status.FromContextError(ctx.Err()).Err()
+	}}
+	c := dialFake(t, srv, WithTimeout(100*time.Millisecond), WithMaxAttempts(5))
+	start := time.Now()
+	_, err := c.RankCoupons(context.Background(), rankReq())
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("got %v, want DEADLINE_EXCEEDED", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Errorf("call took %v, want about 100ms", el)
+	}
+	if srv.Calls() != 1 {
+		t.Errorf("server calls %d, want 1", srv.Calls())
+	}
+}
+
+func TestNoRetryWhenBackoffWouldPassDeadline(t *testing.T) {
+	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
+	c := dialFake(t, srv, WithTimeout(50*time.Millisecond), WithMaxAttempts(5), WithBackoff(time.Second, time.Second))
+	start := time.Now()
+	_, err := c.RankCoupons(context.Background(), rankReq())
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want the last UNAVAILABLE", err)
+	}
+	if srv.Calls() != 1 || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("server calls %d after %v; want 1 call, no sleep", srv.Calls(), time.Since(start))
+	}
+}
+
+func TestCancelDuringBackoff(t *testing.T) {
+	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
+	c := dialFake(t, srv, WithMaxAttempts(5), WithBackoff(time.Second, time.Second), WithTimeout(10*time.Second))
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	_, err := c.RankCoupons(ctx, rankReq())
+	if status.Code(err) != codes.Canceled {
+		t.Fatalf("got %v, want CANCELLED", err)
+	}
+}
+
+func TestBackoffDoublesUpToMax(t *testing.T) {
+	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
+	c := dialFake(t, srv, WithMaxAttempts(5), WithBackoff(10*time.Millisecond, 25*time.Millisecond), WithTimeout(10*time.Second))
+	c.opts.jitter = 0
+	var slept []time.Duration
+	c.sleep = func(_ context.Context, d time.Duration) error {
+		slept = append(slept, d)
+		return nil
+	}
+	if _, err := c.RankCoupons(context.Background(), rankReq()); status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v", err)
+	}
+	want := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 25 * time.Millisecond, 25 * time.Millisecond}
+	if len(slept) != len(want) {
+		t.Fatalf("slept %v, want %v", slept, want)
+	}
+	for i := range want {
+		if slept[i] != want[i] {
+			t.Fatalf("slept %v, want %v", slept, want)
+		}
+	}
+}
+
+func TestJitterStaysInRange(t *testing.T) {
+	for range 1000 {
+		d := jittered(100*time.Millisecond, 0.2)
+		if d < 80*time.Millisecond || d > 120*time.Millisecond {
+			t.Fatalf("jittered 100ms to %v", d)
+		}
+	}
+}
+
+func TestResultMapping(t *testing.T) {
+	resp := &couponrankv1.RankCouponsResponse{
+		RequestId: "r-9",
+		RankedCoupons: []*couponrankv1.RankedCoupon{
+			{CouponId: "c1", Rank: 1, Score: 0.9, Reasons: []*couponrankv1.Reason{{Feature: "f", Value: 2, Contribution: 0.5}}},
+			{CouponId: "c2", Rank: 2, Score: 0.4},
+		},
+		IneligibleCoupons: []*couponrankv1.IneligibleCoupon{
+			{CouponId: "c3", Reason: couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_EXPIRED, Detail: "ended"},
+		},
+		ModelVersion:   "m7",
+		ColdStart:      true,
+		Degraded:       true,
+		DegradedReason: couponrankv1.DegradedReason_DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE,
+		DegradedDetail: "redis down",
+	}
+	srv := &fakeserver.Server{Rank: func(context.Context, int, *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
+		return resp, nil
+	}}
+	c := dialFake(t, srv)
+	req := &couponrankv1.RankCouponsRequest{
+		UserId: "u-1", TopK: 2, Explain: true,
+		Context: &couponrankv1.RequestContext{Placement: couponrankv1.Placement_PLACEMENT_CART, CartTotal: Money("EUR", 1234)},
+	}
+	res, err := c.RankCoupons(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(res.CouponIDs(), ","); got != "c1,c2" {
+		t.Errorf("coupon ids %q", got)
+	}
+	if r := res.Coupons[0]; r.Rank != 1 || r.Score != 0.9 || len(r.Reasons) != 1 || r.Reasons[0] != (Reason{"f", 2, 0.5}) {
+		t.Errorf("first coupon %+v", r)
+	}
+	if len(res.Ineligible) != 1 || res.Ineligible[0] != (IneligibleCoupon{"c3", couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_EXPIRED, "ended"}) {
+		t.Errorf("ineligible %+v", res.Ineligible)
+	}
+	if res.RequestID != "r-9" || res.ModelVersion != "m7" || !res.ColdStart || !res.Degraded ||
+		res.DegradedReason != couponrankv1.DegradedReason_DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE || res.DegradedDetail != "redis down" || res.Attempts != 1 {
+		t.Errorf("result %+v", res)
+	}
+	got := srv.Requests()[0]
+	if got.GetContext().GetCartTotal().GetAmountMinor() != 1234 || got.GetContext().GetCartTotal().GetCurrencyCode() != "EUR" || got.GetTopK() != 2 || !got.GetExplain() {
+		t.Errorf("server got request %v", got)
+	}
+}
+
+func TestNilRequest(t *testing.T) {
+	c := dialFake(t, &fakeserver.Server{})
+	if _, err := c.RankCoupons(context.Background(), nil); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("got %v, want INVALID_ARGUMENT", err)
+	}
+}
+
+func TestGetModelInfo(t *testing.T) {
+	srv := &fakeserver.Server{ModelInfo: &couponrankv1.GetModelInfoResponse{ModelVersion: "m3", FeatureNames: []string{"a", "b"}, Metrics: map[string]float64{"auc": 0.8}}}
+	c := dialFake(t, srv)
+	info, err := c.GetModelInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.GetModelVersion() != "m3" || len(info.GetFeatureNames()) != 2 || info.GetMetrics()["auc"] != 0.8 {
+		t.Errorf("model info %v", info)
+	}
+}
+
+func TestNewClientDoesNotCloseBorrowedConn(t *testing.T) {
+	srv := &fakeserver.Server{}
+	conn, err := grpc.NewClient(fakeserver.BufconnTarget, fakeserver.StartBufconn(t, srv)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := NewClient(conn, WithMaxAttempts(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RankCoupons(context.Background(), rankReq()); err != nil {
+		t.Fatalf("call after Close on a borrowed conn: %v", err)
+	}
+}
+
+func TestParsePlacement(t *testing.T) {
+	for in, want := range map[string]couponrankv1.Placement{
+		"":                       couponrankv1.Placement_PLACEMENT_UNSPECIFIED,
+		"cart":                   couponrankv1.Placement_PLACEMENT_CART,
+		"CHECKOUT":               couponrankv1.Placement_PLACEMENT_CHECKOUT,
+		"PLACEMENT_PRODUCT_PAGE": couponrankv1.Placement_PLACEMENT_PRODUCT_PAGE,
+		"order_confirmation":     couponrankv1.Placement_PLACEMENT_ORDER_CONFIRMATION,
+	} {
+		got, err := ParsePlacement(in)
+		if err != nil || got != want {
+			t.Errorf("ParsePlacement(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParsePlacement("basket"); err == nil {
+		t.Error("ParsePlacement accepted an unknown placement")
+	}
+}
+
+func TestCodeName(t *testing.T) {
+	if CodeName(codes.Unavailable) != "UNAVAILABLE" || CodeName(codes.DeadlineExceeded) != "DEADLINE_EXCEEDED" || CodeName(codes.Canceled) != "CANCELLED" {
+		t.Error("wrong canonical code names")
+	}
+	for c := codes.OK; c <= codes.Unauthenticated; c++ {
+		if strings.HasPrefix(CodeName(c), "CODE(") {
+			t.Errorf("no name for %v", c)
+		}
+	}
+}
+
+func TestWaitForReady(t *testing.T) {
+	c := dialFake(t, &fakeserver.Server{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.WaitForReady(ctx); err != nil {
+		t.Fatalf("WaitForReady: %v", err)
+	}
+
+	// Nothing listens: WaitForReady gives up when ctx is done.
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close()
+	down, err := Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer down.Close()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel2()
+	if err := down.WaitForReady(ctx2); err == nil {
+		t.Fatal("WaitForReady succeeded with no server")
+	}
+}

@@ -1,0 +1,144 @@
+package couponrank
+
+import (
+	"fmt"
+	"strings"
+
+	"google.golang.org/grpc/codes"
+
+	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
+)
+
+// RankResult is the answer to RankCoupons in plain Go types.
+type RankResult struct {
+	// RequestID is the request's id, or the one the server assigned.
+	RequestID string
+	// Coupons are the ranked coupons, best first (Rank 1, 2, ...).
+	Coupons []RankedCoupon
+	// Ineligible are the candidates the user cannot use, with the reason.
+	Ineligible []IneligibleCoupon
+	// ModelVersion is the version of the model that scored the coupons.
+	ModelVersion string
+	// ColdStart is true when the user was unknown to the feature store.
+	ColdStart bool
+	// Degraded is true when a fallback produced the ranking; it is still
+	// usable. DegradedReason and DegradedDetail say why.
+	Degraded       bool
+	DegradedReason couponrankv1.DegradedReason
+	DegradedDetail string
+	// Attempts is the number of RPC attempts the call took (1 = no retry).
+	Attempts int
+	// Response is the raw protobuf response.
+	Response *couponrankv1.RankCouponsResponse
+}
+
+// RankedCoupon is one coupon of a ranking.
+type RankedCoupon struct {
+	CouponID string
+	Rank     int
+	Score    float64
+	// Reasons explain the score; set only when the request had Explain.
+	Reasons []Reason
+}
+
+// Reason is one feature's contribution to a coupon's score.
+type Reason struct {
+	Feature      string
+	Value        float64
+	Contribution float64
+}
+
+// IneligibleCoupon is a candidate the user cannot use in this context.
+type IneligibleCoupon struct {
+	CouponID string
+	Reason   couponrankv1.IneligibilityReason
+	Detail   string
+}
+
+// CouponIDs returns the ids of the ranked coupons, best first.
+func (r *RankResult) CouponIDs() []string {
+	ids := make([]string, len(r.Coupons))
+	for i, c := range r.Coupons {
+		ids[i] = c.CouponID
+	}
+	return ids
+}
+
+func newRankResult(resp *couponrankv1.RankCouponsResponse) *RankResult {
+	res := &RankResult{
+		RequestID:      resp.GetRequestId(),
+		ModelVersion:   resp.GetModelVersion(),
+		ColdStart:      resp.GetColdStart(),
+		Degraded:       resp.GetDegraded(),
+		DegradedReason: resp.GetDegradedReason(),
+		DegradedDetail: resp.GetDegradedDetail(),
+		Response:       resp,
+	}
+	res.Coupons = make([]RankedCoupon, 0, len(resp.GetRankedCoupons()))
+	for _, rc := range resp.GetRankedCoupons() {
+		c := RankedCoupon{CouponID: rc.GetCouponId(), Rank: int(rc.GetRank()), Score: rc.GetScore()}
+		for _, r := range rc.GetReasons() {
+			c.Reasons = append(c.Reasons, Reason{Feature: r.GetFeature(), Value: r.GetValue(), Contribution: r.GetContribution()})
+		}
+		res.Coupons = append(res.Coupons, c)
+	}
+	res.Ineligible = make([]IneligibleCoupon, 0, len(resp.GetIneligibleCoupons()))
+	for _, ic := range resp.GetIneligibleCoupons() {
+		res.Ineligible = append(res.Ineligible, IneligibleCoupon{CouponID: ic.GetCouponId(), Reason: ic.GetReason(), Detail: ic.GetDetail()})
+	}
+	return res
+}
+
+// Money returns a couponrankv1.Money of amountMinor minor units (cents for
+// USD) of the ISO 4217 currency.
+func Money(currencyCode string, amountMinor int64) *couponrankv1.Money {
+	return &couponrankv1.Money{CurrencyCode: currencyCode, AmountMinor: amountMinor}
+}
+
+// ParsePlacement parses a placement given as its enum name
+// ("PLACEMENT_CART"), without the prefix ("CART") or in lower case ("cart",
+// "product_page"). The empty string is PLACEMENT_UNSPECIFIED.
+func ParsePlacement(s string) (couponrankv1.Placement, error) {
+	if s == "" {
+		return couponrankv1.Placement_PLACEMENT_UNSPECIFIED, nil
+	}
+	name := strings.ToUpper(strings.TrimSpace(s))
+	if !strings.HasPrefix(name, "PLACEMENT_") {
+		name = "PLACEMENT_" + name
+	}
+	v, ok := couponrankv1.Placement_value[name]
+	if !ok {
+		return couponrankv1.Placement_PLACEMENT_UNSPECIFIED, fmt.Errorf("couponrank: unknown placement %q", s)
+	}
+	return couponrankv1.Placement(v), nil
+}
+
+// CodeName returns the canonical name of a gRPC status code, as gRPC's other
+// languages spell it: "UNAVAILABLE", "DEADLINE_EXCEEDED", ... (Go's
+// codes.Code.String spells them "Unavailable", "DeadlineExceeded").
+func CodeName(c codes.Code) string {
+	if n, ok := codeNames[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("CODE(%d)", uint32(c))
+}
+
+var codeNames = map[codes.Code]string{
+	codes.OK:                 "OK",
+	codes.Canceled:           "CANCELLED",
+	codes.Unknown:            "UNKNOWN",
+	codes.InvalidArgument:    "INVALID_ARGUMENT",
+	codes.DeadlineExceeded:   "DEADLINE_EXCEEDED",
+	codes.NotFound:           "NOT_FOUND",
+	codes.AlreadyExists:      "ALREADY_EXISTS",
+	codes.PermissionDenied:   "PERMISSION_DENIED",
+	codes.ResourceExhausted:  "RESOURCE_EXHAUSTED",
+	codes.FailedPrecondition: "FAILED_PRECONDITION",
+	codes.Aborted:            "ABORTED",
+	codes.OutOfRange:         "OUT_OF_RANGE",
+	codes.Unimplemented:      "UNIMPLEMENTED",
+	codes.Internal:           "INTERNAL",
+	codes.Unavailable:        "UNAVAILABLE",
+	codes.DataLoss:           "DATA_LOSS",
+	codes.Unauthenticated:    "UNAUTHENTICATED",
+}

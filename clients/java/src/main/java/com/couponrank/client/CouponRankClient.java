@@ -1,0 +1,490 @@
+package com.couponrank.client;
+
+import com.couponrank.v1.CouponRankingServiceGrpc;
+import com.couponrank.v1.GetModelInfoRequest;
+import com.couponrank.v1.GetModelInfoResponse;
+import com.couponrank.v1.RankCouponsRequest;
+import com.couponrank.v1.RankCouponsResponse;
+import com.google.common.util.concurrent.FutureCallback;
+import com.google.common.util.concurrent.Futures;
+import com.google.common.util.concurrent.ListenableFuture;
+import com.google.common.util.concurrent.MoreExecutors;
+import io.grpc.ConnectivityState;
+import io.grpc.Context;
+import io.grpc.Deadline;
+import io.grpc.ManagedChannel;
+import io.grpc.ManagedChannelBuilder;
+import io.grpc.Status;
+import io.grpc.StatusRuntimeException;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.concurrent.CancellationException;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Function;
+
+/**
+ * Client of the CouponRank service ({@code couponrank.v1.CouponRankingService}).
+ *
+ * <p>Wraps the generated stubs with what every caller needs:
+ *
+ * <ul>
+ *   <li><b>Deadlines.</b> Each call has one deadline covering all its attempts: the one passed to
+ *       the call, else the deadline of the current gRPC {@link Context} (so a deadline received by
+ *       a gRPC server handler propagates), else the builder's {@linkplain
+ *       Builder#defaultDeadline default deadline}.
+ *   <li><b>Retries on UNAVAILABLE only</b>, at most {@linkplain Builder#maxAttempts maxAttempts}
+ *       attempts in total, with exponential backoff and jitter, and never past the deadline. Every
+ *       other status is returned at once.
+ * </ul>
+ *
+ * <p>Failures surface as {@link StatusRuntimeException} (blocking calls) or complete the future
+ * exceptionally with one. A degraded ranking ({@code response.getDegraded()}) is a success.
+ *
+ * <pre>{@code
+ * try (CouponRankClient client = CouponRankClient.newBuilder()
+ *     .target("couponrank:50051")
+ *     .defaultDeadline(Duration.ofMillis(150))
+ *     .build()) {
+ *   RankCouponsResponse res = client.rankCoupons(RankCouponsRequest.newBuilder()
+ *       .setUserId("u-123")
+ *       .setContext(RequestContext.newBuilder()
+ *           .setPlacement(Placement.PLACEMENT_CHECKOUT)
+ *           .setCartTotal(Money.newBuilder().setCurrencyCode("USD").setAmountMinor(4599)))
+ *       .setTopK(5)
+ *       .build());
+ * }
+ * }</pre>
+ *
+ * <p>Thread-safe; create one per process and share it.
+ */
+public final class CouponRankClient implements AutoCloseable {
+
+  /** Deadline of a call when neither the call nor the current Context sets one. */
+  public static final Duration DEFAULT_DEADLINE = Duration.ofMillis(500);
+  /** Attempts (first try included) for a call that keeps failing with UNAVAILABLE. */
+  public static final int DEFAULT_MAX_ATTEMPTS = 3;
+  /** Pause before the first retry; doubled for each further retry. */
+  public static final Duration DEFAULT_INITIAL_BACKOFF = Duration.ofMillis(25);
+  /** Cap on the pause between two attempts. */
+  public static final Duration DEFAULT_MAX_BACKOFF = Duration.ofMillis(250);
+  /** Largest value {@link Builder#maxAttempts} accepts. */
+  public static final int MAX_ATTEMPTS_LIMIT = 10;
+
+  private static final double JITTER = 0.2;
+
+  private final ManagedChannel channel;
+  private final boolean ownsChannel;
+  private final Duration defaultDeadline;
+  private final int maxAttempts;
+  private final Duration initialBackoff;
+  private final Duration maxBackoff;
+  private final ScheduledExecutorService scheduler;
+  private final boolean ownsScheduler;
+  private final CouponRankingServiceGrpc.CouponRankingServiceBlockingStub blockingStub;
+  private final CouponRankingServiceGrpc.CouponRankingServiceFutureStub futureStub;
+
+  private CouponRankClient(Builder b) {
+    if (b.channel != null) {
+      this.channel = b.channel;
+      this.ownsChannel = false;
+    } else {
+      ManagedChannelBuilder<?> cb = ManagedChannelBuilder.forTarget(b.target);
+      if (b.plaintext) {
+        cb.usePlaintext();
+      } else {
+        cb.useTransportSecurity();
+      }
+      // gRPC's own retries are off: this class retries UNAVAILABLE itself, and two layers
+      // would multiply attempts.
+      cb.disableRetry();
+      this.channel = cb.build();
+      this.ownsChannel = true;
+    }
+    this.defaultDeadline = b.defaultDeadline;
+    this.maxAttempts = b.maxAttempts;
+    this.initialBackoff = b.initialBackoff;
+    this.maxBackoff = b.maxBackoff;
+    if (b.scheduler != null) {
+      this.scheduler = b.scheduler;
+      this.ownsScheduler = false;
+    } else {
+      this.scheduler =
+          Executors.newSingleThreadScheduledExecutor(
+              r -> {
+                Thread t = new Thread(r, "couponrank-client-retry");
+                t.setDaemon(true);
+                return t;
+              });
+      this.ownsScheduler = true;
+    }
+    this.blockingStub = CouponRankingServiceGrpc.newBlockingStub(channel);
+    this.futureStub = CouponRankingServiceGrpc.newFutureStub(channel);
+  }
+
+  /** Returns a builder; set {@link Builder#target} or {@link Builder#channel}. */
+  public static Builder newBuilder() {
+    return new Builder();
+  }
+
+  /** The deadline of a call when neither the call nor the current Context sets one. */
+  public Duration defaultDeadline() {
+    return defaultDeadline;
+  }
+
+  /** The number of attempts made for a call that keeps failing with UNAVAILABLE. */
+  public int maxAttempts() {
+    return maxAttempts;
+  }
+
+  /**
+   * Ranks coupons, blocking until the answer, the deadline or the last failed attempt.
+   *
+   * @throws StatusRuntimeException with the gRPC status of the failure
+   */
+  public RankCouponsResponse rankCoupons(RankCouponsRequest request) {
+    return rankCoupons(request, null);
+  }
+
+  /**
+   * Ranks coupons with an explicit deadline for this call (all attempts included); {@code null}
+   * means the current Context's deadline, else the default deadline.
+   *
+   * @throws StatusRuntimeException with the gRPC status of the failure
+   */
+  public RankCouponsResponse rankCoupons(RankCouponsRequest request, Duration deadline) {
+    Objects.requireNonNull(request, "request");
+    return callBlocking(deadline, stub -> stub.rankCoupons(request));
+  }
+
+  /**
+   * Ranks coupons without blocking. The future completes with the response, or exceptionally
+   * with a {@link StatusRuntimeException}. Cancelling it cancels the call in flight.
+   */
+  public CompletableFuture<RankCouponsResponse> rankCouponsAsync(RankCouponsRequest request) {
+    return rankCouponsAsync(request, null);
+  }
+
+  /** Like {@link #rankCouponsAsync(RankCouponsRequest)} with an explicit deadline for the call. */
+  public CompletableFuture<RankCouponsResponse> rankCouponsAsync(
+      RankCouponsRequest request, Duration deadline) {
+    Objects.requireNonNull(request, "request");
+    return callAsync(deadline, stub -> stub.rankCoupons(request));
+  }
+
+  /**
+   * Describes the model the server has loaded, with the same deadline and retry handling.
+   *
+   * @throws StatusRuntimeException with the gRPC status of the failure
+   */
+  public GetModelInfoResponse getModelInfo() {
+    return callBlocking(null, stub -> stub.getModelInfo(GetModelInfoRequest.getDefaultInstance()));
+  }
+
+  /**
+   * Connects the channel and waits until it is READY or {@code timeout} passes. Optional: calls
+   * connect by themselves, but the first one then pays for the connection (and, in a fresh JVM,
+   * for loading the transport), which can take hundreds of milliseconds. Call it at start-up to
+   * keep that cost out of the first request's deadline.
+   *
+   * @return whether the channel is READY
+   */
+  public boolean awaitReady(Duration timeout) throws InterruptedException {
+    long end = System.nanoTime() + timeout.toNanos();
+    ConnectivityState state = channel.getState(true);
+    while (state != ConnectivityState.READY) {
+      long left = end - System.nanoTime();
+      if (left <= 0) {
+        return false;
+      }
+      CountDownLatch changed = new CountDownLatch(1);
+      channel.notifyWhenStateChanged(state, changed::countDown);
+      changed.await(left, TimeUnit.NANOSECONDS);
+      state = channel.getState(true);
+    }
+    return true;
+  }
+
+  /** True for the only status this client retries: UNAVAILABLE. */
+  public static boolean isRetryable(Throwable t) {
+    return Status.fromThrowable(t).getCode() == Status.Code.UNAVAILABLE;
+  }
+
+  /**
+   * Shuts down the channel (unless it was passed to {@link Builder#channel}) and the retry
+   * scheduler (unless it was passed in), waiting up to five seconds for calls in flight.
+   */
+  @Override
+  public void close() {
+    if (ownsScheduler) {
+      scheduler.shutdownNow();
+    }
+    if (ownsChannel) {
+      channel.shutdown();
+      try {
+        if (!channel.awaitTermination(5, TimeUnit.SECONDS)) {
+          channel.shutdownNow();
+        }
+      } catch (InterruptedException e) {
+        channel.shutdownNow();
+        Thread.currentThread().interrupt();
+      }
+    }
+  }
+
+  /** The deadline of one call: explicit, else the Context's, else the default. */
+  Deadline callDeadline(Duration explicit) {
+    if (explicit != null) {
+      if (explicit.isNegative() || explicit.isZero()) {
+        throw new IllegalArgumentException("deadline must be positive: " + explicit);
+      }
+      return Deadline.after(explicit.toNanos(), TimeUnit.NANOSECONDS);
+    }
+    Deadline fromContext = Context.current().getDeadline();
+    if (fromContext != null) {
+      return fromContext;
+    }
+    return Deadline.after(defaultDeadline.toNanos(), TimeUnit.NANOSECONDS);
+  }
+
+  private <T> T callBlocking(
+      Duration explicitDeadline,
+      Function<CouponRankingServiceGrpc.CouponRankingServiceBlockingStub, T> call) {
+    Deadline deadline = callDeadline(explicitDeadline);
+    long backoffNanos = initialBackoff.toNanos();
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return call.apply(blockingStub.withDeadline(deadline));
+      } catch (StatusRuntimeException e) {
+        long wait = jittered(backoffNanos);
+        if (!isRetryable(e)
+            || attempt >= maxAttempts
+            || deadline.timeRemaining(TimeUnit.NANOSECONDS) <= wait) {
+          throw e;
+        }
+        try {
+          TimeUnit.NANOSECONDS.sleep(wait);
+        } catch (InterruptedException ie) {
+          Thread.currentThread().interrupt();
+          throw Status.CANCELLED
+              .withDescription("interrupted while waiting to retry")
+              .withCause(ie)
+              .asRuntimeException();
+        }
+        backoffNanos = Math.min(2 * backoffNanos, maxBackoff.toNanos());
+      }
+    }
+  }
+
+  private <T> CompletableFuture<T> callAsync(
+      Duration explicitDeadline,
+      Function<CouponRankingServiceGrpc.CouponRankingServiceFutureStub, ListenableFuture<T>> call) {
+    Deadline deadline = callDeadline(explicitDeadline);
+    // Retries run on the scheduler thread: carry the caller's Context (and so its deadline
+    // and cancellation) over to them.
+    Context context = Context.current();
+    CompletableFuture<T> result = new CompletableFuture<>();
+    AtomicReference<ListenableFuture<T>> inFlight = new AtomicReference<>();
+    result.whenComplete(
+        (v, t) -> {
+          if (t instanceof CancellationException) {
+            ListenableFuture<T> f = inFlight.get();
+            if (f != null) {
+              f.cancel(true);
+            }
+          }
+        });
+    new AsyncAttempt<>(call, deadline, context, result, inFlight).run();
+    return result;
+  }
+
+  private final class AsyncAttempt<T> implements Runnable {
+    private final Function<CouponRankingServiceGrpc.CouponRankingServiceFutureStub, ListenableFuture<T>>
+        call;
+    private final Deadline deadline;
+    private final Context context;
+    private final CompletableFuture<T> result;
+    private final AtomicReference<ListenableFuture<T>> inFlight;
+    private volatile int attempt = 0;
+    private volatile long backoffNanos = initialBackoff.toNanos();
+
+    AsyncAttempt(
+        Function<CouponRankingServiceGrpc.CouponRankingServiceFutureStub, ListenableFuture<T>> call,
+        Deadline deadline,
+        Context context,
+        CompletableFuture<T> result,
+        AtomicReference<ListenableFuture<T>> inFlight) {
+      this.call = call;
+      this.deadline = deadline;
+      this.context = context;
+      this.result = result;
+      this.inFlight = inFlight;
+    }
+
+    @Override
+    public void run() {
+      if (result.isDone()) {
+        return;
+      }
+      attempt++;
+      ListenableFuture<T> f;
+      Context previous = context.attach();
+      try {
+        f = call.apply(futureStub.withDeadline(deadline));
+      } catch (RuntimeException e) {
+        result.completeExceptionally(e);
+        return;
+      } finally {
+        context.detach(previous);
+      }
+      inFlight.set(f);
+      if (result.isCancelled()) {
+        f.cancel(true);
+        return;
+      }
+      Futures.addCallback(
+          f,
+          new FutureCallback<T>() {
+            @Override
+            public void onSuccess(T value) {
+              result.complete(value);
+            }
+
+            @Override
+            public void onFailure(Throwable t) {
+              long wait = jittered(backoffNanos);
+              if (!isRetryable(t)
+                  || attempt >= maxAttempts
+                  || deadline.timeRemaining(TimeUnit.NANOSECONDS) <= wait
+                  || result.isDone()) {
+                result.completeExceptionally(t);
+                return;
+              }
+              backoffNanos = Math.min(2 * backoffNanos, maxBackoff.toNanos());
+              try {
+                scheduler.schedule(AsyncAttempt.this, wait, TimeUnit.NANOSECONDS);
+              } catch (RuntimeException e) { // scheduler shut down: the client was closed
+                result.completeExceptionally(t);
+              }
+            }
+          },
+          MoreExecutors.directExecutor());
+    }
+  }
+
+  private static long jittered(long nanos) {
+    double f = 1 + JITTER * (2 * ThreadLocalRandom.current().nextDouble() - 1);
+    return (long) (nanos * f);
+  }
+
+  /** Builds a {@link CouponRankClient}. */
+  public static final class Builder {
+    private String target;
+    private ManagedChannel channel;
+    private boolean plaintext = true;
+    private Duration defaultDeadline = DEFAULT_DEADLINE;
+    private int maxAttempts = DEFAULT_MAX_ATTEMPTS;
+    private Duration initialBackoff = DEFAULT_INITIAL_BACKOFF;
+    private Duration maxBackoff = DEFAULT_MAX_BACKOFF;
+    private ScheduledExecutorService scheduler;
+
+    private Builder() {}
+
+    /**
+     * The server's gRPC target, e.g. {@code "localhost:50051"} or {@code
+     * "dns:///couponrank.internal:50051"}. The channel connects lazily, so {@link #build} does
+     * not fail when the server is down.
+     */
+    public Builder target(String target) {
+      this.target = target;
+      return this;
+    }
+
+    /**
+     * Uses an existing channel instead of {@link #target}; the caller keeps owning it ({@link
+     * CouponRankClient#close} does not shut it down).
+     */
+    public Builder channel(ManagedChannel channel) {
+      this.channel = channel;
+      return this;
+    }
+
+    /**
+     * Plaintext (the default, for a service mesh that terminates TLS in a sidecar) or TLS with
+     * the JVM's trust store. Ignored with {@link #channel}.
+     */
+    public Builder usePlaintext(boolean plaintext) {
+      this.plaintext = plaintext;
+      return this;
+    }
+
+    /**
+     * Deadline of a call when neither the call nor the current Context sets one (default {@link
+     * #DEFAULT_DEADLINE}). Covers all attempts. Must be positive.
+     */
+    public Builder defaultDeadline(Duration d) {
+      this.defaultDeadline = d;
+      return this;
+    }
+
+    /**
+     * Attempts in total for a call failing with UNAVAILABLE (default {@link
+     * #DEFAULT_MAX_ATTEMPTS}; 1 disables retries). Between 1 and {@link #MAX_ATTEMPTS_LIMIT}.
+     */
+    public Builder maxAttempts(int n) {
+      this.maxAttempts = n;
+      return this;
+    }
+
+    /**
+     * Exponential backoff: about {@code initial} before the first retry, doubled each time, at
+     * most {@code max}; each pause is jittered by ±20%. Requires 0 &lt; initial &lt;= max.
+     */
+    public Builder backoff(Duration initial, Duration max) {
+      this.initialBackoff = initial;
+      this.maxBackoff = max;
+      return this;
+    }
+
+    /** Scheduler for asynchronous retries (default: one daemon thread owned by the client). */
+    public Builder scheduler(ScheduledExecutorService scheduler) {
+      this.scheduler = scheduler;
+      return this;
+    }
+
+    /**
+     * Builds the client.
+     *
+     * @throws IllegalArgumentException if an option is invalid
+     */
+    public CouponRankClient build() {
+      if (channel == null && (target == null || target.isEmpty())) {
+        throw new IllegalArgumentException("set target or channel");
+      }
+      if (channel != null && target != null) {
+        throw new IllegalArgumentException("set target or channel, not both");
+      }
+      if (defaultDeadline == null || defaultDeadline.isNegative() || defaultDeadline.isZero()) {
+        throw new IllegalArgumentException("defaultDeadline must be positive: " + defaultDeadline);
+      }
+      if (maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS_LIMIT) {
+        throw new IllegalArgumentException(
+            "maxAttempts must be in [1, " + MAX_ATTEMPTS_LIMIT + "]: " + maxAttempts);
+      }
+      if (initialBackoff == null
+          || maxBackoff == null
+          || initialBackoff.isNegative()
+          || initialBackoff.isZero()
+          || maxBackoff.compareTo(initialBackoff) < 0) {
+        throw new IllegalArgumentException(
+            "backoff needs 0 < initial <= max: " + initialBackoff + ", " + maxBackoff);
+      }
+      return new CouponRankClient(this);
+    }
+  }
+}
