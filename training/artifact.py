@@ -1,0 +1,92 @@
+"""The versioned model artifact the server loads: exactly these files, checksummed.
+
+    <models>/<version>/model.txt        LightGBM model (text format)
+    <models>/<version>/features.json    feature names in model order, categorical, monotone
+    <models>/<version>/metadata.json    version, training range, split, config, metrics,
+                                        calibration, sha256 of model.txt and features.json
+    <models>/<version>/report.html, *.png, metrics.csv
+    <models>/LATEST                     the newest version's name
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+CHECKSUMMED = ("model.txt", "features.json")
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, incomplete or altered; the message names the file."""
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def new_version(model_text: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"ranker-{stamp}-{hashlib.sha256(model_text.encode()).hexdigest()[:8]}"
+
+
+def write_artifact(models_dir: Path, version: str, model_text: str, features: dict, metadata: dict,
+                   extra_files: dict[str, Path] | None = None) -> Path:
+    """Write everything into a temporary folder, then rename: never a half artifact."""
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    tmp = models_dir / f".{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    (tmp / "model.txt").write_text(model_text)
+    (tmp / "features.json").write_text(json.dumps(features, indent=2))
+    for name, src in (extra_files or {}).items():
+        shutil.copy2(src, tmp / name)
+    metadata = {**metadata, "version": version,
+                "checksums": {name: sha256(tmp / name) for name in CHECKSUMMED}}
+    (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
+    final = models_dir / version
+    tmp.rename(final)
+    (models_dir / "LATEST.tmp").write_text(version + "\n")
+    (models_dir / "LATEST.tmp").replace(models_dir / "LATEST")
+    return final
+
+
+def resolve(path: Path) -> Path:
+    """A version folder, or a models folder whose LATEST names one."""
+    path = Path(path)
+    if (path / "LATEST").is_file():
+        path = path / (path / "LATEST").read_text().strip()
+    if not (path / "metadata.json").is_file():
+        raise ArtifactError(f"{path}: not a model artifact (no metadata.json)")
+    return path
+
+
+@dataclass
+class Artifact:
+    path: Path
+    version: str
+    features: list[str]
+    categorical: list[str]
+    metadata: dict
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / "model.txt"
+
+
+def load_artifact(path: Path) -> Artifact:
+    """Load and verify checksums; raises ArtifactError naming the bad file."""
+    path = resolve(path)
+    metadata = json.loads((path / "metadata.json").read_text())
+    for name in CHECKSUMMED:
+        f = path / name
+        if not f.is_file():
+            raise ArtifactError(f"{f}: missing from the artifact")
+        if sha256(f) != metadata["checksums"][name]:
+            raise ArtifactError(f"{f}: checksum mismatch (the file was altered after training)")
+    features = json.loads((path / "features.json").read_text())
+    return Artifact(path, metadata["version"], features["features"], features["categorical"], metadata)

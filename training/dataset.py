@@ -1,0 +1,91 @@
+"""Point-in-time training sets from coupon impressions.
+
+Each impression is a row; its label comes from what followed it (2 = redeemed, 1 =
+claimed, 0 = nothing) within ``label_window``; its features come from Feast's
+``get_historical_features`` for the ranker's feature service at the impression time
+(so they only see snapshots stamped at or before it), plus the on-demand request
+features computed from the impression's own context. Ranking groups are requests:
+the coupons shown to one user at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from couponrank.features import repo as feast_repo
+
+FEATURE_SERVICE = "ranker_v1"
+KEY_COLUMNS = ["impression_id", "request_id", "user_id", "coupon_id", "event_timestamp"]
+
+
+class TrainingDataError(ValueError):
+    """The training data cannot produce a trustworthy model; the message says why."""
+
+
+def label_impressions(raw_dir: Path, label_window: timedelta = timedelta(hours=72)) -> pd.DataFrame:
+    """One row per impression with its graded label and request context.
+
+    Claims and redemptions count only when they happen within ``label_window`` of
+    the impression they reference.
+    """
+    raw_dir = Path(raw_dir)
+    ce = pd.read_parquet(raw_dir / "coupon_events.parquet")
+    imp = ce[ce.event_type == "impression"].drop(columns=["impression_id"]).rename(
+        columns={"event_id": "impression_id", "event_ts": "event_timestamp"})
+    follow = ce[ce.event_type.isin(["claim", "redemption"])][["impression_id", "event_type", "event_ts"]]
+    follow = follow.merge(imp[["impression_id", "event_timestamp"]], on="impression_id")
+    in_window = (follow.event_ts >= follow.event_timestamp) & (
+        follow.event_ts <= follow.event_timestamp + label_window)
+    grade = follow.loc[in_window].assign(grade=lambda d: np.where(d.event_type == "redemption", 2, 1))
+    best = grade.groupby("impression_id")["grade"].max()
+    out = imp[KEY_COLUMNS + ["placement", "position", "cart_value", "cart_categories"]].copy()
+    out["label"] = out.impression_id.map(best).fillna(0).astype(np.int64)
+    truth = raw_dir / "impression_truth.parquet"
+    if truth.exists():
+        p = pd.read_parquet(truth).set_index("impression_id")["p_redeem"]
+        out["p_redeem"] = out.impression_id.map(p)
+    return out.sort_values(["event_timestamp", "request_id", "position"]).reset_index(drop=True)
+
+
+def feature_names(store) -> list[str]:
+    """The ranker's numeric features in the feature service's order."""
+    service = store.get_feature_service(FEATURE_SERVICE)
+    names = []
+    for projection in service.feature_view_projections:
+        names += [f.name for f in projection.features]
+    return names
+
+
+@dataclass
+class TrainingSet:
+    frame: pd.DataFrame  # KEY_COLUMNS + context + label (+ p_redeem) + features
+    features: list[str]
+
+
+def build_training_set(repo: Path, impressions: pd.DataFrame, online: str = "sqlite") -> TrainingSet:
+    """Join every impression with its point-in-time features through Feast."""
+    store = feast_repo.store(repo, online)
+    names = feature_names(store)
+    attrs = pd.read_parquet(Path(repo) / "data" / "coupon_attributes.parquet",
+                            columns=["coupon_id", "coupon_target_category"])
+    target = attrs.drop_duplicates("coupon_id", keep="last").set_index("coupon_id")["coupon_target_category"]
+    entity_df = impressions[["impression_id", "user_id", "coupon_id", "event_timestamp",
+                             "cart_value", "cart_categories", "placement"]].copy()
+    entity_df["category"] = entity_df.coupon_id.map(target).fillna("__unknown__")
+    entity_df["request_ts_unix"] = (
+        entity_df.event_timestamp - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    entity_df["event_timestamp"] = entity_df.event_timestamp.astype("datetime64[us, UTC]")
+    job = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(FEATURE_SERVICE))
+    hist = job.to_df()
+    if len(hist) != len(entity_df):
+        raise TrainingDataError(
+            f"Feast returned {len(hist)} rows for {len(entity_df)} impressions; the join lost rows")
+    hist = hist.set_index("impression_id")[names]
+    frame = impressions.join(hist, on="impression_id")
+    frame[names] = frame[names].astype(np.float64)
+    return TrainingSet(frame.reset_index(drop=True), names)

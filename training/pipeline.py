@@ -1,0 +1,107 @@
+"""`couponrank train`: training set -> time split -> ranker + baselines -> report -> artifact."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from couponrank.training import artifact, evaluate, report
+from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions
+from couponrank.training.ranker import load_config, train_ranker
+from couponrank.training.split import time_split
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    version: str
+    metrics: pd.DataFrame
+    seconds: dict[str, float]
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, flush=True)
+
+
+def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = None,
+          training_set: TrainingSet | None = None, quiet: bool = False) -> TrainResult:
+    config = load_config(config_path) if config_path else load_config()
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if training_set is None:
+        _log("building the point-in-time training set through Feast ...", quiet)
+        impressions = label_impressions(raw, timedelta(hours=config["label_window_hours"]))
+        training_set = build_training_set(repo, impressions)
+    seconds["training_set"] = time.perf_counter() - t0
+    frame, features = training_set.frame, training_set.features
+    split = time_split(frame.event_timestamp, **config["split"])
+    part = split.assign(frame.event_timestamp)
+    train_df, valid_df, test_df = (frame[part == p] for p in ("train", "validation", "test"))
+    _log(f"split: train {split.train_start:%Y-%m-%d}..{split.validation_start:%Y-%m-%d} ({len(train_df):,}), "
+         f"validation ..{split.test_start:%Y-%m-%d} ({len(valid_df):,}), "
+         f"test ..{split.test_end:%Y-%m-%d} ({len(test_df):,})", quiet)
+
+    t = time.perf_counter()
+    ranker = train_ranker(train_df, valid_df, features, config)
+    seconds["ranker"] = time.perf_counter() - t
+    _log(f"ranker: {ranker.best_iteration} trees, validation NDCG@5 {ranker.validation_ndcg:.4f} "
+         f"({seconds['ranker']:.1f}s)", quiet)
+
+    t = time.perf_counter()
+    with_oracle = "p_redeem" in frame and frame.p_redeem.notna().all()
+    baselines = evaluate.fit_baselines(train_df, features, config, with_oracle)
+    seconds["baselines"] = time.perf_counter() - t
+    scores = {evaluate.RANKER: ranker.score(test_df)}
+    scores.update({name: m.score(test_df) for name, m in baselines.items()})
+    table = evaluate.metrics_table(test_df, scores, config)
+
+    a, b = evaluate.platt_calibrator(ranker.score(valid_df), valid_df.label.to_numpy(), config["relevant_at"])
+    prob = 1 / (1 + np.exp(-(a * scores[evaluate.RANKER] + b)))
+    curve = evaluate.calibration_curve(prob, test_df.label.to_numpy(), config["relevant_at"])
+
+    importance = pd.Series(ranker.booster.feature_importance("gain", iteration=ranker.best_iteration),
+                           index=features)
+    model_text = ranker.booster.model_to_string(num_iteration=ranker.best_iteration)
+    version = artifact.new_version(model_text)
+    summary = table[table.population == "all"].set_index("model")
+    metadata = {
+        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+        "config_version": config["config_version"],
+        "config": config,
+        "feature_service": "ranker_v1",
+        "training_range": {"start": split.train_start.isoformat(), "end": split.test_end.isoformat()},
+        "split": split.to_dict(),
+        "rows": {"train": len(train_df), "validation": len(valid_df), "test": len(test_df)},
+        "best_iteration": ranker.best_iteration,
+        "validation_ndcg@5": ranker.validation_ndcg,
+        "metrics": {k: float(v) for k, v in summary.loc[evaluate.RANKER].items() if isinstance(v, (int, float))},
+        "baseline_ndcg@5": {m: float(summary.loc[m, "ndcg@5"]) for m in summary.index if m != evaluate.RANKER},
+        "calibration": {"a": a, "b": b},
+        "seconds": seconds,
+    }
+    features_doc = {"features": features, "categorical": config.get("categorical_features", []),
+                    "monotone_constraints": config.get("monotone_constraints", {})}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        report.plot_ndcg_curves(test_df, scores, tmp / "ndcg_at_k.png")
+        report.plot_importance(importance, tmp / "feature_importance.png")
+        report.plot_calibration(curve, tmp / "calibration.png")
+        table.to_csv(tmp / "metrics.csv", index=False)
+        facts = {"version": version, "split": json.dumps(split.to_dict()),
+                 "rows": json.dumps(metadata["rows"]), "trees": str(ranker.best_iteration),
+                 "validation NDCG@5": f"{ranker.validation_ndcg:.4f}"}
+        report.write_html(tmp / "report.html", f"CouponRank model {version}", facts, table,
+                          ["ndcg_at_k.png", "feature_importance.png", "calibration.png"])
+        files = {n: tmp / n for n in ("report.html", "ndcg_at_k.png", "feature_importance.png",
+                                      "calibration.png", "metrics.csv")}
+        path = artifact.write_artifact(models_dir, version, model_text, features_doc, metadata, files)
+    seconds["total"] = time.perf_counter() - t0
+    return TrainResult(path, version, table, seconds)
