@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
 from couponrank.features.request_features import ALL_CATEGORIES
-from couponrank.features.snapshots import Window, snapshot_windows
+from couponrank.features.snapshots import Window, change_days, snapshot_windows
 
 DAY = pd.Timedelta(days=1)
 # Pseudo-impressions pulling a rate towards the global rate (empirical Bayes smoothing).
@@ -55,6 +55,31 @@ def _unix(ts: pd.Series) -> np.ndarray:
     return (ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
 
 
+def _index_of(values: pd.Series, universe: np.ndarray) -> np.ndarray:
+    """Position of each value in ``universe`` (-1 if absent); fast for categoricals."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return pd.Index(universe).get_indexer(values.cat.categories)[values.cat.codes.to_numpy()]
+    return pd.Index(universe).get_indexer(values)
+
+
+def _pairs(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes of distinct (a, b) pairs, and the a and b value of each pair."""
+    ca, ua = pd.factorize(a)
+    cb, ub = pd.factorize(b)
+    codes, uniq = pd.factorize(ca.astype(np.int64) * len(ub) + cb)
+    return codes, np.asarray(ua)[uniq // len(ub)], np.asarray(ub)[uniq % len(ub)]
+
+
+class _RowsOf:
+    """Lazily gathers rows of ``table`` for keys lo:hi (per-chunk, never all pairs at once)."""
+
+    def __init__(self, table: np.ndarray, row_of_key: np.ndarray):
+        self.table, self.row_of_key = table, row_of_key
+
+    def __getitem__(self, keys: slice) -> np.ndarray:
+        return self.table[self.row_of_key[keys]]
+
+
 def _smoothed_rate(hits, trials, prior):
     return (hits + RATE_PRIOR_STRENGTH * prior) / (trials + RATE_PRIOR_STRENGTH)
 
@@ -74,9 +99,16 @@ def _global_prior(clock: _Clock, day: np.ndarray, hit: np.ndarray, trial: np.nda
     return rate[1:]
 
 
+def _categorical(values: np.ndarray, rows: np.ndarray) -> pd.Categorical:
+    codes, uniques = pd.factorize(values)
+    return pd.Categorical.from_codes(codes[rows], categories=pd.Index(uniques, dtype=object))
+
+
 def _frame(clock: _Clock, snaps: dict, keys: dict[str, np.ndarray], features: dict) -> pd.DataFrame:
     ts = clock.stamp(snaps["snapshot"])
-    df = pd.DataFrame({name: values[snaps["key"]] for name, values in keys.items()})
+    # Keys as categoricals: millions of rows share a few thousand ids, and Parquet
+    # stores them dictionary-encoded (small files, fast writes and reads).
+    df = pd.DataFrame({name: _categorical(values, snaps["key"]) for name, values in keys.items()})
     df["event_timestamp"] = ts
     df["created_timestamp"] = ts
     for name, values in features.items():
@@ -86,10 +118,10 @@ def _frame(clock: _Clock, snaps: dict, keys: dict[str, np.ndarray], features: di
 
 def user_activity(data: CleanData, clock: _Clock, user_ids: np.ndarray) -> pd.DataFrame:
     ev = data.behaviour_events
-    key = pd.Index(user_ids).get_indexer(ev["user_id"])
+    key = _index_of(ev["user_id"], user_ids)
     et = ev["event_type"].to_numpy()
     is_order = et == "order"
-    lines = ev.groupby("order_id")["order_id"].transform("size").to_numpy(dtype=float)
+    lines = ev.groupby("order_id", observed=True)["order_id"].transform("size").to_numpy(dtype=float)
     measures = {
         "views": (et == "view").astype(float),
         "carts": (et == "add_to_cart").astype(float),
@@ -101,7 +133,7 @@ def user_activity(data: CleanData, clock: _Clock, user_ids: np.ndarray) -> pd.Da
     windows = {f"user_{m}_{w}d": Window(m, w) for w in (7, 30) for m in measures}
     t = _unix(ev["event_ts"])
     snaps = snapshot_windows(
-        key, clock.day(ev["event_ts"]), measures, windows, len(user_ids), clock.n_days, 31,
+        key, clock.day(ev["event_ts"]), measures, windows, len(user_ids), clock.n_days,
         last_time={"user_last_event_unix": (np.ones(len(ev), bool), t),
                    "user_last_order_unix": (is_order, t)},
     )
@@ -127,7 +159,7 @@ def _coupon_measures(ce: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def user_coupon_behaviour(data: CleanData, clock: _Clock, user_ids: np.ndarray) -> pd.DataFrame:
     ce = data.coupon_events
-    key = pd.Index(user_ids).get_indexer(ce["user_id"])
+    key = _index_of(ce["user_id"], user_ids)
     day = clock.day(ce["event_ts"])
     m = _coupon_measures(ce)
     windows = {
@@ -136,7 +168,7 @@ def user_coupon_behaviour(data: CleanData, clock: _Clock, user_ids: np.ndarray) 
         "redtotal": Window("redemptions", None), "disc30": Window("discount", 30),
     }
     snaps = snapshot_windows(
-        key, day, m, windows, len(user_ids), clock.n_days, 31,
+        key, day, m, windows, len(user_ids), clock.n_days,
         last_time={"last_red": (m["redemptions"] > 0, _unix(ce["event_ts"]))},
     )
     prior_red = _global_prior(clock, day, m["redemptions"], m["impressions"])[snaps["snapshot"] - 1]
@@ -155,10 +187,10 @@ def user_coupon_behaviour(data: CleanData, clock: _Clock, user_ids: np.ndarray) 
     return _frame(clock, snaps, {"user_id": user_ids}, feats)
 
 
-def user_category_affinity(data: CleanData, clock: _Clock) -> pd.DataFrame:
+def user_category_affinity(data: CleanData, clock: _Clock, user_ids: np.ndarray) -> pd.DataFrame:
     ev = data.behaviour_events
     cat = ev["item_id"].map(data.items.set_index("item_id")["category"])
-    pair_codes, pairs = pd.MultiIndex.from_arrays([ev["user_id"], cat]).factorize()
+    pair_codes, pair_users, pair_cats = _pairs(ev["user_id"], cat)
     et = ev["event_type"].to_numpy()
     day = clock.day(ev["event_ts"])
     measures = {
@@ -168,24 +200,31 @@ def user_category_affinity(data: CleanData, clock: _Clock) -> pd.DataFrame:
         "all": np.ones(len(ev)),
     }
     windows = {f"{m}30": Window(m, 30) for m in measures}
-    snaps = snapshot_windows(pair_codes, day, measures, windows, len(pairs), clock.n_days, 31)
-    users = pairs.get_level_values(0).to_numpy()
-    # the user's total over all categories at the same snapshot, for the share
-    totals = pd.DataFrame({"u": users[snaps["key"]], "s": snaps["snapshot"], "n": snaps["all30"]})
-    user_total = totals.groupby(["u", "s"])["n"].transform("sum").to_numpy()
+    # The share's denominator is the user's 30-day total over all categories: a
+    # pair needs a row whenever that total changes too, not only its own counts.
+    user_key = _index_of(ev["user_id"], user_ids)
+    pair_user = pd.Index(user_ids).get_indexer(pair_users)
+    user_changes = change_days(user_key, day, len(user_ids), clock.n_days, {30})
+    snaps = snapshot_windows(pair_codes, day, measures, windows, len(pair_users), clock.n_days,
+                             also_emit=_RowsOf(user_changes, pair_user))
+    per_day = np.bincount(user_key * clock.n_days + day, minlength=len(user_ids) * clock.n_days)
+    cum = np.zeros((len(user_ids), clock.n_days + 1))
+    np.cumsum(per_day.reshape(len(user_ids), clock.n_days), axis=1, out=cum[:, 1:])
+    u = pair_user[snaps["key"]]
+    k = snaps["snapshot"]
+    user_total = cum[u, k] - cum[u, np.maximum(k - 30, 0)]
     feats = {
         "ucat_views_30d": snaps["views30"],
         "ucat_carts_30d": snaps["carts30"],
         "ucat_orders_30d": snaps["orders30"],
         "ucat_share_30d": _ratio(snaps["all30"], user_total),
     }
-    keys = {"user_id": users, "category": pairs.get_level_values(1).to_numpy()}
-    return _frame(clock, snaps, keys, feats)
+    return _frame(clock, snaps, {"user_id": pair_users, "category": pair_cats}, feats)
 
 
 def user_coupon_usage(data: CleanData, clock: _Clock) -> pd.DataFrame:
     ce = data.coupon_events
-    pair_codes, pairs = pd.MultiIndex.from_arrays([ce["user_id"], ce["coupon_id"]]).factorize()
+    pair_codes, pair_users, pair_coupons = _pairs(ce["user_id"], ce["coupon_id"])
     m = _coupon_measures(ce)
     windows = {
         "ucp_impressions_7d": Window("impressions", 7),
@@ -193,15 +232,14 @@ def user_coupon_usage(data: CleanData, clock: _Clock) -> pd.DataFrame:
         "ucp_claims_total": Window("claims", None),
         "ucp_redemptions_total": Window("redemptions", None),
     }
-    # the widest window is 7 days: one row per change plus the drained row
-    snaps = snapshot_windows(pair_codes, clock.day(ce["event_ts"]), m, windows, len(pairs), clock.n_days, 8)
-    keys = {"user_id": pairs.get_level_values(0).to_numpy(), "coupon_id": pairs.get_level_values(1).to_numpy()}
+    snaps = snapshot_windows(pair_codes, clock.day(ce["event_ts"]), m, windows, len(pair_users), clock.n_days)
+    keys = {"user_id": pair_users, "coupon_id": pair_coupons}
     return _frame(clock, snaps, keys, {n: snaps[n] for n in windows})
 
 
 def coupon_stats(data: CleanData, clock: _Clock, coupon_ids: np.ndarray) -> pd.DataFrame:
     ce = data.coupon_events
-    key = pd.Index(coupon_ids).get_indexer(ce["coupon_id"])
+    key = _index_of(ce["coupon_id"], coupon_ids)
     day = clock.day(ce["event_ts"])
     m = _coupon_measures(ce)
     windows = {
@@ -209,7 +247,7 @@ def coupon_stats(data: CleanData, clock: _Clock, coupon_ids: np.ndarray) -> pd.D
         "imp30": Window("impressions", 30), "claim30": Window("claims", 30),
         "red30": Window("redemptions", 30), "disc_total": Window("discount", None),
     }
-    snaps = snapshot_windows(key, day, m, windows, len(coupon_ids), clock.n_days, 31)
+    snaps = snapshot_windows(key, day, m, windows, len(coupon_ids), clock.n_days)
     prior = _global_prior(clock, day, m["redemptions"], m["impressions"])[snaps["snapshot"] - 1]
     rate7 = _smoothed_rate(snaps["red7"], snaps["imp7"], prior)
     rate30 = _smoothed_rate(snaps["red30"], snaps["imp30"], prior)
@@ -295,7 +333,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
     jobs = {
         "user_activity": lambda: user_activity(data, clock, user_ids),
         "user_coupon_behaviour": lambda: user_coupon_behaviour(data, clock, user_ids),
-        "user_category_affinity": lambda: user_category_affinity(data, clock),
+        "user_category_affinity": lambda: user_category_affinity(data, clock, user_ids),
         "user_coupon_usage": lambda: user_coupon_usage(data, clock),
         "coupon_stats": lambda: coupon_stats(data, clock, coupon_ids),
         "coupon_attributes": lambda: coupon_attributes(data),

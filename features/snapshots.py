@@ -4,10 +4,11 @@ Events are binned by day index (0 = the first day of the data). Snapshot ``k``
 (k = 1 .. n_days) is stamped at the midnight that starts day ``k`` and aggregates
 days ``< k`` only, so a row stamped T never contains an event at or after T.
 
-A row is emitted for a key at snapshot ``k`` only when the key had an event within
-its ``emit_within`` days before ``k``: that covers every change of every window
-plus one row where the windows have drained back to zero, which is why the Feast
-views built on these sources need no TTL.
+A row is emitted for a key at snapshot ``k`` only when one of its windows changed:
+an event on day ``k - 1`` (enters every window) or on day ``k - 1 - W`` (leaves a
+W-day window). Between two emitted rows every window keeps its value, so the latest
+row at or before any time holds the right values (including the row where the
+windows drained to zero), which is why the Feast views need no TTL.
 
 Keys are processed in chunks so that memory stays bounded (chunk x days x measures).
 """
@@ -35,8 +36,8 @@ def snapshot_windows(
     windows: Mapping[str, Window],
     n_keys: int,
     n_days: int,
-    emit_within: int,
     last_time: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    also_emit: np.ndarray | None = None,
     chunk_cells: int = 20_000_000,
 ) -> dict[str, np.ndarray]:
     """Windowed sums per (key, snapshot day).
@@ -46,6 +47,9 @@ def snapshot_windows(
     windows: output name -> Window over one measure.
     last_time: output name -> (mask over events, per-event unix seconds): the
         latest such time strictly before the snapshot, NaN if none.
+    also_emit: optional (n_keys, n_days) bool-like accessor, indexed by a key range
+        slice, of extra snapshots at which to emit (a value derived from another key's
+        windows changed there; e.g. a category's share of the user's total).
     Returns arrays "key", "snapshot" and one per window / last_time output.
     """
     last_time = last_time or {}
@@ -59,8 +63,9 @@ def snapshot_windows(
         idx = order[a:b]
         parts.append(
             _chunk(key[idx] - lo, day[idx], {m: v[idx] for m, v in measures.items()},
-                   windows, hi - lo, n_days, emit_within,
-                   {n: (mask[idx], t[idx]) for n, (mask, t) in last_time.items()}, lo)
+                   windows, hi - lo, n_days,
+                   {n: (mask[idx], t[idx]) for n, (mask, t) in last_time.items()}, lo,
+                   None if also_emit is None else also_emit[lo:hi])
         )
     names = ["key", "snapshot", *windows, *last_time]
     if not parts:
@@ -88,9 +93,25 @@ def _window(cum: np.ndarray, days: int | None) -> np.ndarray:
     return cum[:, ks] - cum[:, np.maximum(ks - days, 0)]
 
 
-def _chunk(k, d, measures, windows, n_keys, n_days, emit_within, last_time, offset):
-    any_event = _cumulative(_daily(k, d, np.ones(len(k)), n_keys, n_days))
-    emit = _window(any_event, emit_within) > 0  # (keys, snapshots k=1..n_days)
+def change_days(key: np.ndarray, day: np.ndarray, n_keys: int, n_days: int, windows: set[int]) -> np.ndarray:
+    """(n_keys, n_days) bool: snapshots at which a key's windows of these sizes change."""
+    active = np.zeros((n_keys, n_days), dtype=bool)
+    active[key, day] = True
+    emit = active.copy()
+    for days in windows:
+        if days < n_days:
+            emit[:, days:] |= active[:, :-days]
+    return emit
+
+
+def _chunk(k, d, measures, windows, n_keys, n_days, last_time, offset, also_emit=None):
+    # column c of emit answers snapshot k = c + 1, whose newest day is c
+    emit = change_days(k, d, n_keys, n_days, {w.days for w in windows.values() if w.days is not None})
+    if also_emit is not None:
+        # only once the key exists: a row before its first event would reveal the future
+        seen = np.zeros((n_keys, n_days), dtype=bool)
+        seen[k, d] = True
+        emit |= np.asarray(also_emit, dtype=bool) & np.logical_or.accumulate(seen, axis=1)
     rows_key, rows_snap = np.nonzero(emit)
     out = {"key": rows_key + offset, "snapshot": rows_snap + 1}
     cums = {m: _cumulative(_daily(k, d, w, n_keys, n_days)) for m, w in measures.items()}
