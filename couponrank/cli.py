@@ -84,11 +84,48 @@ def cmd_features(args) -> None:
     print(json.dumps({k: v[0] for k, v in result.items()}, indent=2, default=str))
 
 
+# ------------------------------------------------------------------ training
+DEFAULT_MODELS = Path("artifacts/models")
+
+
+def cmd_train(args) -> None:
+    from couponrank.training.artifact import ArtifactError
+    from couponrank.training.dataset import TrainingDataError
+    from couponrank.training.pipeline import train
+
+    try:
+        result = train(Path(args.raw), Path(args.repo), Path(args.models),
+                       Path(args.config) if args.config else None, quiet=args.quiet)
+    except (TrainingDataError, ArtifactError, ValueError) as exc:
+        raise CliError(f"{exc} (no model artifact written)") from exc
+    _print_table(result.metrics)
+    print(f"model artifact {result.version} -> {result.path} (report: {result.path / 'report.html'})")
+
+
+def cmd_evaluate(args) -> None:
+    from couponrank.training.artifact import ArtifactError
+    from couponrank.training.dataset import TrainingDataError
+    from couponrank.training.pipeline import evaluate_model
+
+    try:
+        table = evaluate_model(Path(args.model), Path(args.raw), Path(args.repo),
+                               Path(args.out) if args.out else None, quiet=args.quiet)
+    except (TrainingDataError, ArtifactError) as exc:
+        raise CliError(str(exc)) from exc
+    _print_table(table)
+
+
+def _print_table(table) -> None:
+    cols = ["model", "population", "ndcg@1", "ndcg@3", "ndcg@5", "precision@3", "recall@3", "f1@3", "map", "auc"]
+    print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
 # ------------------------------------------------------------------ the main job
 def cmd_demo(args) -> None:
     from couponrank.demo import run_demo
 
-    run_demo(raw=Path(args.raw), repo=Path(args.repo), size=args.size, progress=not args.quiet)
+    run_demo(raw=Path(args.raw), repo=Path(args.repo), models=Path(args.models), size=args.size,
+             progress=not args.quiet)
 
 
 # ------------------------------------------------------------------ parser
@@ -127,11 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "materialize":
             sp.add_argument("--end", help="materialize rows up to this UTC time (default: now)")
 
+    sp = add("train", cmd_train, "Build the point-in-time training set, train the LightGBM ranker and the "
+             "baselines, write the report and a versioned model artifact.")
+    sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder, for labels (default: %(default)s)")
+    sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
+    sp.add_argument("--models", default=str(DEFAULT_MODELS), help="artifact folder (default: %(default)s)")
+    sp.add_argument("--config", help="training config (default: training/ranker.yaml)")
+
+    sp = add("evaluate", cmd_evaluate, "Re-score a saved model and the baselines on its test period; "
+             "rewrite the report.")
+    sp.add_argument("--model", default=str(DEFAULT_MODELS),
+                    help="a model version folder, or the models folder (its LATEST) (default: %(default)s)")
+    sp.add_argument("--raw", default=str(DEFAULT_RAW))
+    sp.add_argument("--repo", default=str(DEFAULT_REPO))
+    sp.add_argument("--out", help="report folder (default: the model's folder)")
+
     sp = add("demo", cmd_demo, "The main job end to end on embedded defaults: generate synthetic data, "
-             "build features, apply the registry, materialize SQLite, look up online features.")
+             "build features, apply the registry, materialize SQLite, look up online features, train the ranker.")
     sp.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
+    sp.add_argument("--models", default=str(DEFAULT_MODELS), help="artifact folder (default: %(default)s)")
 
     sp = add("features", cmd_features, "Print the online features of one user and coupon.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO))

@@ -12,7 +12,7 @@ def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def run_demo(raw: Path, repo: Path, size: str = "demo", progress: bool = True) -> dict:
+def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: bool = True) -> dict:
     from couponrank.features import repo as feast_repo
     from couponrank.features.build import build_features
     from couponrank.generate import SIZES, generate
@@ -44,4 +44,12 @@ def run_demo(raw: Path, repo: Path, size: str = "demo", progress: bool = True) -
         entity_rows=rows,
     ).to_dict()
     print(json.dumps({k: v[0] for k, v in online.items()}, indent=2, default=str))
-    return {"online": online, "built": built}
+
+    _step(f"6. train the ranker and baselines -> {models}")
+    from couponrank.cli import _print_table
+    from couponrank.training.pipeline import train
+
+    result = train(raw, repo, models, quiet=not progress)
+    _print_table(result.metrics)
+    print(f"model artifact {result.version} -> {result.path}")
+    return {"online": online, "built": built, "model": result}

@@ -56,52 +56,87 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
          f"({seconds['ranker']:.1f}s)", quiet)
 
     t = time.perf_counter()
-    with_oracle = "p_redeem" in frame and frame.p_redeem.notna().all()
-    baselines = evaluate.fit_baselines(train_df, features, config, with_oracle)
-    seconds["baselines"] = time.perf_counter() - t
-    scores = {evaluate.RANKER: ranker.score(test_df)}
-    scores.update({name: m.score(test_df) for name, m in baselines.items()})
-    table = evaluate.metrics_table(test_df, scores, config)
-
     a, b = evaluate.platt_calibrator(ranker.score(valid_df), valid_df.label.to_numpy(), config["relevant_at"])
-    prob = 1 / (1 + np.exp(-(a * scores[evaluate.RANKER] + b)))
-    curve = evaluate.calibration_curve(prob, test_df.label.to_numpy(), config["relevant_at"])
-
-    importance = pd.Series(ranker.booster.feature_importance("gain", iteration=ranker.best_iteration),
-                           index=features)
     model_text = ranker.booster.model_to_string(num_iteration=ranker.best_iteration)
     version = artifact.new_version(model_text)
-    summary = table[table.population == "all"].set_index("model")
-    metadata = {
-        "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
-        "config_version": config["config_version"],
-        "config": config,
-        "feature_service": "ranker_v1",
-        "training_range": {"start": split.train_start.isoformat(), "end": split.test_end.isoformat()},
-        "split": split.to_dict(),
-        "rows": {"train": len(train_df), "validation": len(valid_df), "test": len(test_df)},
-        "best_iteration": ranker.best_iteration,
-        "validation_ndcg@5": ranker.validation_ndcg,
-        "metrics": {k: float(v) for k, v in summary.loc[evaluate.RANKER].items() if isinstance(v, (int, float))},
-        "baseline_ndcg@5": {m: float(summary.loc[m, "ndcg@5"]) for m in summary.index if m != evaluate.RANKER},
-        "calibration": {"a": a, "b": b},
-        "seconds": seconds,
-    }
-    features_doc = {"features": features, "categorical": config.get("categorical_features", []),
-                    "monotone_constraints": config.get("monotone_constraints", {})}
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        report.plot_ndcg_curves(test_df, scores, tmp / "ndcg_at_k.png")
-        report.plot_importance(importance, tmp / "feature_importance.png")
-        report.plot_calibration(curve, tmp / "calibration.png")
-        table.to_csv(tmp / "metrics.csv", index=False)
-        facts = {"version": version, "split": json.dumps(split.to_dict()),
-                 "rows": json.dumps(metadata["rows"]), "trees": str(ranker.best_iteration),
-                 "validation NDCG@5": f"{ranker.validation_ndcg:.4f}"}
-        report.write_html(tmp / "report.html", f"CouponRank model {version}", facts, table,
-                          ["ndcg_at_k.png", "feature_importance.png", "calibration.png"])
-        files = {n: tmp / n for n in ("report.html", "ndcg_at_k.png", "feature_importance.png",
-                                      "calibration.png", "metrics.csv")}
+        table = evaluate_and_report(train_df, test_df, features, config, ranker.score(test_df), (a, b),
+                                    ranker.booster, Path(tmp), version, split, ranker.validation_ndcg)
+        seconds["evaluation"] = time.perf_counter() - t
+        summary = table[table.population == "all"].set_index("model")
+        metadata = {
+            "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+            "config_version": config["config_version"],
+            "config": config,
+            "feature_service": "ranker_v1",
+            "training_range": {"start": split.train_start.isoformat(), "end": split.test_end.isoformat()},
+            "split": split.to_dict(),
+            "rows": {"train": len(train_df), "validation": len(valid_df), "test": len(test_df)},
+            "best_iteration": ranker.best_iteration,
+            "validation_ndcg@5": ranker.validation_ndcg,
+            "metrics": {k: float(v) for k, v in summary.loc[evaluate.RANKER].items()
+                        if isinstance(v, (int, float))},
+            "baseline_ndcg@5": {m: float(summary.loc[m, "ndcg@5"]) for m in summary.index if m != evaluate.RANKER},
+            "calibration": {"a": a, "b": b},
+            "seconds": seconds,
+        }
+        features_doc = {"features": features, "categorical": config.get("categorical_features", []),
+                        "monotone_constraints": config.get("monotone_constraints", {})}
+        files = {n: Path(tmp) / n for n in REPORT_FILES}
         path = artifact.write_artifact(models_dir, version, model_text, features_doc, metadata, files)
     seconds["total"] = time.perf_counter() - t0
     return TrainResult(path, version, table, seconds)
+
+
+REPORT_FILES = ("report.html", "ndcg_at_k.png", "feature_importance.png", "calibration.png", "metrics.csv")
+
+
+def evaluate_and_report(train_df, test_df, features, config, ranker_scores, calibration, booster, out: Path,
+                        version: str, split, validation_ndcg: float | None = None) -> pd.DataFrame:
+    """Baselines fitted on train_df, every model scored on test_df, report files in ``out``."""
+    with_oracle = "p_redeem" in test_df and test_df.p_redeem.notna().all() and len(test_df) > 0
+    baselines = evaluate.fit_baselines(train_df, features, config, with_oracle)
+    scores = {evaluate.RANKER: ranker_scores}
+    scores.update({name: m.score(test_df) for name, m in baselines.items()})
+    table = evaluate.metrics_table(test_df, scores, config)
+    a, b = calibration
+    prob = 1 / (1 + np.exp(-(a * ranker_scores + b)))
+    curve = evaluate.calibration_curve(prob, test_df.label.to_numpy(), config["relevant_at"])
+    importance = pd.Series(booster.feature_importance("gain"), index=features)
+    out.mkdir(parents=True, exist_ok=True)
+    report.plot_ndcg_curves(test_df, scores, out / "ndcg_at_k.png")
+    report.plot_importance(importance, out / "feature_importance.png")
+    report.plot_calibration(curve, out / "calibration.png")
+    table.to_csv(out / "metrics.csv", index=False)
+    facts = {"version": version, "split": json.dumps(split.to_dict()),
+             "test rows": f"{len(test_df):,}", "trees": str(booster.current_iteration())}
+    if validation_ndcg is not None:
+        facts["validation NDCG@5"] = f"{validation_ndcg:.4f}"
+    report.write_html(out / "report.html", f"CouponRank model {version}", facts, table,
+                      ["ndcg_at_k.png", "feature_importance.png", "calibration.png"])
+    return table
+
+
+def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
+                   quiet: bool = False) -> pd.DataFrame:
+    """`couponrank evaluate`: rebuild the data, re-score the saved model and baselines."""
+    import lightgbm as lgb
+
+    from couponrank.training.split import TimeSplit
+
+    art = artifact.load_artifact(model)
+    config = art.metadata["config"]
+    _log("building the point-in-time training set through Feast ...", quiet)
+    impressions = label_impressions(raw, timedelta(hours=config["label_window_hours"]))
+    ts = build_training_set(repo, impressions)
+    missing = [f for f in art.features if f not in ts.features]
+    if missing:
+        raise artifact.ArtifactError(f"{art.path}: model features missing from the registry: {', '.join(missing)}")
+    split = TimeSplit.from_dict(art.metadata["split"])
+    part = split.assign(ts.frame.event_timestamp)
+    train_df, test_df = ts.frame[part == "train"], ts.frame[part == "test"]
+    booster = lgb.Booster(model_file=str(art.model_file))
+    scores = booster.predict(test_df[art.features].to_numpy(np.float64))
+    cal = art.metadata["calibration"]
+    return evaluate_and_report(train_df, test_df, art.features, config, scores, (cal["a"], cal["b"]),
+                               booster, Path(out or art.path), art.version, split)

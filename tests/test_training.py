@@ -1,0 +1,139 @@
+"""Training: point-in-time training sets, a leak-free time split, bad input refused
+with no artifact written, a verified artifact."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from couponrank.cli import main
+from couponrank.features import repo
+from couponrank.training import artifact
+from couponrank.training.dataset import TrainingDataError, build_training_set, label_impressions
+from couponrank.training.ranker import check_training_frame, load_config, train_ranker
+from couponrank.training.split import time_split
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(generated_features):
+    raw, ws = generated_features
+    repo.apply(ws)
+    return raw, ws
+
+
+@pytest.fixture(scope="module")
+def training_set(tiny_repo):
+    raw, ws = tiny_repo
+    return build_training_set(ws, label_impressions(raw))
+
+
+def test_labels_follow_the_impression_within_the_window(generated_raw):
+    imp = label_impressions(generated_raw, timedelta(hours=72)).set_index("impression_id")
+    ce = pd.read_parquet(generated_raw / "coupon_events.parquet")
+    red = ce[ce.event_type == "redemption"]
+    shown = imp.loc[red.impression_id, "event_timestamp"].to_numpy()
+    within = (red.event_ts.to_numpy() - shown) <= np.timedelta64(72, "h")
+    assert (imp.loc[red.impression_id[within], "label"] == 2).all()
+    assert set(imp.label.unique()) == {0, 1, 2}
+    # a zero-length window leaves nothing redeemed
+    assert (label_impressions(generated_raw, timedelta(0)).label == 0).all()
+
+
+def test_training_rows_only_see_snapshots_from_their_past(training_set, tiny_repo):
+    """Recompute user_activity by hand: the latest source row stamped <= the impression."""
+    _, ws = tiny_repo
+    src = pd.read_parquet(ws / "data" / "user_activity.parquet")
+    src["user_id"] = src.user_id.astype(str)
+    frame = training_set.frame.sample(500, random_state=1).sort_values("event_timestamp")
+    expected = pd.merge_asof(frame[["impression_id", "user_id", "event_timestamp"]],
+                             src.sort_values("event_timestamp")[["user_id", "event_timestamp", "user_views_30d",
+                                                                 "user_last_event_unix"]],
+                             on="event_timestamp", by="user_id", direction="backward", allow_exact_matches=True)
+    got = frame.set_index("impression_id").loc[expected.impression_id]
+    np.testing.assert_array_equal(got.user_views_30d.to_numpy(), expected.user_views_30d.to_numpy())
+    # and no feature is computed from an event at or after the impression
+    ts = frame.event_timestamp.map(pd.Timestamp.timestamp).to_numpy()
+    assert (frame.user_last_event_unix.dropna() < ts[frame.user_last_event_unix.notna()]).all()
+    assert frame.user_views_30d.notna().mean() > 0.5
+
+
+def test_every_impression_keeps_its_row_and_features_are_numeric(training_set, generated_raw):
+    assert len(training_set.frame) == len(label_impressions(generated_raw))
+    assert len(training_set.features) >= 40
+    assert all(training_set.frame[f].dtype == np.float64 for f in training_set.features)
+
+
+def test_split_never_leaks_future_data(training_set):
+    frame = training_set.frame
+    split = time_split(frame.event_timestamp, validation_fraction=0.15, test_fraction=0.2)
+    part = split.assign(frame.event_timestamp)
+    ts = frame.event_timestamp
+    assert ts[part == "train"].max() < split.validation_start <= ts[part == "validation"].min()
+    assert ts[part == "validation"].max() < split.test_start <= ts[part == "test"].min()
+    # a request never straddles two parts
+    assert (frame.assign(p=part).groupby("request_id").p.nunique() == 1).all()
+
+
+def test_split_dates_by_hand():
+    ts = pd.Series(pd.date_range("2026-06-01", "2026-06-20 23:00", freq="h", tz="UTC"))
+    s = time_split(ts, validation_fraction=0.15, test_fraction=0.2)
+    assert (s.validation_start, s.test_start, s.test_end) == (
+        pd.Timestamp("2026-06-14", tz="UTC"), pd.Timestamp("2026-06-17", tz="UTC"), pd.Timestamp("2026-06-21", tz="UTC"))
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda f: f.iloc[0:0], "empty training set"),
+    (lambda f: f.assign(label=0), "single class"),
+    (lambda f: f.assign(label=f.label.where(f.index != f.index[0], np.nan)), "NaN label"),
+    (lambda f: f.assign(request_id="one-giant-request"), "more than max_group_size"),
+])
+def test_bad_training_data_is_refused(training_set, breakage, message):
+    with pytest.raises(TrainingDataError, match=message):
+        check_training_frame(breakage(training_set.frame), training_set.features, load_config(), "training period")
+
+
+def test_config_naming_a_feature_missing_from_the_registry(training_set):
+    config = load_config()
+    config["monotone_constraints"] = {**config["monotone_constraints"], "user_shoe_size": 1}
+    with pytest.raises(TrainingDataError, match="missing from the registry.*user_shoe_size"):
+        train_ranker(training_set.frame, training_set.frame, training_set.features, config)
+
+
+def test_train_cli_writes_no_artifact_on_bad_input(tiny_repo, tmp_path, capsys):
+    raw, ws = tiny_repo
+    bad = tmp_path / "config.yaml"
+    bad.write_text((load_config.__defaults__[0]).read_text().replace("max_group_size: 50", "max_group_size: 2"))
+    models = tmp_path / "models"
+    code = main(["train", "--raw", str(raw), "--repo", str(ws), "--models", str(models), "--config", str(bad),
+                 "--quiet"])
+    assert code == 2
+    assert "more than max_group_size=2" in capsys.readouterr().err
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_train_writes_a_verified_artifact(tiny_repo, tmp_path, capsys):
+    raw, ws = tiny_repo
+    models = tmp_path / "models"
+    assert main(["train", "--raw", str(raw), "--repo", str(ws), "--models", str(models), "--quiet"]) == 0
+    art = artifact.load_artifact(models)  # via LATEST
+    for name in ("model.txt", "features.json", "metadata.json", "report.html", "ndcg_at_k.png",
+                 "feature_importance.png", "calibration.png", "metrics.csv"):
+        assert (art.path / name).is_file(), name
+    meta = art.metadata
+    assert meta["split"]["train_start"] < meta["split"]["validation_start"] < meta["split"]["test_start"]
+    assert set(meta["baseline_ndcg@5"]) >= {"popularity", "logistic_regression", "user_knn", "item_knn",
+                                            "decision_tree", "random_forest", "oracle"}
+    assert len(art.features) >= 40 and art.features == json.loads((art.path / "features.json").read_text())["features"]
+    # the model scores the training data the same after a round trip through the file
+    import lightgbm as lgb
+
+    booster = lgb.Booster(model_file=str(art.model_file))
+    assert booster.feature_name() == art.features
+    # altering the model afterwards is detected
+    (art.path / "model.txt").write_text((art.path / "model.txt").read_text() + "\n")
+    with pytest.raises(artifact.ArtifactError, match="checksum mismatch"):
+        artifact.load_artifact(art.path)
