@@ -1,0 +1,102 @@
+"""Benchmark and quality run for `couponrank train` on ~1M synthetic impressions.
+
+    .venv/bin/python bench/train.py [--workdir data/bench-train] [--users 10000]
+
+Generates a data set sized for ~1M impressions (10k users, 600 coupons, 90 days),
+builds features, applies the registry, builds the point-in-time training set through
+Feast (timed), then trains the LightGBM ranker (timed; goal <= 90 s on 2 cores) and
+every baseline in the same run, printing NDCG@5 of each against the ranker and the
+oracle. The baselines' fit times are the in-run reference for the ranker's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from couponrank.features import repo as feast_repo
+from couponrank.features.build import build_features
+from couponrank.generate import SIZES, generate
+from couponrank.training import evaluate
+from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions
+from couponrank.training.pipeline import train
+from couponrank.training.ranker import load_config, train_ranker
+from couponrank.training.split import time_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default=str(ROOT / "data" / "bench-train"))
+    ap.add_argument("--users", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=3, help="ranker fits to time (median)")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    raw, ws, models = work / "raw", work / "features", work / "models"
+    config = SIZES["demo"].replace(n_users=args.users, n_coupons=600, n_items=15_000, days=90,
+                                   target_events=int(1.6 * args.users * 100), name="bench-train")
+    t = time.perf_counter()
+    if not (raw / "manifest.json").exists():
+        generate(raw, config)
+        feast_repo.init_workspace(ws)
+        build_features(raw, ws)
+        feast_repo.apply(ws)
+    print(f"data + features ready in {time.perf_counter() - t:.0f} s", flush=True)
+
+    cache = work / "training_set.parquet"
+    t = time.perf_counter()
+    if cache.exists():
+        frame = pd.read_parquet(cache)
+        names = [c for c in frame.columns if c.startswith(("user_", "ucat_", "ucp_", "coupon_", "ctx_"))
+                 and c not in ("user_id", "coupon_id")]
+        ts = TrainingSet(frame, names)
+    else:
+        ts = build_training_set(ws, label_impressions(raw))
+        ts.frame.to_parquet(cache)
+        print(f"training set through Feast get_historical_features: {len(ts.frame):,} impressions, "
+              f"{len(ts.features)} features, {time.perf_counter() - t:.0f} s", flush=True)
+
+    cfg = load_config()
+    frame = ts.frame
+    split = time_split(frame.event_timestamp, **cfg["split"])
+    part = split.assign(frame.event_timestamp)
+    tr, va = frame[part == "train"], frame[part == "validation"]
+    fits = []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        ranker = train_ranker(tr, va, ts.features, cfg)
+        fits.append(time.perf_counter() - t)
+    fits.sort()
+    print(f"ranker fit on {len(tr):,} train + {len(va):,} validation rows: median {fits[len(fits) // 2]:.1f} s "
+          f"over {args.repeats} ({ranker.best_iteration} trees); process peak RSS {peak_gib():.2f} GiB "
+          "(goal <= 90 s)", flush=True)
+
+    result = train(raw, ws, models, training_set=ts, quiet=True)
+    table = result.metrics
+    all_ = table[table.population == "all"].set_index("model")
+    cold = table[table.population == "cold_start"].set_index("model")
+    print(f"\ntest period {split.test_start:%Y-%m-%d}..{split.test_end:%Y-%m-%d}; "
+          f"{int(all_.loc[evaluate.RANKER, 'n_groups']):,} requests")
+    print("| model | NDCG@5 | NDCG@5 cold start | MAP | AUC | precision@3 | recall@3 | ranker NDCG@5 / this |")
+    print("|---|---|---|---|---|---|---|---|")
+    r5 = all_.loc[evaluate.RANKER, "ndcg@5"]
+    for m in all_.index:
+        c = cold.loc[m, "ndcg@5"] if m in cold.index else float("nan")
+        print(f"| {m} | {all_.loc[m, 'ndcg@5']:.4f} | {c:.4f} | {all_.loc[m, 'map']:.4f} | {all_.loc[m, 'auc']:.4f} | "
+              f"{all_.loc[m, 'precision@3']:.4f} | {all_.loc[m, 'recall@3']:.4f} | {r5 / all_.loc[m, 'ndcg@5']:.3f} |")
+    print(f"\nartifact: {result.path}; seconds: { {k: round(v, 1) for k, v in result.seconds.items()} }")
+    print("command: .venv/bin/python bench/train.py " + " ".join(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
