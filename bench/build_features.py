@@ -11,7 +11,6 @@ Generates the data first if the folder is missing. Prints medians and ratios.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys

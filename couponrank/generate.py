@@ -88,7 +88,6 @@ Each kind gets max(1, round(dirty_fraction x table rows)) rows; counts in the ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -493,27 +492,3 @@ def _config_dict(cfg: GeneratorConfig) -> dict:
     d["start"] = cfg.start.isoformat()
     d["impressions_per_request"] = list(cfg.impressions_per_request)
     return d
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m couponrank.generate", description=__doc__.splitlines()[0])
-    ap.add_argument("--size", choices=sorted(SIZES), default="demo")
-    ap.add_argument("--out", type=Path, default=Path("data/raw"))
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--dirty-fraction", type=float, default=None)
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    cfg = SIZES[args.size]
-    if args.seed is not None:
-        cfg = cfg.replace(seed=args.seed)
-    if args.dirty_fraction is not None:
-        cfg = cfg.replace(dirty_fraction=args.dirty_fraction)
-    summary = generate(args.out, cfg, progress=not args.quiet)
-    for name, n in summary.row_counts.items():
-        print(f"{name:18s} {n:>12,}")
-    print(f"wrote {args.out} in {summary.seconds:.1f}s")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

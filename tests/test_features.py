@@ -3,12 +3,10 @@ contract with the Feast definitions."""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import handmade
 from couponrank.features import definitions
 from couponrank.features.build import build_features
 from couponrank.features import repo
