@@ -120,6 +120,64 @@ def _print_table(table) -> None:
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+# ------------------------------------------------------------------ serving
+def cmd_serve(args) -> None:
+    import logging
+
+    from couponrank.server.catalog import CatalogError
+    from couponrank.server.main import run
+    from couponrank.server.model import ModelMismatchError
+    from couponrank.server.service import ServerConfig, currencies
+    from couponrank.training.artifact import ArtifactError
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout,
+                          catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
+                          currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
+    try:
+        run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
+            on_start=lambda s: print(f"serving model {s.ranker.model.version} on {args.host}:{s.port} "
+                                     f"({args.online} online store); SIGTERM to stop", flush=True))
+    except (ModelMismatchError, ArtifactError, CatalogError, OSError) as exc:
+        raise CliError(f"{exc} (server not started)") from exc
+
+
+def cmd_rank(args) -> None:
+    from decimal import Decimal, InvalidOperation
+
+    from couponrank.client import CouponRankClient, CouponRankError
+
+    try:
+        minor = int((Decimal(args.cart_total) * 100).to_integral_value())
+    except InvalidOperation as exc:
+        raise CliError(f"--cart-total: not an amount: {args.cart_total!r}") from exc
+    split = (lambda text: [v for v in (text or "").split(",") if v])
+    with CouponRankClient(args.addr, timeout=args.timeout) as client:
+        try:
+            result = client.rank_coupons(
+                args.user, candidate_ids=split(args.candidates), placement=args.placement,
+                cart_total_minor=minor, currency=args.currency, cart_categories=split(args.cart_categories),
+                cart_brands=split(args.cart_brands), cart_merchant_ids=split(args.cart_merchants),
+                top_k=args.top_k, explain=args.explain, request_time=_utc(args.time) if args.time else None)
+        except CouponRankError as exc:
+            raise CliError(str(exc)) from exc
+    flags = [f"model {result.model_version or '-'}"]
+    if result.cold_start:
+        flags.append("cold start")
+    if result.degraded:
+        flags.append(f"DEGRADED {result.degraded_reason}: {result.degraded_detail}")
+    print(f"request {result.request_id} for {args.user}: " + "; ".join(flags))
+    print(f"{len(result.ranked)} ranked:")
+    for c in result.ranked:
+        print(f"  {c.rank:>3}. {c.coupon_id}  score {c.score:+.4f}")
+        for r in c.reasons:
+            print(f"         {r.contribution:+.4f}  {r.feature} = {r.value:g}")
+    print(f"{len(result.ineligible)} not eligible:")
+    for c in sorted(result.ineligible, key=lambda c: c.coupon_id):
+        print(f"  {c.coupon_id}  {c.reason}: {c.detail}")
+
+
 # ------------------------------------------------------------------ the main job
 def cmd_demo(args) -> None:
     from couponrank.demo import run_demo
@@ -185,6 +243,41 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--models", default=str(DEFAULT_MODELS), help="artifact folder (default: %(default)s)")
+
+    sp = add("serve", cmd_serve, "Serve RankCoupons over gRPC (with health checks and reflection) until SIGTERM.")
+    sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
+    sp.add_argument("--model", default=str(DEFAULT_MODELS),
+                    help="a model version folder, or the models folder (its LATEST) (default: %(default)s)")
+    sp.add_argument("--port", type=int, default=50051, help="port (default: %(default)s; 0: any free one)")
+    sp.add_argument("--host", default="[::]", help="address to listen on (default: %(default)s)")
+    sp.add_argument("--online", choices=["sqlite", "redis"], default="sqlite",
+                    help="online store; redis reads its address from $COUPONRANK_REDIS")
+    sp.add_argument("--max-candidates", type=int, default=500, help="candidates per request (default: %(default)s)")
+    sp.add_argument("--store-timeout", type=float, default=0.25,
+                    help="seconds to wait for the online store before the fallback ranking (default: %(default)s)")
+    sp.add_argument("--catalog-refresh", type=float, default=300.0,
+                    help="seconds between checks for a new coupon catalogue (default: %(default)s)")
+    sp.add_argument("--grace", type=float, default=5.0,
+                    help="seconds in-flight calls get to finish on SIGTERM (default: %(default)s)")
+    sp.add_argument("--currencies", default="USD",
+                    help="accepted cart currencies, comma-separated (default: %(default)s)")
+
+    sp = add("rank", cmd_rank, "Ask a running server to rank coupons for one user; print the ranking, "
+             "the reasons and the coupons dropped.")
+    sp.add_argument("--addr", default="localhost:50051", help="server address (default: %(default)s)")
+    sp.add_argument("--user", required=True)
+    sp.add_argument("--placement", default="cart",
+                    choices=["home", "product_page", "cart", "checkout", "order_confirmation", "campaign"])
+    sp.add_argument("--cart-total", default="0", help="cart total in major units, e.g. 49.90 (default: 0)")
+    sp.add_argument("--currency", default="USD")
+    sp.add_argument("--cart-categories", help="comma-separated categories in the cart")
+    sp.add_argument("--cart-brands", help="comma-separated brands in the cart")
+    sp.add_argument("--cart-merchants", help="comma-separated merchant ids in the cart")
+    sp.add_argument("--candidates", help="comma-separated coupon ids (default: every active coupon)")
+    sp.add_argument("--top-k", type=int, default=0, help="coupons to return (default: the server's)")
+    sp.add_argument("--time", help="request time, ISO-8601 UTC (default: the server's now)")
+    sp.add_argument("--explain", action="store_true", help="show each coupon's top feature contributions")
+    sp.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt (default: %(default)s)")
 
     sp = add("features", cmd_features, "Print the online features of one user and coupon.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO))

@@ -32,7 +32,8 @@ const (
 type Placement int32
 
 const (
-	// Not specified. The server ranks without placement-specific signals.
+	// Not specified. Rejected with INVALID_ARGUMENT: placement changes both
+	// eligibility (scope is checked at cart and checkout) and the ranking.
 	Placement_PLACEMENT_UNSPECIFIED Placement = 0
 	// The home page.
 	Placement_PLACEMENT_HOME Placement = 1
@@ -178,8 +179,9 @@ type DegradedReason int32
 const (
 	// Not specified: the ranking is not degraded.
 	DegradedReason_DEGRADED_REASON_UNSPECIFIED DegradedReason = 0
-	// The online feature store could not be read; missing features were filled
-	// with defaults.
+	// The online feature store could not be read in time; the coupons were
+	// ranked by their cached redemption rate (popularity) instead of the model,
+	// and the per-user limit could not be checked.
 	DegradedReason_DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE DegradedReason = 1
 	// Too little of the caller's deadline was left for the full ranking, so a
 	// cheaper path was taken.
@@ -243,8 +245,8 @@ type RankCouponsRequest struct {
 	// `RankCouponsResponse.cold_start`).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The coupons to consider. Empty means every coupon that is active at
-	// `context.request_time`. Duplicates are ignored; ids the server does not
-	// know are returned in `ineligible_coupons` with
+	// `context.request_time`. Duplicate ids are rejected with INVALID_ARGUMENT
+	// (they usually mean a caller bug); ids the server does not know are returned in `ineligible_coupons` with
 	// `INELIGIBILITY_REASON_UNKNOWN_COUPON`.
 	CandidateCouponIds []string `protobuf:"bytes,3,rep,name=candidate_coupon_ids,json=candidateCouponIds,proto3" json:"candidate_coupon_ids,omitempty"`
 	// Where and in what shopping state the coupons will be shown.
@@ -499,8 +501,8 @@ type RankCouponsResponse struct {
 	// them in this context, each with the reason. In no particular order.
 	IneligibleCoupons []*IneligibleCoupon `protobuf:"bytes,3,rep,name=ineligible_coupons,json=ineligibleCoupons,proto3" json:"ineligible_coupons,omitempty"`
 	// The version of the model that produced the scores (as in
-	// `GetModelInfoResponse.model_version`). Empty when no model was used
-	// (`DEGRADED_REASON_MODEL_UNAVAILABLE`).
+	// `GetModelInfoResponse.model_version`). Empty when no model was used: the
+	// ranking is the popularity fallback of a degraded answer.
 	ModelVersion string `protobuf:"bytes,4,opt,name=model_version,json=modelVersion,proto3" json:"model_version,omitempty"`
 	// True when the feature store knows nothing about the user, so the ranking
 	// uses population defaults for the user's features.

@@ -1,1 +1,14 @@
-"""clients/python/couponrank_client"""
+"""Python client for the CouponRank gRPC service (installed as ``couponrank.client``)."""
+
+from .client import (
+    CouponRankClient,
+    CouponRankError,
+    IneligibleCoupon,
+    ModelInfo,
+    RankedCoupon,
+    RankResult,
+    Reason,
+)
+
+__all__ = ["CouponRankClient", "CouponRankError", "IneligibleCoupon", "ModelInfo", "RankedCoupon",
+           "RankResult", "Reason"]

@@ -1,0 +1,184 @@
+"""A small typed client for couponrank.v1.CouponRankingService.
+
+    with CouponRankClient("localhost:50051") as client:
+        result = client.rank_coupons("u000001", placement="cart", cart_total_minor=4990)
+        for coupon in result.ranked:
+            print(coupon.rank, coupon.coupon_id, coupon.score)
+
+Calls that fail with UNAVAILABLE are retried (up to ``max_attempts`` in all, with
+exponential backoff and jitter); every other failure raises :class:`CouponRankError`
+at once, as the contract says only UNAVAILABLE is worth retrying.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import grpc
+
+from couponrank.v1 import coupon_ranking_service_pb2 as pb
+from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+
+PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign")
+
+
+class CouponRankError(Exception):
+    """A call that failed: ``code`` is the gRPC status, ``details`` the server's message."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        super().__init__(f"{code.name}: {details}")
+        self.code = code
+        self.details = details
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: float
+    contribution: float
+
+
+@dataclass(frozen=True)
+class RankedCoupon:
+    coupon_id: str
+    rank: int
+    score: float
+    reasons: tuple[Reason, ...] = ()
+
+
+@dataclass(frozen=True)
+class IneligibleCoupon:
+    coupon_id: str
+    reason: str  # IneligibilityReason without its prefix, e.g. "EXPIRED"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RankResult:
+    request_id: str
+    ranked: tuple[RankedCoupon, ...]
+    ineligible: tuple[IneligibleCoupon, ...]
+    model_version: str
+    cold_start: bool
+    degraded: bool
+    degraded_reason: str  # DegradedReason without its prefix; "" when not degraded
+    degraded_detail: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_version: str
+    feature_names: tuple[str, ...]
+    metrics: dict[str, float]
+    training_data_start_time: datetime | None
+    training_data_end_time: datetime | None
+    create_time: datetime | None
+
+
+def _placement(placement: str | int) -> "pb.Placement":
+    if isinstance(placement, int):
+        return placement  # type: ignore[return-value]  # an enum value, maybe one this client does not know
+    name = placement.lower()
+    if name not in PLACEMENTS:
+        raise ValueError(f"unknown placement {placement!r}; one of {', '.join(PLACEMENTS)}")
+    return pb.Placement.Value(f"PLACEMENT_{name.upper()}")
+
+
+def _strip(enum_name: str, prefix: str) -> str:
+    return enum_name.removeprefix(prefix)
+
+
+def _time(ts) -> datetime | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.ToDatetime(tzinfo=timezone.utc)
+
+
+def to_result(resp: pb.RankCouponsResponse) -> RankResult:
+    return RankResult(
+        request_id=resp.request_id,
+        ranked=tuple(RankedCoupon(c.coupon_id, c.rank, c.score,
+                                  tuple(Reason(r.feature, r.value, r.contribution) for r in c.reasons))
+                     for c in resp.ranked_coupons),
+        ineligible=tuple(IneligibleCoupon(c.coupon_id,
+                                          _strip(pb.IneligibilityReason.Name(c.reason), "INELIGIBILITY_REASON_")
+                                          if c.reason in pb.IneligibilityReason.values() else str(c.reason),
+                                          c.detail)
+                         for c in resp.ineligible_coupons),
+        model_version=resp.model_version,
+        cold_start=resp.cold_start,
+        degraded=resp.degraded,
+        degraded_reason=("" if not resp.degraded else
+                         _strip(pb.DegradedReason.Name(resp.degraded_reason), "DEGRADED_REASON_")
+                         if resp.degraded_reason in pb.DegradedReason.values() else str(resp.degraded_reason)),
+        degraded_detail=resp.degraded_detail,
+    )
+
+
+class CouponRankClient:
+    def __init__(self, target: str, timeout: float = 0.5, max_attempts: int = 3,
+                 backoff: float = 0.05, max_backoff: float = 1.0, channel: grpc.Channel | None = None):
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.target = target
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._channel = channel or grpc.insecure_channel(target)
+        self._stub = pb_grpc.CouponRankingServiceStub(self._channel)
+
+    # -------------------------------------------------------------- plumbing
+    def _call(self, method, request, timeout: float | None):
+        timeout = self.timeout if timeout is None else timeout
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return method(request, timeout=timeout)
+            except grpc.RpcError as exc:
+                code = exc.code()
+                if code != grpc.StatusCode.UNAVAILABLE or attempt == self.max_attempts:
+                    raise CouponRankError(code, exc.details() or "") from None
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                time.sleep(delay * (0.5 + random.random() / 2))
+        raise AssertionError("unreachable")
+
+    # -------------------------------------------------------------- API
+    def rank_coupons(self, user_id: str, candidate_ids: Sequence[str] = (), placement: str | int = "cart",
+                     cart_total_minor: int = 0, currency: str = "USD", cart_categories: Sequence[str] = (),
+                     top_k: int = 0, explain: bool = False, timeout: float | None = None, *,
+                     cart_brands: Sequence[str] = (), cart_merchant_ids: Sequence[str] = (),
+                     request_time: datetime | None = None, request_id: str = "") -> RankResult:
+        """Rank coupons for one user; ``request_time`` defaults to the server's now."""
+        ctx = pb.RequestContext(
+            placement=_placement(placement),
+            cart_total=pb.Money(currency_code=currency, amount_minor=int(cart_total_minor)),
+            cart_categories=list(cart_categories), cart_brands=list(cart_brands),
+            cart_merchant_ids=list(cart_merchant_ids))
+        if request_time is not None:
+            if request_time.tzinfo is None:
+                request_time = request_time.replace(tzinfo=timezone.utc)
+            ctx.request_time.FromDatetime(request_time)
+        request = pb.RankCouponsRequest(request_id=request_id, user_id=user_id,
+                                        candidate_coupon_ids=list(candidate_ids), context=ctx,
+                                        top_k=top_k, explain=explain)
+        return to_result(self._call(self._stub.RankCoupons, request, timeout))
+
+    def model_info(self, timeout: float | None = None) -> ModelInfo:
+        r = self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(), timeout)
+        return ModelInfo(r.model_version, tuple(r.feature_names), dict(r.metrics),
+                         _time(r.training_data_start_time) if r.HasField("training_data_start_time") else None,
+                         _time(r.training_data_end_time) if r.HasField("training_data_end_time") else None,
+                         _time(r.create_time) if r.HasField("create_time") else None)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "CouponRankClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

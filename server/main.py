@@ -1,0 +1,152 @@
+"""Start the gRPC server: load everything once, then serve.
+
+At start, and never per request: the Feast registry (cached forever:
+``cache_ttl_seconds = 0``), the feature service's layout, the model artifact
+(checksums verified, model.txt parsed once, features checked against the registry),
+the coupon catalogue (refreshed in the background, see server/catalog.py), and one
+warm-up online read.
+
+The server offers CouponRankingService, the standard health service
+(grpc.health.v1.Health: SERVING for "" and for the service, NOT_SERVING once
+shutting down) and server reflection. SIGTERM / SIGINT (in :func:`run`): stop taking
+new calls, give in-flight ones ``grace_seconds`` to finish, exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
+from couponrank.server.model import ModelMismatchError, RankerModel
+from couponrank.server.online import OnlineFeatures
+from couponrank.server.service import SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig
+from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+WARM_UP_TIMEOUT = 1.0  # seconds; a store that does not answer by then is reported, not waited for
+
+
+def build_store(repo: Path, online: str = "sqlite"):
+    """A FeatureStore whose registry is read once and cached forever."""
+    from feast import FeatureStore
+    from feast.repo_config import load_repo_config
+
+    from couponrank.features.repo import yaml_for
+
+    repo = Path(repo).resolve()
+    config = load_repo_config(repo, yaml_for(repo, online))
+    config.registry.cache_ttl_seconds = 0
+    return FeatureStore(repo_path=str(repo), config=config)
+
+
+def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: ServerConfig | None = None,
+                 store=None) -> Ranker:
+    """Load store, model and catalogue; raises ModelMismatchError (or ArtifactError,
+    CatalogError) with a clear message when they cannot be served together."""
+    from couponrank.training.dataset import feature_names
+
+    config = config or ServerConfig()
+    store = store if store is not None else build_store(repo, online)
+    ranker_model = RankerModel.load(Path(model))
+    ranker_model.check_features(feature_names(store))
+    features = OnlineFeatures(store)
+    not_in_catalog = [f for f in features.catalog_features if f not in FLOAT_COLUMNS]
+    if not_in_catalog:
+        raise ModelMismatchError(f"coupon_attributes features the catalogue cannot serve: {', '.join(not_in_catalog)}")
+    catalog = CatalogHolder(Path(repo), config.catalog_refresh_seconds)
+    ranker = Ranker(catalog, features, ranker_model, config)
+    _warm_up(ranker)
+    return ranker
+
+
+def _warm_up(ranker: Ranker) -> None:
+    """One read, so the first request does not pay for opening the store."""
+    cat = ranker.catalog.current
+    if not len(cat):
+        return
+    future = ranker.submit_read("__warm_up__", [cat.ids[0]], [cat.columns["coupon_target_category"][0]])
+    try:
+        future.result(timeout=WARM_UP_TIMEOUT)
+    except Exception as exc:  # the server still starts; requests degrade until the store answers
+        log.warning("online store warm-up read failed (%s: %s); requests degrade until it answers",
+                    type(exc).__name__, exc)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    servicer: CouponRankingServicer
+    health: health.HealthServicer
+
+    @property
+    def ranker(self) -> Ranker:
+        return self.servicer.ranker
+
+    def stop(self, grace: float | None = None) -> threading.Event:
+        """Refuse new calls, let in-flight ones finish within ``grace`` seconds."""
+        self.health.enter_graceful_shutdown()
+        done = self.server.stop(self.servicer.config.grace_seconds if grace is None else grace)
+        self.ranker.catalog.stop()
+
+        def close_when_done():
+            done.wait()
+            self.ranker.close()
+
+        threading.Thread(target=close_when_done, daemon=True).start()
+        return done
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()
+
+
+def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
+          host: str = "[::]", ranker: Ranker | None = None) -> RunningServer:
+    """Build everything and start serving on ``host:port`` (port 0: a free one);
+    returns at once with the running server."""
+    config = config or ServerConfig()
+    ranker = ranker or build_ranker(repo, model, online, config)
+    servicer = CouponRankingServicer(ranker)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers,
+                                                    thread_name_prefix="rpc"))
+    pb_grpc.add_CouponRankingServiceServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        ranker.close()
+        raise OSError(f"cannot listen on {host}:{port}")
+    server.start()
+    ranker.catalog.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving model %s on %s:%d (%d coupons in the catalogue)", ranker.model.version, host, bound,
+             len(ranker.catalog.current))
+    return RunningServer(server, bound, servicer, health_servicer)
+
+
+def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
+        host: str = "[::]", on_start=None) -> None:
+    """Serve until SIGTERM / SIGINT, then shut down gracefully (main thread only)."""
+    running = serve(repo, model, port, online, config, host)
+    if on_start is not None:
+        on_start(running)
+
+    def shutdown(signum, _frame):
+        log.info("signal %d: stopping (grace %.1fs)", signum, running.servicer.config.grace_seconds)
+        running.stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    running.wait()

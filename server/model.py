@@ -1,0 +1,86 @@
+"""The ranking model: a verified artifact, a LightGBM Booster, explanations.
+
+Loaded once at start (:meth:`RankerModel.load`): the artifact's checksums are
+verified (training.artifact.load_artifact), model.txt is parsed once, and the
+artifact's feature list is checked against the registry's ``ranker_v1`` feature
+service (:meth:`RankerModel.check_features`); a mismatch refuses to start with a
+message naming the missing and extra features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+
+from couponrank.training.artifact import Artifact, load_artifact
+
+
+class ModelMismatchError(RuntimeError):
+    """The model cannot be served with this feature registry; the message says why."""
+
+
+@dataclass(frozen=True)
+class Explanation:
+    feature: str
+    value: float
+    contribution: float
+
+
+class RankerModel:
+    def __init__(self, artifact: Artifact, booster: lgb.Booster):
+        self.artifact = artifact
+        self.booster = booster
+        self.version = artifact.version
+        self.features = list(artifact.features)
+        booster_features = booster.feature_name()
+        if booster_features != self.features:
+            raise ModelMismatchError(
+                f"{artifact.path}: features.json does not list model.txt's features in order "
+                f"(model.txt: {len(booster_features)}, features.json: {len(self.features)})")
+
+    @classmethod
+    def load(cls, path: Path) -> "RankerModel":
+        art = load_artifact(Path(path))
+        return cls(art, lgb.Booster(model_file=str(art.model_file)))
+
+    def check_features(self, registry_features: Sequence[str], service: str = "ranker_v1") -> None:
+        """Refuse a model whose inputs are not exactly the feature service's features."""
+        model, registry = set(self.features), set(registry_features)
+        missing, extra = sorted(model - registry), sorted(registry - model)
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"model features missing from the registry's '{service}' feature service: "
+                             f"{', '.join(missing)}")
+            if extra:
+                parts.append(f"'{service}' features the model does not use: {', '.join(extra)}")
+            raise ModelMismatchError(
+                f"model {self.version} ({self.artifact.path}) does not match the feature registry: "
+                + "; ".join(parts) + ". Retrain the model or serve it with the registry it was trained on.")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Raw scores (one thread: requests are small, the server runs many at once)."""
+        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=1), dtype=np.float64)
+
+    def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature contributions (n x features) and the bias (n); their row sum
+        is the raw score."""
+        c = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1), dtype=np.float64)
+        return c[:, :-1], c[:, -1]
+
+    def explain(self, X: np.ndarray, max_reasons: int = 10) -> list[list[Explanation]]:
+        """Per row, the features with a non-zero contribution, largest |contribution|
+        first (ties by model order), at most ``max_reasons`` (0: all)."""
+        contrib, _ = self.contributions(X)
+        out = []
+        for i in range(len(X)):
+            nz = np.flatnonzero(contrib[i] != 0)
+            nz = nz[np.argsort(-np.abs(contrib[i, nz]), kind="stable")]
+            if max_reasons > 0:
+                nz = nz[:max_reasons]
+            out.append([Explanation(self.features[j], float(X[i, j]), float(contrib[i, j])) for j in nz])
+        return out

@@ -1,0 +1,359 @@
+"""The CouponRankingService: request validation, the ranking path, degradation.
+
+:class:`Ranker` runs the stages (server/stages.py) with the only I/O of a request --
+the online feature read -- in the middle; :class:`CouponRankingServicer` translates
+protos to plain values and back and maps errors to status codes:
+
+* INVALID_ARGUMENT, details starting with the field's name: empty ``user_id``;
+  ``context.placement`` unspecified or not a known enum value; ``context.cart_total``
+  with a currency outside :attr:`ServerConfig.currencies` (default {"USD"}) or a
+  negative amount; an empty or duplicate id in ``candidate_coupon_ids``; more
+  candidates than :attr:`ServerConfig.max_candidates` (default 500); negative
+  ``top_k``.
+* DEADLINE_EXCEEDED: ``context.time_remaining()`` is checked between stages; the
+  request stops as soon as the caller's deadline has passed.
+* Online store failure (an exception, or no answer within ``store_timeout`` bounded
+  by the caller's deadline): OK, ranked by the cached 30-day redemption rate
+  (catalogue, loaded at start; ties and unknown rates by coupon id), ``degraded`` with
+  FEATURE_STORE_UNAVAILABLE, an empty ``model_version`` and scores equal to that rate.
+  The per-user limit cannot be checked then; the budget is checked against the
+  cached ``coupon_budget_used_frac``. After a failure the store is not asked again for
+  ``store_cooldown`` seconds (those requests degrade at once instead of queueing
+  behind a dead store).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+import queue
+import threading
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import grpc
+import numpy as np
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from couponrank.schema import PLACEMENTS
+from couponrank.server import stages
+from couponrank.server.catalog import DEFAULT_REFRESH_SECONDS, CatalogHolder
+from couponrank.server.model import Explanation, RankerModel
+from couponrank.server.online import OnlineFeatures, join_features
+from couponrank.server.stages import Candidates, RankRequest, Reason
+from couponrank.v1 import coupon_ranking_service_pb2 as pb
+from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CouponRankingService"].full_name
+FEATURE_STORE_UNAVAILABLE = "FEATURE_STORE_UNAVAILABLE"
+
+
+@dataclass
+class ServerConfig:
+    default_top_k: int = 10  # used when a request's top_k is 0
+    max_candidates: int = 500
+    # accepted currency codes -> digits of their minor unit (amount_minor / 10**digits = major units)
+    currencies: Mapping[str, int] = field(default_factory=lambda: {"USD": 2})
+    store_timeout: float = 0.25  # seconds; also bounded by the caller's deadline
+    deadline_reserve: float = 0.01  # seconds kept after the store read for scoring and the answer
+    store_cooldown: float = 1.0  # seconds without store reads after a failure
+    max_reasons: int = 10  # explanations per coupon; 0 = every non-zero contribution
+    catalog_refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+    max_workers: int = 8  # concurrent RPCs
+    store_workers: int = 4  # concurrent online reads
+    grace_seconds: float = 5.0  # on SIGTERM: time in-flight calls get to finish
+
+
+# ISO 4217 currencies whose minor unit is not 1/100 of the major unit.
+MINOR_UNIT_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "PYG": 0, "UGX": 0, "XAF": 0, "XOF": 0,
+                     "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
+
+
+def currencies(codes) -> dict[str, int]:
+    """ServerConfig.currencies for these codes (upper-case ISO 4217)."""
+    return {c: MINOR_UNIT_DIGITS.get(c, 2) for c in codes}
+
+
+class InvalidArgument(ValueError):
+    def __init__(self, field_name: str, message: str):
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+
+
+class DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass
+class RankedItem:
+    coupon_id: str
+    score: float
+    reasons: list[Explanation] = field(default_factory=list)
+
+
+@dataclass
+class RankOutcome:
+    ranked: list[RankedItem]
+    ineligible: list[tuple[str, Reason, str]]
+    model_version: str
+    cold_start: bool = False
+    degraded_reason: str | None = None
+    degraded_detail: str = ""
+
+
+# ------------------------------------------------------------------ validation
+def _placement(value: int) -> str:
+    if value == pb.PLACEMENT_UNSPECIFIED:
+        raise InvalidArgument("context.placement", "must be set (PLACEMENT_UNSPECIFIED is not accepted)")
+    try:
+        name = pb.Placement.Name(value)
+    except ValueError:
+        raise InvalidArgument("context.placement", f"unknown placement enum value {value}") from None
+    placement = name.removeprefix("PLACEMENT_").lower()
+    if placement not in PLACEMENTS:
+        raise InvalidArgument("context.placement", f"{name} is not served")
+    return placement
+
+
+def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
+                  clock: Callable[[], float] = time.time) -> RankRequest:
+    """Validate a RankCouponsRequest; raises InvalidArgument naming the field."""
+    if not request.user_id:
+        raise InvalidArgument("user_id", "must not be empty")
+    if request.top_k < 0:
+        raise InvalidArgument("top_k", f"must not be negative, got {request.top_k}")
+    ctx = request.context
+    placement = _placement(ctx.placement)
+    cart_total = 0.0
+    if ctx.HasField("cart_total"):
+        money = ctx.cart_total
+        if money.currency_code not in config.currencies:
+            raise InvalidArgument("context.cart_total.currency_code",
+                                  f"{money.currency_code!r} is not accepted (accepted: "
+                                  f"{', '.join(sorted(config.currencies))})")
+        if money.amount_minor < 0:
+            raise InvalidArgument("context.cart_total.amount_minor", f"must not be negative, got {money.amount_minor}")
+        cart_total = money.amount_minor / 10 ** config.currencies[money.currency_code]
+    ids = tuple(request.candidate_coupon_ids)
+    if len(ids) > config.max_candidates:
+        raise InvalidArgument("candidate_coupon_ids",
+                              f"{len(ids)} candidates, more than the limit of {config.max_candidates}")
+    seen: set[str] = set()
+    for i, cid in enumerate(ids):
+        if not cid:
+            raise InvalidArgument("candidate_coupon_ids", f"entry {i} is empty")
+        if cid in seen:
+            raise InvalidArgument("candidate_coupon_ids", f"duplicate id {cid!r}")
+        seen.add(cid)
+    now = (ctx.request_time.seconds + ctx.request_time.nanos / 1e9) if ctx.HasField("request_time") else clock()
+    return RankRequest(
+        user_id=request.user_id, candidate_ids=ids, placement=placement, cart_total=cart_total,
+        cart_categories=tuple(ctx.cart_categories), cart_brands=tuple(ctx.cart_brands),
+        cart_merchants=tuple(ctx.cart_merchant_ids), now=now,
+        top_k=request.top_k or config.default_top_k, explain=request.explain)
+
+
+# ------------------------------------------------------------------ the ranking path
+class DaemonPool:
+    """A fixed pool of daemon worker threads. Unlike ThreadPoolExecutor's, its threads
+    are not joined at exit, so a read stuck on a dead store never holds up shutdown."""
+
+    def __init__(self, workers: int, name: str):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(workers):
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the waiting request
+                future.set_exception(exc)
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def shutdown(self, workers: int) -> None:
+        for _ in range(workers):
+            self._queue.put(None)
+
+
+class Ranker:
+    """Everything a request needs, loaded once; :meth:`rank` is thread-safe."""
+
+    def __init__(self, catalog: CatalogHolder, online: OnlineFeatures, model: RankerModel,
+                 config: ServerConfig | None = None):
+        self.catalog = catalog
+        self.online = online
+        self.model = model
+        self.config = config or ServerConfig()
+        self._pool = DaemonPool(self.config.store_workers, "online-read")
+        self._store_down_until = 0.0
+        self._closed = False
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.shutdown(self.config.store_workers)
+
+    def submit_read(self, user_id: str, ids, categories) -> Future:
+        """Start one online read on the read pool."""
+        return self._pool.submit(self.online.read, user_id, list(ids), list(categories))
+
+    @staticmethod
+    def _checkpoint(time_remaining: Callable[[], float | None], stage: str) -> None:
+        left = time_remaining()
+        if left is not None and left <= 0:
+            raise DeadlineExceeded(f"the deadline passed before {stage}")
+
+    def rank(self, req: RankRequest, time_remaining: Callable[[], float | None] = lambda: None) -> RankOutcome:
+        self._checkpoint(time_remaining, "candidate selection")
+        cat = self.catalog.current
+        cands = stages.candidates(req, cat, req.now)
+        static = stages.eligibility(req, cat, cands, req.now)
+        ineligible = [(cands.ids[i], r, d) for i, r, d in static.dropped()]
+        kept = cands.subset(static.keep)
+        if len(kept) == 0:
+            return RankOutcome([], ineligible, self.model.version)
+
+        self._checkpoint(time_remaining, "the online feature read")
+        categories = cat.take("coupon_target_category", kept.rows)
+        read, problem = self._read(req.user_id, kept.ids, categories, time_remaining)
+        if read is None:
+            return self._fallback(req, cat, kept, ineligible, problem)
+
+        usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),
+                                   read.get("coupon_budget_used_frac"))
+        ineligible += [(kept.ids[i], r, d) for i, r, d in usage.dropped()]
+        cold = self.online.cold_start(read)
+        read = {k: v[usage.keep] for k, v in read.items()}
+        kept = kept.subset(usage.keep)
+
+        self._checkpoint(time_remaining, "scoring")
+        features = join_features(read, cat, kept.rows, req, self.online.catalog_features)
+        X = stages.assemble(features, self.model.features)
+        scores = stages.score(self.model, X)
+        top = stages.order(scores, kept.ids, req.top_k)
+        ranked = [RankedItem(kept.ids[i], float(scores[i])) for i in top]
+        if req.explain and len(top):
+            self._checkpoint(time_remaining, "explanations")
+            for item, reasons in zip(ranked, self.model.explain(X[top], self.config.max_reasons)):
+                item.reasons = reasons
+        return RankOutcome(ranked, ineligible, self.model.version, cold_start=cold)
+
+    def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
+              time_remaining: Callable[[], float | None]) -> tuple[dict | None, str]:
+        """The online read under a timeout bounded by the deadline: (features, "") or
+        (None, why not)."""
+        now = time.monotonic()
+        if now < self._store_down_until:
+            return None, (f"online store failed recently; not asked again for another "
+                          f"{self._store_down_until - now:.2f}s")
+        timeout = self.config.store_timeout
+        left = time_remaining()
+        if left is not None:
+            timeout = min(timeout, max(left - self.config.deadline_reserve, 0.001))
+        future = self.submit_read(user_id, ids, categories)
+        try:
+            return future.result(timeout=timeout), ""
+        except FutureTimeout:
+            future.cancel()
+            if timeout >= self.config.store_timeout:  # a slow store, not just a short deadline
+                self._store_down_until = time.monotonic() + self.config.store_cooldown
+            log.warning("online store read timed out after %.0f ms", timeout * 1000)
+            return None, f"online store read timed out after {timeout * 1000:.0f} ms"
+        except Exception as exc:  # any store error: degrade, never fail the request
+            self._store_down_until = time.monotonic() + self.config.store_cooldown
+            log.warning("online store read failed: %s: %s", type(exc).__name__, exc)
+            return None, f"online store read failed: {type(exc).__name__}: {str(exc)[:200]}"
+
+    def _fallback(self, req: RankRequest, cat, kept: Candidates, ineligible: list, problem: str) -> RankOutcome:
+        """Popularity ranking from the catalogue's cached coupon stats."""
+        budget = cat.take("coupon_budget_used_frac", kept.rows)
+        el = stages.eligibility(req, cat, kept, req.now, None, budget)
+        ineligible = ineligible + [(kept.ids[i], r, d) for i, r, d in el.dropped()]
+        kept = kept.subset(el.keep)
+        popularity = cat.take("coupon_redemption_rate_30d", kept.rows)
+        top = stages.order(popularity, kept.ids, req.top_k)
+        ranked = [RankedItem(kept.ids[i], float(np.nan_to_num(popularity[i], nan=0.0))) for i in top]
+        detail = f"{problem}; ranked by the cached 30-day redemption rate, per-user limits not checked"
+        return RankOutcome(ranked, ineligible, "", degraded_reason=FEATURE_STORE_UNAVAILABLE,
+                           degraded_detail=detail)
+
+
+# ------------------------------------------------------------------ gRPC
+def _timestamp(iso: str | None) -> Timestamp | None:
+    if not iso:
+        return None
+    ts = Timestamp()
+    ts.FromDatetime(datetime.fromisoformat(str(iso)))
+    return ts
+
+
+class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
+    def __init__(self, ranker: Ranker):
+        self.ranker = ranker
+        self.config = ranker.config
+        self._model_info = self._build_model_info(ranker.model)
+
+    @staticmethod
+    def _build_model_info(model: RankerModel) -> pb.GetModelInfoResponse:
+        meta = model.artifact.metadata
+        info = pb.GetModelInfoResponse(model_version=model.version, feature_names=model.features)
+        for name, value in (meta.get("metrics") or {}).items():
+            if isinstance(value, (int, float)):
+                info.metrics[name] = float(value)
+        rng = meta.get("training_range") or {}
+        for target, iso in (("training_data_start_time", rng.get("start")),
+                            ("training_data_end_time", rng.get("end")), ("create_time", meta.get("created_at"))):
+            ts = _timestamp(iso)
+            if ts is not None:
+                getattr(info, target).CopyFrom(ts)
+        return info
+
+    def RankCoupons(self, request, context):
+        try:
+            req = parse_request(request, self.config)
+        except InvalidArgument as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            outcome = self.ranker.rank(req, context.time_remaining)
+        except DeadlineExceeded as exc:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
+        except Exception:  # a bug, not the caller's fault: log it, answer INTERNAL without internals
+            log.exception("RankCoupons failed for request %r", request.request_id)
+            context.abort(grpc.StatusCode.INTERNAL, "internal error while ranking; see the server log")
+        return to_response(outcome, request.request_id or uuid.uuid4().hex)
+
+    def GetModelInfo(self, request, context):
+        return self._model_info
+
+
+def to_response(outcome: RankOutcome, request_id: str) -> pb.RankCouponsResponse:
+    resp = pb.RankCouponsResponse(request_id=request_id, model_version=outcome.model_version,
+                                  cold_start=outcome.cold_start)
+    for rank, item in enumerate(outcome.ranked, start=1):
+        rc = resp.ranked_coupons.add(coupon_id=item.coupon_id, rank=rank, score=item.score)
+        for r in item.reasons:
+            rc.reasons.add(feature=r.feature, value=r.value, contribution=r.contribution)
+    for cid, reason, detail in outcome.ineligible:
+        resp.ineligible_coupons.add(coupon_id=cid, reason=int(reason), detail=detail)
+    if outcome.degraded_reason:
+        resp.degraded = True
+        resp.degraded_reason = pb.DegradedReason.Value(f"DEGRADED_REASON_{outcome.degraded_reason}")
+        resp.degraded_detail = outcome.degraded_detail
+    return resp

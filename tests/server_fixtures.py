@@ -1,0 +1,85 @@
+"""Fixtures for the server tests: tiny data + features + model built once per module
+(the `demo` command), the real gRPC server in-process on a free loopback port, a client."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+FEATURE_SOURCES = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
+                   "coupon_stats")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Built:
+    raw: Path
+    repo: Path
+    models: Path
+    last_snapshot: pd.Timestamp  # the latest row stamp over every feature source
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    from couponrank.cli import main
+
+    root = tmp_path_factory.mktemp("serving")
+    raw, repo, models = root / "raw", root / "features", root / "models"
+    code = main(["demo", "--size", "tiny", "--quiet", "--raw", str(raw), "--repo", str(repo),
+                 "--models", str(models)])
+    assert code == 0
+    last = max(pd.read_parquet(repo / "data" / f"{name}.parquet", columns=["event_timestamp"]).event_timestamp.max()
+               for name in FEATURE_SOURCES)
+    return Built(raw, repo, models, last)
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+
+    # every non-zero contribution in explanations; no store cooldown (tests break the store on purpose)
+    config = ServerConfig(max_reasons=0, store_cooldown=0.0, catalog_refresh_seconds=0)
+    running = serve(built.repo, built.models, port=0, host="127.0.0.1", config=config)
+    yield running
+    running.stop(0).wait(5)
+
+
+@pytest.fixture(scope="module")
+def target(server) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="module")
+def client(target):
+    from couponrank.client import CouponRankClient
+
+    with CouponRankClient(target, timeout=5.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def stub(target):
+    import grpc
+
+    from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+
+    channel = grpc.insecure_channel(target)
+    yield pb_grpc.CouponRankingServiceStub(channel)
+    channel.close()
+
+
+@pytest.fixture(scope="module")
+def catalog(built):
+    from couponrank.server.catalog import load_catalog
+
+    return load_catalog(built.repo)

@@ -1,0 +1,479 @@
+"""The RankCoupons service: the pure stages, then the real gRPC server in-process on
+tiny data (ranking, eligibility, explanations, train/serve parity, cold start, bad
+input, deadlines, a broken online store, health, reflection, model info, a model the
+registry does not match)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timezone
+
+import grpc
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from couponrank.client import CouponRankClient, CouponRankError
+from couponrank.server import stages
+from couponrank.server.catalog import FLOAT_COLUMNS, STATS_COLUMNS, STRING_COLUMNS, Catalog
+from couponrank.server.stages import RankRequest, Reason
+from couponrank.training.artifact import load_artifact
+from couponrank.v1 import coupon_ranking_service_pb2 as pb
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["server_fixtures"]  # built, server, target, client, stub, catalog
+
+
+# ================================================================== pure stages
+def _catalog(rows: dict[str, dict]) -> Catalog:
+    ids = np.array(sorted(rows), dtype=object)
+    defaults = {"coupon_type": "percent_off", "coupon_scope": "all", "coupon_scope_value": "",
+                "coupon_target_category": "__all__", "coupon_campaign_id": "k", "coupon_value": 10.0,
+                "coupon_min_spend": 0.0, "coupon_valid_from_unix": 0.0, "coupon_valid_to_unix": 1000.0,
+                "coupon_per_user_limit": 1.0, "coupon_budget": 100.0, "coupon_redemption_rate_30d": np.nan,
+                "coupon_budget_used_frac": 0.0}
+    cols = {}
+    for name in STRING_COLUMNS:
+        cols[name] = np.array([rows[i].get(name, defaults[name]) for i in ids], dtype=object)
+    for name in FLOAT_COLUMNS + STATS_COLUMNS:
+        cols[name] = np.array([rows[i].get(name, defaults[name]) for i in ids], dtype=np.float64)
+    return Catalog(ids, cols, 0.0)
+
+
+HAND = _catalog({
+    "c1": {"coupon_per_user_limit": 2.0},
+    "c2": {"coupon_valid_to_unix": 100.0},  # expired at 500
+    "c3": {"coupon_valid_from_unix": 600.0},  # not yet valid at 500
+    "c4": {"coupon_scope": "category", "coupon_scope_value": "shoes"},
+    "c5": {"coupon_min_spend": 100.0},
+    "c6": {"coupon_scope": "brand", "coupon_scope_value": "acme"},
+    "c7": {"coupon_scope": "merchant", "coupon_scope_value": "m1"},
+})
+
+
+def _reasons(el: stages.Eligibility, cands: stages.Candidates) -> dict[str, Reason]:
+    return {cands.ids[i]: Reason(int(r)) for i, r in enumerate(el.reason)}
+
+
+def test_candidates_default_to_the_coupons_active_now():
+    req = RankRequest("u", now=500.0)
+    assert list(stages.candidates(req, HAND, 500.0).ids) == ["c1", "c4", "c5", "c6", "c7"]
+    named = stages.candidates(RankRequest("u", candidate_ids=("c7", "zz")), HAND, 500.0)
+    assert list(named.ids) == ["c7", "zz"] and list(named.rows) == [6, -1]
+
+
+def test_eligibility_gives_each_dropped_coupon_its_reason():
+    req = RankRequest("u", candidate_ids=("c1", "c2", "c3", "c4", "c5", "c6", "c7", "zz"), placement="cart",
+                      cart_total=50.0, cart_categories=("shoes",), cart_merchants=("m1",), now=500.0)
+    cands = stages.candidates(req, HAND, req.now)
+    el = stages.eligibility(req, HAND, cands, req.now)
+    assert _reasons(el, cands) == {
+        "c1": Reason.ELIGIBLE, "c2": Reason.EXPIRED, "c3": Reason.NOT_YET_VALID, "c4": Reason.ELIGIBLE,
+        "c5": Reason.MIN_SPEND_NOT_MET, "c6": Reason.OUT_OF_SCOPE, "c7": Reason.ELIGIBLE,
+        "zz": Reason.UNKNOWN_COUPON}
+    assert "50.00" in el.detail[4] and "100.00" in el.detail[4]
+    assert all(el.detail[i] == "" for i in np.flatnonzero(el.keep))
+    # online features: per-user limit (c1 limit 2) and budget; NaN means unknown, not dropped
+    ucp = np.array([2, 0, 0, 5, 0, 0, np.nan, 0], dtype=float)
+    budget = np.array([0, 0, 0, 1.0, 0, 0, np.nan, 0])
+    el = stages.eligibility(req, HAND, cands, req.now, ucp, budget)
+    got = _reasons(el, cands)
+    assert got["c1"] is Reason.PER_USER_LIMIT_REACHED and got["c4"] is Reason.PER_USER_LIMIT_REACHED
+    assert got["c7"] is Reason.ELIGIBLE
+    el = stages.eligibility(req, HAND, cands, req.now, np.zeros(8), budget)
+    assert _reasons(el, cands)["c4"] is Reason.BUDGET_EXHAUSTED
+
+
+def test_scope_is_checked_only_where_the_cart_is_used():
+    ids = ("c1", "c4", "c6", "c7")
+    for placement, expected in (("home", [True] * 4), ("product_page", [True] * 4),
+                                ("checkout", [True, False, False, False])):  # empty cart at checkout
+        req = RankRequest("u", candidate_ids=ids, placement=placement, now=500.0)
+        cands = stages.candidates(req, HAND, req.now)
+        assert list(stages.eligibility(req, HAND, cands, req.now).keep) == expected, placement
+
+
+def test_assemble_order_and_score():
+    X = stages.assemble({"b": np.array([1.0, 2.0]), "a": np.array([3.0, np.nan])}, ["a", "b"])
+    np.testing.assert_array_equal(X, [[3.0, 1.0], [np.nan, 2.0]])
+    assert X.dtype == np.float64
+    with pytest.raises(KeyError, match="zzz"):
+        stages.assemble({"a": np.zeros(2)}, ["a", "zzz"])
+    ids = np.array(["d", "c", "a", "b", "e"], dtype=object)
+    scores = np.array([1.0, 2.0, 2.0, np.nan, 0.5])
+    assert list(stages.order(scores, ids)) == [2, 1, 0, 4, 3]  # ties by id, NaN last
+    assert list(stages.order(scores, ids, top_k=2)) == [2, 1]
+
+    class Twice:
+        def predict(self, X):
+            return 2 * X[:, 0]
+
+    np.testing.assert_array_equal(stages.score(Twice(), X[:1]), [6.0])
+    assert stages.score(Twice(), np.empty((0, 2))).shape == (0,)
+
+
+# ================================================================== helpers
+def _request_time(built, hours: float = 10.0) -> pd.Timestamp:
+    """A time after the last snapshot: the online store and the historical join agree."""
+    return built.last_snapshot + pd.Timedelta(hours=hours)
+
+
+def _active_user(built) -> str:
+    ua = pd.read_parquet(built.repo / "data" / "user_activity.parquet", columns=["user_id"])
+    return str(ua.user_id.astype(str).value_counts().idxmax())
+
+
+def _artifact(built):
+    return load_artifact(built.models)
+
+
+# ================================================================== ranking
+def test_ranking_is_sorted_with_ranks_and_model_version(built, client, catalog):
+    T = _request_time(built)
+    res = client.rank_coupons(_active_user(built), placement="home", cart_total_minor=20000, top_k=0,
+                              request_time=T.to_pydatetime(), request_id="req-1")
+    assert res.request_id == "req-1"
+    assert res.model_version == _artifact(built).version
+    assert not res.degraded and not res.cold_start
+    assert 0 < len(res.ranked) <= 10  # top_k 0: the server's default (10)
+    assert [c.rank for c in res.ranked] == list(range(1, len(res.ranked) + 1))
+    scores = [c.score for c in res.ranked]
+    assert scores == sorted(scores, reverse=True)
+    # empty candidates = every coupon active at T; each is ranked or dropped with a reason
+    active = set(catalog.ids[catalog.active(T.timestamp())])
+    everything = client.rank_coupons(_active_user(built), placement="home", cart_total_minor=20000,
+                                     top_k=500, request_time=T.to_pydatetime())
+    assert {c.coupon_id for c in everything.ranked} | {c.coupon_id for c in everything.ineligible} == active
+    assert not {c.coupon_id for c in everything.ranked} & {c.coupon_id for c in everything.ineligible}
+    # a request without an id gets one
+    assert client.rank_coupons("u000001", placement="home", request_time=T.to_pydatetime()).request_id
+
+
+def test_ineligible_candidates_carry_their_reason(built, client, catalog):
+    c = catalog.columns
+    vf, vt, ms = c["coupon_valid_from_unix"], c["coupon_valid_to_unix"], c["coupon_min_spend"]
+    scope = c["coupon_scope"]
+    # a time at which some coupons have ended, some not begun, and the rest are varied enough
+    for t in np.sort(vf) + 1:
+        active = (vf <= t) & (t < vt)
+        picks = {
+            "EXPIRED": np.flatnonzero(vt <= t), "NOT_YET_VALID": np.flatnonzero(vf > t),
+            "MIN_SPEND_NOT_MET": np.flatnonzero(active & (scope == "all") & (ms > 0)),
+            "OUT_OF_SCOPE": np.flatnonzero(active & (scope == "category") & (ms == 0)),
+            "ranked": np.flatnonzero(active & (scope == "all") & (ms == 0)),
+        }
+        if all(len(v) for v in picks.values()):
+            break
+    else:
+        pytest.fail("no request time gives every kind of candidate in the tiny data")
+    chosen = {kind: str(catalog.ids[rows[0]]) for kind, rows in picks.items()}
+    chosen["UNKNOWN_COUPON"] = "no-such-coupon"
+    res = client.rank_coupons("u000001", candidate_ids=list(chosen.values()), placement="cart",
+                              cart_total_minor=0, cart_categories=["not-a-category"],
+                              request_time=pd.Timestamp(t, unit="s", tz="UTC").to_pydatetime())
+    assert [r.coupon_id for r in res.ranked] == [chosen["ranked"]]
+    assert {i.coupon_id: i.reason for i in res.ineligible} == {
+        v: k for k, v in chosen.items() if k != "ranked"}
+    assert all(i.detail for i in res.ineligible)
+
+
+def test_per_user_limit_from_the_online_store(built, client, catalog):
+    T = _request_time(built)
+    usage = pd.read_parquet(built.repo / "data" / "user_coupon_usage.parquet")
+    usage = usage.sort_values("event_timestamp").drop_duplicates(["user_id", "coupon_id"], keep="last")
+    limit = dict(zip(catalog.ids, catalog.columns["coupon_per_user_limit"]))
+    active = set(catalog.ids[catalog.active(T.timestamp())])
+    usage = usage[usage.coupon_id.astype(str).isin(active)]
+    hit = usage[usage.ucp_redemptions_total >= usage.coupon_id.astype(str).map(limit)].iloc[0]
+    res = client.rank_coupons(str(hit.user_id), candidate_ids=[str(hit.coupon_id)], placement="home",
+                              cart_total_minor=10_000_000, request_time=T.to_pydatetime())
+    assert [(i.coupon_id, i.reason) for i in res.ineligible] == [(str(hit.coupon_id), "PER_USER_LIMIT_REACHED")]
+
+
+def test_explanations_add_up_to_the_score(built, client):
+    art = _artifact(built)
+    booster = lgb.Booster(model_file=str(art.model_file))
+    bias = booster.predict(np.zeros((1, len(art.features))), pred_contrib=True)[0, -1]
+    res = client.rank_coupons(_active_user(built), placement="cart", cart_total_minor=9999,
+                              cart_categories=["cat01"], explain=True, top_k=5,
+                              request_time=_request_time(built).to_pydatetime())
+    assert res.ranked
+    for c in res.ranked:
+        assert c.reasons and {r.feature for r in c.reasons} <= set(art.features)
+        assert abs(sum(r.contribution for r in c.reasons) + bias - c.score) < 1e-6
+        sizes = [abs(r.contribution) for r in c.reasons]
+        assert sizes == sorted(sizes, reverse=True)
+    without = client.rank_coupons(_active_user(built), placement="cart", cart_total_minor=9999, top_k=5,
+                                  cart_categories=["cat01"], request_time=_request_time(built).to_pydatetime())
+    assert all(not c.reasons for c in without.ranked)
+
+
+def test_served_scores_equal_offline_scores(built, client, catalog):
+    """Train/serve parity: the served score is booster.predict on Feast's historical
+    row for the same user, coupon, cart, placement and time."""
+    from couponrank.features import repo
+
+    T = _request_time(built, hours=13.5)
+    user = _active_user(built)
+    active = list(catalog.ids[catalog.active(T.timestamp())])
+    res = client.rank_coupons(user, candidate_ids=active, placement="product_page", cart_total_minor=12345,
+                              cart_categories=["cat01", "cat03"], top_k=len(active),
+                              request_time=T.to_pydatetime())
+    served = {c.coupon_id: c.score for c in res.ranked}
+    assert len(served) >= 5
+    ids = list(served)
+    target = dict(zip(catalog.ids, catalog.columns["coupon_target_category"]))
+    entity_df = pd.DataFrame({
+        "user_id": user, "coupon_id": ids, "category": [target[i] for i in ids],
+        "event_timestamp": pd.Series([T] * len(ids)).astype("datetime64[us, UTC]"),
+        "cart_value": 123.45, "cart_categories": "cat01|cat03", "placement": "product_page",
+        "request_ts_unix": T.timestamp(),
+    })
+    store = repo.store(built.repo)
+    hist = store.get_historical_features(entity_df=entity_df,
+                                         features=store.get_feature_service("ranker_v1")).to_df()
+    art = _artifact(built)
+    X = hist.set_index("coupon_id").loc[ids, art.features].astype(np.float64).to_numpy()
+    expected = lgb.Booster(model_file=str(art.model_file)).predict(X)
+    np.testing.assert_allclose([served[i] for i in ids], expected, rtol=0, atol=1e-9)
+
+
+def test_unknown_user_is_ranked_as_a_cold_start(built, client):
+    T = _request_time(built).to_pydatetime()
+    res = client.rank_coupons("u-never-seen", placement="home", cart_total_minor=5000, request_time=T)
+    assert res.cold_start and not res.degraded and res.ranked and res.model_version
+    assert not client.rank_coupons(_active_user(built), placement="home", request_time=T).cold_start
+
+
+# ================================================================== bad input
+def _valid_request() -> pb.RankCouponsRequest:
+    return pb.RankCouponsRequest(user_id="u000001", context=pb.RequestContext(
+        placement=pb.PLACEMENT_CART, cart_total=pb.Money(currency_code="USD", amount_minor=100)))
+
+
+BAD_INPUT = {
+    "empty user": ("user_id", lambda r: setattr(r, "user_id", "")),
+    "no placement": ("context.placement", lambda r: setattr(r.context, "placement", pb.PLACEMENT_UNSPECIFIED)),
+    "unknown placement": ("context.placement", lambda r: setattr(r.context, "placement", 99)),
+    "negative cart": ("context.cart_total.amount_minor",
+                      lambda r: setattr(r.context.cart_total, "amount_minor", -1)),
+    "other currency": ("context.cart_total.currency_code",
+                       lambda r: setattr(r.context.cart_total, "currency_code", "EUR")),
+    "no currency": ("context.cart_total.currency_code",
+                    lambda r: setattr(r.context.cart_total, "currency_code", "")),
+    "duplicate ids": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(["c00001", "c00001"])),
+    "too many ids": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(f"c{i}" for i in range(501))),
+    "negative top_k": ("top_k", lambda r: setattr(r, "top_k", -1)),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_rejected_naming_the_field(stub, case):
+    field_name, spoil = BAD_INPUT[case]
+    assert stub.RankCoupons(_valid_request(), timeout=5).ranked_coupons is not None  # the base request is fine
+    request = _valid_request()
+    spoil(request)
+    with pytest.raises(grpc.RpcError) as exc:
+        stub.RankCoupons(request, timeout=5)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert exc.value.details().startswith(field_name + ":")
+
+
+# ================================================================== deadlines and a broken store
+class _Aborted(Exception):
+    pass
+
+
+class _FakeContext:
+    def __init__(self, remaining):
+        self.remaining = remaining
+        self.aborted = None
+
+    def time_remaining(self):
+        return self.remaining
+
+    def abort(self, code, details):
+        self.aborted = (code, details)
+        raise _Aborted(details)
+
+
+def test_a_passed_deadline_stops_the_request(built, server, client):
+    T = _request_time(built).to_pydatetime()
+    with pytest.raises(CouponRankError) as exc:
+        client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.0005)
+    assert exc.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    # on the server: the deadline is checked between stages
+    ctx = _FakeContext(remaining=0.0)
+    with pytest.raises(_Aborted):
+        server.servicer.RankCoupons(_valid_request(), ctx)
+    assert ctx.aborted[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert server.servicer.RankCoupons(_valid_request(), _FakeContext(remaining=5.0)).request_id
+
+
+def test_online_store_failure_degrades_to_popularity(built, server, client, catalog, monkeypatch):
+    T = _request_time(built).to_pydatetime()
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("online store is down")
+
+    monkeypatch.setattr(server.ranker.online.store, "get_online_features", broken)
+    start = time.perf_counter()
+    res = client.rank_coupons(_active_user(built), placement="home", cart_total_minor=20000, top_k=50,
+                              request_time=T, timeout=0.5)
+    assert time.perf_counter() - start < 0.5
+    assert res.degraded and res.degraded_reason == "FEATURE_STORE_UNAVAILABLE"
+    assert "online store is down" in res.degraded_detail
+    assert res.model_version == "" and res.ranked
+    assert [c.rank for c in res.ranked] == list(range(1, len(res.ranked) + 1))
+    popularity = dict(zip(catalog.ids, np.nan_to_num(catalog.columns["coupon_redemption_rate_30d"])))
+    assert [c.score for c in res.ranked] == pytest.approx([popularity[c.coupon_id] for c in res.ranked])
+    assert [c.score for c in res.ranked] == sorted((c.score for c in res.ranked), reverse=True)
+
+    def hanging(*args, **kwargs):
+        time.sleep(1.0)
+        raise AssertionError("unreachable: the request has been answered")
+
+    monkeypatch.setattr(server.ranker.online.store, "get_online_features", hanging)
+    start = time.perf_counter()
+    res = client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.5)
+    assert time.perf_counter() - start < 0.5
+    assert res.degraded and "timed out" in res.degraded_detail
+
+
+def test_unreachable_redis_degrades_within_the_deadline_and_stops_gracefully(built, monkeypatch):
+    from server_fixtures import free_port
+
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+
+    monkeypatch.setenv("COUPONRANK_REDIS", f"127.0.0.1:{free_port()}")  # nothing listens there
+    running = serve(built.repo, built.models, port=0, host="127.0.0.1", online="redis",
+                    config=ServerConfig(store_timeout=0.2, store_cooldown=30.0))
+    T = _request_time(built).to_pydatetime()
+    try:
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=0.5) as c:
+            for _ in range(2):  # the second call skips the store during the cooldown
+                start = time.perf_counter()
+                res = c.rank_coupons("u000001", placement="home", request_time=T)
+                assert time.perf_counter() - start < 0.5
+                assert res.degraded and res.degraded_reason == "FEATURE_STORE_UNAVAILABLE" and res.ranked
+
+            # graceful stop: an in-flight call finishes, new calls are refused
+            rank = running.ranker.rank
+
+            def slow_rank(*args, **kwargs):
+                time.sleep(0.3)
+                return rank(*args, **kwargs)
+
+            monkeypatch.setattr(running.ranker, "rank", slow_rank)
+            result = {}
+            call = threading.Thread(target=lambda: result.update(
+                r=c.rank_coupons("u000001", placement="home", request_time=T, timeout=3)))
+            call.start()
+            time.sleep(0.1)
+            done = running.stop(grace=3)
+            call.join(5)
+            assert result["r"].ranked
+            assert done.wait(5)
+    finally:
+        running.stop(0)
+    with CouponRankClient(f"127.0.0.1:{running.port}", timeout=0.5, max_attempts=2, backoff=0.01) as c:
+        with pytest.raises(CouponRankError) as exc:
+            c.rank_coupons("u000001", placement="home", request_time=T)
+        assert exc.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+# ================================================================== the server around the service
+def test_health_reports_serving(target):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from couponrank.server.service import SERVICE_NAME
+
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE_NAME):
+            status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_service(target):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                            timeout=5)
+        names = {s.name for a in answers for s in a.list_services_response.service}
+    assert {"couponrank.v1.CouponRankingService", "grpc.health.v1.Health"} <= names
+
+
+def test_model_info_describes_the_loaded_model(built, client):
+    art = _artifact(built)
+    info = client.model_info()
+    assert info.model_version == art.version
+    assert list(info.feature_names) == art.features
+    assert info.metrics["ndcg@5"] == pytest.approx(art.metadata["metrics"]["ndcg@5"])
+    assert info.training_data_start_time < info.training_data_end_time
+    assert info.create_time is not None and info.create_time.tzinfo == timezone.utc
+
+
+def test_rank_command_prints_ranking_and_dropped_coupons(built, target, capsys):
+    from couponrank.cli import main
+
+    T = _request_time(built)
+    code = main(["rank", "--addr", target, "--user", _active_user(built), "--placement", "checkout",
+                 "--cart-total", "49.90", "--cart-categories", "cat01,cat03", "--top-k", "3", "--explain",
+                 "--time", T.isoformat()])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "ranked:" in out and "not eligible:" in out and " 1. c" in out
+    assert "OUT_OF_SCOPE" in out or "MIN_SPEND_NOT_MET" in out
+
+
+def test_a_model_the_registry_does_not_match_is_refused(built, tmp_path, capsys):
+    from couponrank.cli import main
+    from couponrank.features import repo
+    from couponrank.server.main import build_ranker
+    from couponrank.server.model import ModelMismatchError
+    from couponrank.training.artifact import write_artifact
+    from couponrank.training.dataset import feature_names
+
+    names = feature_names(repo.store(built.repo))
+    wrong = names[1:] + ["bogus_feature"]
+    rng = np.random.default_rng(0)
+    booster = lgb.train({"objective": "binary", "verbose": -1, "num_threads": 1},
+                        lgb.Dataset(rng.normal(size=(100, len(wrong))), rng.integers(0, 2, 100),
+                                    feature_name=wrong), num_boost_round=2)
+    write_artifact(tmp_path / "models", "ranker-wrong", booster.model_to_string(),
+                   {"features": wrong, "categorical": []}, {"metrics": {}})
+    with pytest.raises(ModelMismatchError) as exc:
+        build_ranker(built.repo, tmp_path / "models")
+    assert "bogus_feature" in str(exc.value) and names[0] in str(exc.value)
+    code = main(["serve", "--repo", str(built.repo), "--model", str(tmp_path / "models"), "--port", "0",
+                 "--host", "127.0.0.1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "bogus_feature" in err and names[0] in err and "not started" in err
+
+
+def test_catalog_reloads_when_its_source_changes(built, tmp_path):
+    import os
+    import shutil
+
+    from couponrank.server.catalog import ATTRIBUTES_FILE, STATS_FILE, CatalogHolder
+
+    (tmp_path / "data").mkdir()
+    for name in (ATTRIBUTES_FILE, STATS_FILE):
+        shutil.copy2(built.repo / "data" / name, tmp_path / "data" / name)
+    holder = CatalogHolder(tmp_path, refresh_seconds=0)
+    before = holder.current
+    assert not holder.refresh()  # nothing changed
+    attrs = pd.read_parquet(tmp_path / "data" / ATTRIBUTES_FILE)
+    attrs[attrs.coupon_id.astype(str) != before.ids[0]].to_parquet(tmp_path / "data" / ATTRIBUTES_FILE)
+    os.utime(tmp_path / "data" / ATTRIBUTES_FILE, (time.time() + 5, time.time() + 5))
+    assert holder.refresh() and len(holder.current) == len(before) - 1
+    assert holder.current.lookup([before.ids[0]])[0] == -1
+    (tmp_path / "data" / ATTRIBUTES_FILE).write_text("not parquet")
+    os.utime(tmp_path / "data" / ATTRIBUTES_FILE, (time.time() + 10, time.time() + 10))
+    assert not holder.refresh() and len(holder.current) == len(before) - 1  # a bad file keeps the old one
