@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/python -m pytest -q "$@"
 (cd clients/go && go vet ./... && go test -count=1 ./...)
-(cd clients/java && mvn -B -q test)
+(cd clients/java && mvn -B test | grep -E "Tests run:|BUILD|ERROR|FAIL")
