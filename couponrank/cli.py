@@ -162,19 +162,24 @@ def cmd_rank(args) -> None:
                 top_k=args.top_k, explain=args.explain, request_time=_utc(args.time) if args.time else None)
         except CouponRankError as exc:
             raise CliError(str(exc)) from exc
+    print_ranking(args.user, result)
+
+
+def print_ranking(user: str, result, limit: int | None = None) -> None:
+    """Human-readable RankCoupons answer (used by `rank` and the demo)."""
     flags = [f"model {result.model_version or '-'}"]
     if result.cold_start:
         flags.append("cold start")
     if result.degraded:
         flags.append(f"DEGRADED {result.degraded_reason}: {result.degraded_detail}")
-    print(f"request {result.request_id} for {args.user}: " + "; ".join(flags))
+    print(f"request {result.request_id} for {user}: " + "; ".join(flags))
     print(f"{len(result.ranked)} ranked:")
-    for c in result.ranked:
+    for c in result.ranked[:limit]:
         print(f"  {c.rank:>3}. {c.coupon_id}  score {c.score:+.4f}")
-        for r in c.reasons:
+        for r in c.reasons[: 3 if limit else None]:
             print(f"         {r.contribution:+.4f}  {r.feature} = {r.value:g}")
     print(f"{len(result.ineligible)} not eligible:")
-    for c in sorted(result.ineligible, key=lambda c: c.coupon_id):
+    for c in sorted(result.ineligible, key=lambda c: c.coupon_id)[:limit]:
         print(f"  {c.coupon_id}  {c.reason}: {c.detail}")
 
 
@@ -238,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="report folder (default: the model's folder)")
 
     sp = add("demo", cmd_demo, "The main job end to end on embedded defaults: generate synthetic data, "
-             "build features, apply the registry, materialize SQLite, look up online features, train the ranker.")
+             "build features, apply the registry, materialize SQLite, look up online features, train the ranker, serve it and rank for three users.")
     sp.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")

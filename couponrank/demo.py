@@ -52,4 +52,33 @@ def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: 
     result = train(raw, repo, models, quiet=not progress)
     _print_table(result.metrics)
     print(f"model artifact {result.version} -> {result.path}")
-    return {"online": online, "built": built, "model": result}
+
+    _step("7. serve RankCoupons on a loopback port and ask it for three users")
+    answers = _serve_and_ask(repo, models, built.end.to_pydatetime(), known.user_id, raw)
+    return {"online": online, "built": built, "model": result, "answers": answers}
+
+
+def _serve_and_ask(repo: Path, models: Path, when, known_user: str, raw: Path) -> list:
+    from couponrank.cli import print_ranking
+    from couponrank.client import CouponRankClient
+    from couponrank.server.main import serve
+
+    users = pd.read_parquet(raw / "users.parquet", columns=["user_id"]).user_id
+    asks = [  # (user, placement, cart total in cents, cart categories)
+        (known_user, "home", 0, []),
+        (users.iloc[1], "cart", 6_000, ["cat00"]),
+        (users.iloc[2], "checkout", 12_000, ["cat01", "cat03"]),
+    ]
+    server = serve(repo, models, port=0, host="127.0.0.1")
+    answers = []
+    try:
+        with CouponRankClient(f"127.0.0.1:{server.port}", timeout=5.0) as client:
+            for user, placement, cents, cats in asks:
+                print(f"\n-- {user} at {placement}, cart {cents / 100:.2f} USD {cats or ''}")
+                answer = client.rank_coupons(user, placement=placement, cart_total_minor=cents, currency="USD",
+                                             cart_categories=cats, top_k=5, explain=True, request_time=when)
+                print_ranking(user, answer, limit=5)
+                answers.append(answer)
+    finally:
+        server.stop(grace=1.0).wait(5)
+    return answers
