@@ -23,7 +23,7 @@ from couponrank.features import repo as feast_repo
 from couponrank.features.build import build_features
 from couponrank.generate import SIZES, generate
 from couponrank.training import evaluate
-from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions
+from couponrank.training.dataset import TrainingSet, build_training_set, feature_names, label_impressions
 from couponrank.training.pipeline import train
 from couponrank.training.ranker import load_config, train_ranker
 from couponrank.training.split import time_split
@@ -56,10 +56,7 @@ def main() -> None:
     cache = work / "training_set.parquet"
     t = time.perf_counter()
     if cache.exists():
-        frame = pd.read_parquet(cache)
-        names = [c for c in frame.columns if c.startswith(("user_", "ucat_", "ucp_", "coupon_", "ctx_"))
-                 and c not in ("user_id", "coupon_id")]
-        ts = TrainingSet(frame, names)
+        ts = TrainingSet(pd.read_parquet(cache), feature_names(feast_repo.store(ws)))
     else:
         ts = build_training_set(ws, label_impressions(raw))
         ts.frame.to_parquet(cache)

@@ -79,7 +79,7 @@ def cmd_features(args) -> None:
     fs = repo.store(Path(args.repo), online=args.online)
     row = {"user_id": args.user, "coupon_id": args.coupon}
     names = [f"{v.name}:{f.name}" for v in fs.list_feature_views()
-             if {e for e in v.entities} <= {"user", "coupon"} for f in v.features]
+             if set(v.entities) <= {"user", "coupon"} for f in v.features]
     result = fs.get_online_features(features=names, entity_rows=[row]).to_dict()
     print(json.dumps({k: v[0] for k, v in result.items()}, indent=2, default=str))
 

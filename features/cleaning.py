@@ -153,8 +153,10 @@ class _Cleaner:
         return self.df
 
 
-def _known(c: _Cleaner, column: str, allowed, what: str) -> None:
-    c.drop(~c.df[column].isin(list(allowed)), f"unknown {what}")
+def _known(c: _Cleaner, column: str, allowed, what: str | None = None) -> None:
+    """Drop rows whose value is not among ``allowed`` (an enum, or another table's ids)."""
+    allowed = allowed if isinstance(allowed, pd.Series) else list(allowed)
+    c.drop(~c.df[column].isin(allowed), f"unknown {what or column}")
 
 
 def clean_raw(raw_dir: Path) -> CleanData:
@@ -210,8 +212,8 @@ def clean_raw(raw_dir: Path) -> CleanData:
     c.require("event_id", "user_id", "item_id", "event_ts")
     c.dedupe(schema.BEHAVIOUR_EVENTS.key)
     _known(c, "event_type", schema.BEHAVIOUR_EVENT_TYPES, "event_type")
-    c.drop(~c.df["user_id"].isin(users["user_id"]), "unknown user_id")
-    c.drop(~c.df["item_id"].isin(items["item_id"]), "unknown item_id")
+    _known(c, "user_id", users["user_id"])
+    _known(c, "item_id", items["item_id"])
     is_order = c.df["event_type"] == "order"
     c.drop(is_order & c.df["order_id"].isna(), "order without order_id")
     c.drop(c.df["amount"] < 0, "negative amount")
@@ -225,8 +227,8 @@ def clean_raw(raw_dir: Path) -> CleanData:
     c.require("event_id", "user_id", "coupon_id", "event_ts")
     c.dedupe(schema.COUPON_EVENTS.key)
     _known(c, "event_type", schema.COUPON_EVENT_TYPES, "event_type")
-    c.drop(~c.df["user_id"].isin(users["user_id"]), "unknown user_id")
-    c.drop(~c.df["coupon_id"].isin(coupons["coupon_id"]), "unknown coupon_id")
+    _known(c, "user_id", users["user_id"])
+    _known(c, "coupon_id", coupons["coupon_id"])
     imp = c.df["event_type"] == "impression"
     c.drop(imp & c.df["request_id"].isna(), "impression without request_id")
     c.drop(imp & ~c.df["placement"].isin(list(schema.PLACEMENTS)), "impression with unknown placement")
@@ -239,7 +241,7 @@ def clean_raw(raw_dir: Path) -> CleanData:
     parent_ts = c.df["impression_id"].map(imp_ts)
     c.drop(follow & parent_ts.isna(), "claim/redemption without a known impression")
     follow = c.df["event_type"] != "impression"
-    parent_ts = c.df["impression_id"].map(imp_ts)
+    parent_ts = parent_ts.loc[c.df.index]  # rows keep their index until done()
     c.drop(follow & (c.df["event_ts"] < parent_ts), "timestamps out of order: before its impression")
     red = c.df["event_type"] == "redemption"
     c.drop(red & c.df["order_id"].isna(), "redemption without order_id")

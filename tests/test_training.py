@@ -14,7 +14,7 @@ from couponrank.cli import main
 from couponrank.features import repo
 from couponrank.training import artifact
 from couponrank.training.dataset import TrainingDataError, build_training_set, label_impressions
-from couponrank.training.ranker import check_training_frame, load_config, train_ranker
+from couponrank.training.ranker import CONFIG_PATH, check_training_frame, load_config, train_ranker
 from couponrank.training.split import time_split
 
 
@@ -106,7 +106,7 @@ def test_config_naming_a_feature_missing_from_the_registry(training_set):
 def test_train_cli_writes_no_artifact_on_bad_input(tiny_repo, tmp_path, capsys):
     raw, ws = tiny_repo
     bad = tmp_path / "config.yaml"
-    bad.write_text((load_config.__defaults__[0]).read_text().replace("max_group_size: 50", "max_group_size: 2"))
+    bad.write_text(CONFIG_PATH.read_text().replace("max_group_size: 50", "max_group_size: 2"))
     models = tmp_path / "models"
     code = main(["train", "--raw", str(raw), "--repo", str(ws), "--models", str(models), "--config", str(bad),
                  "--quiet"])

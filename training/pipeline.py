@@ -31,15 +31,19 @@ def _log(msg: str, quiet: bool) -> None:
         print(msg, flush=True)
 
 
+def _training_set(raw: Path, repo: Path, config: dict, quiet: bool) -> TrainingSet:
+    _log("building the point-in-time training set through Feast ...", quiet)
+    impressions = label_impressions(raw, timedelta(hours=config["label_window_hours"]))
+    return build_training_set(repo, impressions)
+
+
 def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = None,
           training_set: TrainingSet | None = None, quiet: bool = False) -> TrainResult:
     config = load_config(config_path) if config_path else load_config()
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if training_set is None:
-        _log("building the point-in-time training set through Feast ...", quiet)
-        impressions = label_impressions(raw, timedelta(hours=config["label_window_hours"]))
-        training_set = build_training_set(repo, impressions)
+        training_set = _training_set(raw, repo, config, quiet)
     seconds["training_set"] = time.perf_counter() - t0
     frame, features = training_set.frame, training_set.features
     split = time_split(frame.event_timestamp, **config["split"])
@@ -126,9 +130,7 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
 
     art = artifact.load_artifact(model)
     config = art.metadata["config"]
-    _log("building the point-in-time training set through Feast ...", quiet)
-    impressions = label_impressions(raw, timedelta(hours=config["label_window_hours"]))
-    ts = build_training_set(repo, impressions)
+    ts = _training_set(raw, repo, config, quiet)
     missing = [f for f in art.features if f not in ts.features]
     if missing:
         raise artifact.ArtifactError(f"{art.path}: model features missing from the registry: {', '.join(missing)}")
