@@ -100,6 +100,19 @@ def cmd_train(args) -> None:
         raise CliError(f"{exc} (no model artifact written)") from exc
     _print_table(result.metrics)
     print(f"model artifact {result.version} -> {result.path} (report: {result.path / 'report.html'})")
+    _compile(result.path)
+
+
+def _compile(artifact_path: Path) -> None:
+    """Compile the trees for serving now, so that a server starting on this artifact
+    finds them cached (server/scorer.py); a failure only costs the server the time."""
+    from couponrank.server.scorer import compile_artifact
+    from couponrank.training.artifact import load_artifact
+
+    try:
+        print(f"compiled scorer cached -> {compile_artifact(load_artifact(artifact_path))}")
+    except Exception as exc:  # lleaves/LLVM missing or failing: serving falls back or compiles itself
+        print(f"warning: could not compile the model for serving ({type(exc).__name__}: {exc})", file=sys.stderr)
 
 
 def cmd_evaluate(args) -> None:
@@ -134,6 +147,7 @@ def cmd_serve(args) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout,
                           catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
+                          coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
         run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
@@ -228,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument("--end", help="materialize rows up to this UTC time (default: now)")
 
     sp = add("train", cmd_train, "Build the point-in-time training set, train the LightGBM ranker and the "
-             "baselines, write the report and a versioned model artifact.")
+             "baselines, write the report and a versioned model artifact (with the trees compiled for serving).")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder, for labels (default: %(default)s)")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--models", default=str(DEFAULT_MODELS), help="artifact folder (default: %(default)s)")
@@ -262,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds to wait for the online store before the fallback ranking (default: %(default)s)")
     sp.add_argument("--catalog-refresh", type=float, default=300.0,
                     help="seconds between checks for a new coupon catalogue (default: %(default)s)")
+    sp.add_argument("--coupon-refresh", type=float, default=60.0,
+                    help="seconds between re-reads of the coupon-level online features cached in memory: "
+                         "their freshness bound (default: %(default)s)")
+    sp.add_argument("--scorer", choices=["auto", "lleaves", "booster"], default="auto",
+                    help="auto: the trees compiled by lleaves (cached with the artifact), LightGBM's Booster "
+                         "if compiling fails; lleaves: compiled or refuse to start; booster: LightGBM "
+                         "(default: %(default)s)")
     sp.add_argument("--grace", type=float, default=5.0,
                     help="seconds in-flight calls get to finish on SIGTERM (default: %(default)s)")
     sp.add_argument("--currencies", default="USD",

@@ -2,9 +2,10 @@
 
 At start, and never per request: the Feast registry (cached forever:
 ``cache_ttl_seconds = 0``), the feature service's layout, the model artifact
-(checksums verified, model.txt parsed once, features checked against the registry),
-the coupon catalogue (refreshed in the background, see server/catalog.py), and one
-warm-up online read.
+(checksums verified, model.txt parsed once, features checked against the registry,
+the trees compiled or their compiled code loaded from the cache: server/scorer.py),
+the coupon catalogue (refreshed in the background, see server/catalog.py), the
+coupon feature cache (server/online.py) and one warm-up read per read thread.
 
 The server offers CouponRankingService, the standard health service
 (grpc.health.v1.Health: SERVING for "" and for the service, NOT_SERVING once
@@ -57,26 +58,31 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
 
     config = config or ServerConfig()
     store = store if store is not None else build_store(repo, online)
-    ranker_model = RankerModel.load(Path(model))
+    ranker_model = RankerModel.load(Path(model), config.scorer)
     ranker_model.check_features(feature_names(store))
-    features = OnlineFeatures(store)
+    catalog = CatalogHolder(Path(repo), config.catalog_refresh_seconds)
+    features = OnlineFeatures(store, coupon_ids=lambda: catalog.current.ids,
+                              refresh_seconds=config.coupon_features_seconds, timeout=config.store_timeout)
     not_in_catalog = [f for f in features.catalog_features if f not in FLOAT_COLUMNS]
     if not_in_catalog:
         raise ModelMismatchError(f"coupon_attributes features the catalogue cannot serve: {', '.join(not_in_catalog)}")
-    catalog = CatalogHolder(Path(repo), config.catalog_refresh_seconds)
     ranker = Ranker(catalog, features, ranker_model, config)
     _warm_up(ranker)
     return ranker
 
 
 def _warm_up(ranker: Ranker) -> None:
-    """One read, so the first request does not pay for opening the store."""
+    """Load the coupon feature cache, and one read per read thread, so the first
+    requests do not pay for opening the store."""
     cat = ranker.catalog.current
     if not len(cat):
         return
-    future = ranker.submit_read("__warm_up__", [cat.ids[0]], [cat.columns["coupon_target_category"][0]])
     try:
-        future.result(timeout=WARM_UP_TIMEOUT)
+        ranker.submit(ranker.online.coupons.refresh).result(timeout=WARM_UP_TIMEOUT)
+        reads = [ranker.submit_read("__warm_up__", [cat.ids[0]], [cat.columns["coupon_target_category"][0]])
+                 for _ in range(ranker.config.store_workers)]
+        for future in reads:
+            future.result(timeout=WARM_UP_TIMEOUT)
     except Exception as exc:  # the server still starts; requests degrade until the store answers
         log.warning("online store warm-up read failed (%s: %s); requests degrade until it answers",
                     type(exc).__name__, exc)
@@ -98,6 +104,7 @@ class RunningServer:
         self.health.enter_graceful_shutdown()
         done = self.server.stop(self.servicer.config.grace_seconds if grace is None else grace)
         self.ranker.catalog.stop()
+        self.ranker.online.coupons.stop()
 
         def close_when_done():
             done.wait()
@@ -129,6 +136,7 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
         raise OSError(f"cannot listen on {host}:{port}")
     server.start()
     ranker.catalog.start()
+    ranker.online.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving model %s on %s:%d (%d coupons in the catalogue)", ranker.model.version, host, bound,

@@ -4,7 +4,8 @@ Loaded once at start (:meth:`RankerModel.load`): the artifact's checksums are
 verified (training.artifact.load_artifact), model.txt is parsed once, and the
 artifact's feature list is checked against the registry's ``ranker_v1`` feature
 service (:meth:`RankerModel.check_features`); a mismatch refuses to start with a
-message naming the missing and extra features.
+message naming the missing and extra features. Scores come from the compiled trees
+(server/scorer.py); explanations from the Booster's ``pred_contrib``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
+from couponrank.server.scorer import BoosterScorer, make_scorer
 from couponrank.training.artifact import Artifact, load_artifact
 
 
@@ -31,9 +33,10 @@ class Explanation:
 
 
 class RankerModel:
-    def __init__(self, artifact: Artifact, booster: lgb.Booster):
+    def __init__(self, artifact: Artifact, booster: lgb.Booster, scorer=None):
         self.artifact = artifact
         self.booster = booster
+        self.scorer = scorer or BoosterScorer(booster)
         self.version = artifact.version
         self.features = list(artifact.features)
         booster_features = booster.feature_name()
@@ -43,9 +46,11 @@ class RankerModel:
                 f"(model.txt: {len(booster_features)}, features.json: {len(self.features)})")
 
     @classmethod
-    def load(cls, path: Path) -> "RankerModel":
+    def load(cls, path: Path, scorer: str = "auto") -> "RankerModel":
+        """``scorer``: auto (compiled, else the Booster), lleaves or booster (server/scorer.py)."""
         art = load_artifact(Path(path))
-        return cls(art, lgb.Booster(model_file=str(art.model_file)))
+        booster = lgb.Booster(model_file=str(art.model_file))
+        return cls(art, booster, make_scorer(art, booster, scorer))
 
     def check_features(self, registry_features: Sequence[str], service: str = "ranker_v1") -> None:
         """Refuse a model whose inputs are not exactly the feature service's features."""
@@ -64,7 +69,7 @@ class RankerModel:
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Raw scores (one thread: requests are small, the server runs many at once)."""
-        return np.asarray(self.booster.predict(X, raw_score=True, num_threads=1), dtype=np.float64)
+        return self.scorer.predict(X)
 
     def contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-feature contributions (n x features) and the bias (n); their row sum

@@ -1,50 +1,135 @@
 """Online features for one user x N candidate coupons, and the request features.
 
-:class:`OnlineFeatures` is the only place the ranking path does I/O: ONE batched
-``FeatureStore.get_online_features`` call per request, with one entity row per
-candidate (``user_id``, ``coupon_id``, ``category`` = the coupon's target category)
-and every feature of the ``ranker_v1`` feature service's stored views
-(user_activity, user_coupon_behaviour, user_category_affinity, user_coupon_usage,
-coupon_stats). The rest of the model's inputs come without I/O:
+:class:`OnlineFeatures` is the only place the ranking path does I/O. The feature
+service ``ranker_v1`` is resolved once at start into the stored views to read and
+the rest of the model's inputs:
 
-* the ``coupon_attributes`` features of the service come from the in-memory
-  catalogue (server/catalog.py), which holds the same latest row per coupon;
+* stored views keyed by the user, user x category or user x coupon are read per
+  request, straight from the online store's tables in one batched read per view
+  (server/store_reader.py): one key for a user view, one per distinct target
+  category, one per candidate;
+* stored views keyed by the coupon alone (``coupon_stats``) are the same for every
+  user, so they are served from :class:`CouponFeatureCache`, re-read from the online
+  store every ``refresh_seconds`` (default 60 s): **freshness bound** -- a coupon
+  feature served is at most ``refresh_seconds`` (plus one read) older than the online
+  store. Coupons the cache has not seen yet (added since the last refresh) are read
+  live in the request;
+* the ``coupon_attributes`` features come from the in-memory catalogue
+  (server/catalog.py), which holds the same latest row per coupon;
 * the on-demand ``request_context_features`` come from
   ``couponrank.features.request_features.compute`` -- the very function Feast's
   on-demand view calls in training -- on whole arrays (:func:`join_features`).
 
-Missing values: the online store answers None for an entity it has no row for;
-they become NaN, which is what Feast's historical retrieval gives training for a
-missing row. A user with no ``user_activity`` row is a cold start (:func:`cold_start`);
-the model still ranks them (LightGBM routes NaN down its learnt default branches).
+Missing values: the online store has no row for an entity it never saw; that is
+NaN, which is what Feast's historical retrieval gives training for a missing row. A
+user with no ``user_activity`` row is a cold start (:func:`cold_start`); the model
+still ranks them (LightGBM routes NaN down its learnt default branches).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from couponrank.features import request_features
 from couponrank.server.catalog import Catalog
 from couponrank.server.stages import RankRequest
+from couponrank.server.store_reader import StoreReader, StoreReadError, open_reader
+
+log = logging.getLogger(__name__)
 
 FEATURE_SERVICE = "ranker_v1"
 CATALOG_VIEW = "coupon_attributes"
 USER_VIEW = "user_activity"  # no row here for the user = cold start
+DEFAULT_COUPON_REFRESH_SECONDS = 60.0
+
+# Where each join key's value comes from in a request.
+USER_KEY, COUPON_KEY, CATEGORY_KEY = "user_id", "coupon_id", "category"
+
+
+class CouponFeatureCache:
+    """The coupon-keyed views' features of every catalogue coupon, in memory.
+
+    ``values`` has one row per coupon in ``index`` plus a last all-NaN row, so row -1
+    (not cached) reads as missing. Swapped whole on refresh; a failed refresh keeps
+    the previous values and logs why.
+    """
+
+    def __init__(self, reader: StoreReader, views: Sequence[str], coupon_ids: Callable[[], Sequence[str]],
+                 refresh_seconds: float = DEFAULT_COUPON_REFRESH_SECONDS):
+        self.reader = reader
+        self.views = list(views)
+        self.coupon_ids = coupon_ids
+        self.refresh_seconds = float(refresh_seconds)
+        self.names = [f for v in self.views for f in reader.views[v].features]
+        self.index: dict[str, int] = {}
+        self.values: np.ndarray | None = None  # None until the first successful read
+        self.loaded_at = 0.0  # time.monotonic() of the last successful read
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def read_live(self, ids: Sequence[str]) -> np.ndarray:
+        """The coupon views' features of ``ids`` from the store (len(ids) x names)."""
+        ids = list(ids)
+        parts = self.reader.read_many([(v, {COUPON_KEY: ids}, len(ids)) for v in self.views])
+        return np.hstack(parts) if parts else np.empty((len(ids), 0))
+
+    def refresh(self) -> None:
+        """Re-read every catalogue coupon; raises StoreReadError when the store fails."""
+        ids = list(self.coupon_ids())
+        values = np.vstack([self.read_live(ids), np.full((1, len(self.names)), np.nan)])
+        self.index, self.values = {c: i for i, c in enumerate(ids)}, values  # readers see old or new, never half
+        self.loaded_at = time.monotonic()
+
+    def lookup(self, ids: Sequence[str]) -> np.ndarray:
+        """(len(ids) x names) for ``ids``: cached rows, the rest read live."""
+        if self.values is None:
+            self.refresh()  # the store was down at start; this request pays for the first load
+        index, values = self.index, self.values
+        rows = np.fromiter((index.get(c, -1) for c in ids), dtype=np.int64, count=len(ids))
+        out = values[rows]
+        missing = np.flatnonzero(rows < 0)
+        if len(missing):
+            out[missing] = self.read_live([ids[i] for i in missing])
+        return out
+
+    def start(self) -> None:
+        if self.refresh_seconds <= 0 or self._thread is not None:
+            return
+
+        def loop():
+            while not self._stop.wait(self.refresh_seconds):
+                try:
+                    self.refresh()
+                except StoreReadError as exc:
+                    log.warning("coupon feature refresh failed, serving the previous values: %s", exc)
+
+        self._thread = threading.Thread(target=loop, name="coupon-features-refresh", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
 
 
 class OnlineFeatures:
     """Resolves the feature service once (at start), then reads per request."""
 
-    def __init__(self, store, service_name: str = FEATURE_SERVICE):
+    def __init__(self, store, coupon_ids: Callable[[], Sequence[str]] = list, service_name: str = FEATURE_SERVICE,
+                 refresh_seconds: float = DEFAULT_COUPON_REFRESH_SECONDS, timeout: float = 0.25,
+                 reader: StoreReader | None = None):
         self.store = store
         service = store.get_feature_service(service_name)
         odfvs = {v.name for v in store.list_on_demand_feature_views()}
-        self.refs: list[str] = []  # "view:feature" read from the online store
         self.catalog_features: list[str] = []  # from the catalogue
         self.computed_features: list[str] = []  # request_features.compute outputs
-        self.view_features: dict[str, list[str]] = {}
+        self.view_features: dict[str, list[str]] = {}  # stored views -> features read
         for projection in service.feature_view_projections:
             names = [f.name for f in projection.features]
             if projection.name in odfvs:
@@ -53,23 +138,60 @@ class OnlineFeatures:
                 self.catalog_features += names
             else:
                 self.view_features[projection.name] = names
-                self.refs += [f"{projection.name}:{n}" for n in names]
-        online_names = {r.split(":", 1)[1] for r in self.refs}
+        online_names = {n for names in self.view_features.values() for n in names}
         for name, source in request_features.INPUTS.items():  # inputs of compute() not in the service
             if source not in ("request", CATALOG_VIEW) and name not in online_names:
-                self.refs.append(f"{source}:{name}")
                 self.view_features.setdefault(source, []).append(name)
-        self.names = [r.split(":", 1)[1] for r in self.refs]
+        self.names = [n for names in self.view_features.values() for n in names]
+        self.reader = reader or open_reader(store, self.view_features, timeout)
+        self.join_keys = {v: self.reader.views[v].join_keys for v in self.view_features}
+        for view, keys in self.join_keys.items():
+            unknown = set(keys) - {USER_KEY, COUPON_KEY, CATEGORY_KEY}
+            if unknown:
+                raise ValueError(f"feature view {view}: join key(s) {sorted(unknown)} cannot be filled from a "
+                                 f"RankCoupons request (only {USER_KEY}, {COUPON_KEY}, {CATEGORY_KEY})")
+        self.live_views = [v for v, keys in self.join_keys.items() if set(keys) != {COUPON_KEY}]
+        self.coupons = CouponFeatureCache(self.reader, [v for v in self.view_features if v not in self.live_views],
+                                          coupon_ids, refresh_seconds)
 
     def read(self, user_id: str, coupon_ids: Sequence[str], categories: Sequence[str]) -> dict[str, np.ndarray]:
-        """One batched online read; float64 arrays with NaN for missing values."""
+        """Every stored feature for the user x each coupon: float64 arrays, NaN for missing."""
         n = len(coupon_ids)
-        rows = {"user_id": [user_id] * n, "coupon_id": list(coupon_ids), "category": list(categories)}
-        result = self.store.get_online_features(features=self.refs, entity_rows=rows).to_dict()
-        return {name: np.array(result[name], dtype=np.float64) for name in self.names}
+        coupon_ids = list(coupon_ids)
+        requests, expand = [], []  # per live view: the read, and how its rows map to the candidates
+        for view in self.live_views:
+            keys = self.join_keys[view]
+            if COUPON_KEY in keys:
+                requests.append((view, {USER_KEY: user_id, COUPON_KEY: coupon_ids, CATEGORY_KEY: list(categories)}, n))
+                expand.append(None)
+            elif CATEGORY_KEY in keys:
+                distinct, inverse = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
+                requests.append((view, {USER_KEY: user_id, CATEGORY_KEY: list(distinct)}, len(distinct)))
+                expand.append(inverse)
+            else:
+                requests.append((view, {USER_KEY: user_id}, 1))
+                expand.append(np.zeros(n, dtype=np.int64))
+        out: dict[str, np.ndarray] = {}
+        for view, values, rows in zip(self.live_views, self.reader.read_many(requests), expand):
+            if rows is not None:
+                values = values[rows]
+            for j, name in enumerate(self.view_features[view]):
+                out[name] = values[:, j]
+        if self.coupons.views:
+            values = self.coupons.lookup(coupon_ids)
+            for j, name in enumerate(self.coupons.names):
+                out[name] = values[:, j]
+        return {name: out[name] for name in self.names}
 
     def cold_start(self, read: dict[str, np.ndarray]) -> bool:
         return cold_start(read, self.view_features.get(USER_VIEW, []))
+
+    def start(self) -> None:
+        self.coupons.start()
+
+    def close(self) -> None:
+        self.coupons.stop()
+        self.reader.close()
 
 
 def cold_start(read: dict[str, np.ndarray], user_features: Sequence[str]) -> bool:

@@ -20,6 +20,9 @@ protos to plain values and back and maps errors to status codes:
   cached ``coupon_budget_used_frac``. After a failure the store is not asked again for
   ``store_cooldown`` seconds (those requests degrade at once instead of queueing
   behind a dead store).
+* The caller's deadline leaves less than ``store_timeout`` and the read does not
+  finish within it: the same popularity fallback, degraded with DEADLINE_PRESSURE
+  (the store is not blamed, so no cooldown).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from couponrank.schema import PLACEMENTS
 from couponrank.server import stages
 from couponrank.server.catalog import DEFAULT_REFRESH_SECONDS, CatalogHolder
 from couponrank.server.model import Explanation, RankerModel
-from couponrank.server.online import OnlineFeatures, join_features
+from couponrank.server.online import DEFAULT_COUPON_REFRESH_SECONDS, OnlineFeatures, join_features
 from couponrank.server.stages import Candidates, RankRequest, Reason
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
@@ -52,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["CouponRankingService"].full_name
 FEATURE_STORE_UNAVAILABLE = "FEATURE_STORE_UNAVAILABLE"
+DEADLINE_PRESSURE = "DEADLINE_PRESSURE"
 
 
 @dataclass
@@ -65,6 +69,8 @@ class ServerConfig:
     store_cooldown: float = 1.0  # seconds without store reads after a failure
     max_reasons: int = 10  # explanations per coupon; 0 = every non-zero contribution
     catalog_refresh_seconds: float = DEFAULT_REFRESH_SECONDS
+    coupon_features_seconds: float = DEFAULT_COUPON_REFRESH_SECONDS  # coupon feature cache's freshness bound
+    scorer: str = "auto"  # auto (compiled by lleaves, else Booster), lleaves, booster: server/scorer.py
     max_workers: int = 8  # concurrent RPCs
     store_workers: int = 4  # concurrent online reads
     grace_seconds: float = 5.0  # on SIGTERM: time in-flight calls get to finish
@@ -209,6 +215,11 @@ class Ranker:
         if not self._closed:
             self._closed = True
             self._pool.shutdown(self.config.store_workers)
+            self.online.close()
+
+    def submit(self, fn, *args) -> Future:
+        """Run ``fn(*args)`` on the read pool (store I/O never runs on an RPC thread)."""
+        return self._pool.submit(fn, *args)
 
     def submit_read(self, user_id: str, ids, categories) -> Future:
         """Start one online read on the read pool."""
@@ -232,9 +243,9 @@ class Ranker:
 
         self._checkpoint(time_remaining, "the online feature read")
         categories = cat.take("coupon_target_category", kept.rows)
-        read, problem = self._read(req.user_id, kept.ids, categories, time_remaining)
+        read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
         if read is None:
-            return self._fallback(req, cat, kept, ineligible, problem)
+            return self._fallback(req, cat, kept, ineligible, problem, cause)
 
         usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),
                                    read.get("coupon_budget_used_frac"))
@@ -256,32 +267,36 @@ class Ranker:
         return RankOutcome(ranked, ineligible, self.model.version, cold_start=cold)
 
     def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
-              time_remaining: Callable[[], float | None]) -> tuple[dict | None, str]:
-        """The online read under a timeout bounded by the deadline: (features, "") or
-        (None, why not)."""
+              time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
+        """The online read under a timeout bounded by the deadline: (features, "", "")
+        or (None, why not, degraded reason)."""
         now = time.monotonic()
         if now < self._store_down_until:
             return None, (f"online store failed recently; not asked again for another "
-                          f"{self._store_down_until - now:.2f}s")
+                          f"{self._store_down_until - now:.2f}s"), FEATURE_STORE_UNAVAILABLE
         timeout = self.config.store_timeout
         left = time_remaining()
         if left is not None:
             timeout = min(timeout, max(left - self.config.deadline_reserve, 0.001))
         future = self.submit_read(user_id, ids, categories)
         try:
-            return future.result(timeout=timeout), ""
+            return future.result(timeout=timeout), "", ""
         except FutureTimeout:
             future.cancel()
-            if timeout >= self.config.store_timeout:  # a slow store, not just a short deadline
-                self._store_down_until = time.monotonic() + self.config.store_cooldown
+            if timeout < self.config.store_timeout:  # the caller's deadline, not the store, was short
+                return None, (f"online store read not done within the {timeout * 1000:.0f} ms the "
+                              f"caller's deadline left"), DEADLINE_PRESSURE
+            self._store_down_until = time.monotonic() + self.config.store_cooldown
             log.warning("online store read timed out after %.0f ms", timeout * 1000)
-            return None, f"online store read timed out after {timeout * 1000:.0f} ms"
+            return None, f"online store read timed out after {timeout * 1000:.0f} ms", FEATURE_STORE_UNAVAILABLE
         except Exception as exc:  # any store error: degrade, never fail the request
             self._store_down_until = time.monotonic() + self.config.store_cooldown
             log.warning("online store read failed: %s: %s", type(exc).__name__, exc)
-            return None, f"online store read failed: {type(exc).__name__}: {str(exc)[:200]}"
+            return (None, f"online store read failed: {type(exc).__name__}: {str(exc)[:200]}",
+                    FEATURE_STORE_UNAVAILABLE)
 
-    def _fallback(self, req: RankRequest, cat, kept: Candidates, ineligible: list, problem: str) -> RankOutcome:
+    def _fallback(self, req: RankRequest, cat, kept: Candidates, ineligible: list, problem: str,
+                  cause: str = FEATURE_STORE_UNAVAILABLE) -> RankOutcome:
         """Popularity ranking from the catalogue's cached coupon stats."""
         budget = cat.take("coupon_budget_used_frac", kept.rows)
         el = stages.eligibility(req, cat, kept, req.now, None, budget)
@@ -291,7 +306,7 @@ class Ranker:
         top = stages.order(popularity, kept.ids, req.top_k)
         ranked = [RankedItem(kept.ids[i], float(np.nan_to_num(popularity[i], nan=0.0))) for i in top]
         detail = f"{problem}; ranked by the cached 30-day redemption rate, per-user limits not checked"
-        return RankOutcome(ranked, ineligible, "", degraded_reason=FEATURE_STORE_UNAVAILABLE,
+        return RankOutcome(ranked, ineligible, "", degraded_reason=cause,
                            degraded_detail=detail)
 
 

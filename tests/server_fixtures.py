@@ -1,4 +1,4 @@
-"""Fixtures for the server tests: tiny data + features + model built once per module
+"""Fixtures for the server tests: tiny data + features + model built once per session
 (the `demo` command), the real gRPC server in-process on a free loopback port, a client."""
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ class Built:
     last_snapshot: pd.Timestamp  # the latest row stamp over every feature source
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Built:
+    """Read-only for tests: a test that changes the workspace works on a copy."""
     from couponrank.cli import main
 
     root = tmp_path_factory.mktemp("serving")

@@ -318,7 +318,7 @@ def test_online_store_failure_degrades_to_popularity(built, server, client, cata
     def broken(*args, **kwargs):
         raise ConnectionError("online store is down")
 
-    monkeypatch.setattr(server.ranker.online.store, "get_online_features", broken)
+    monkeypatch.setattr(server.ranker.online.reader, "read_many", broken)
     start = time.perf_counter()
     res = client.rank_coupons(_active_user(built), placement="home", cart_total_minor=20000, top_k=50,
                               request_time=T, timeout=0.5)
@@ -335,11 +335,19 @@ def test_online_store_failure_degrades_to_popularity(built, server, client, cata
         time.sleep(1.0)
         raise AssertionError("unreachable: the request has been answered")
 
-    monkeypatch.setattr(server.ranker.online.store, "get_online_features", hanging)
+    monkeypatch.setattr(server.ranker.online.reader, "read_many", hanging)
     start = time.perf_counter()
     res = client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.5)
     assert time.perf_counter() - start < 0.5
     assert res.degraded and "timed out" in res.degraded_detail
+    assert res.degraded_reason == "FEATURE_STORE_UNAVAILABLE"
+
+    # a deadline shorter than the store timeout: the caller's deadline is the cause, not the store
+    server.ranker._store_down_until = 0.0
+    res = client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.15)
+    assert res.degraded and res.degraded_reason == "DEADLINE_PRESSURE", res.degraded_detail
+    assert "deadline" in res.degraded_detail and res.ranked
+    assert server.ranker._store_down_until == 0.0  # no cooldown: the store was not at fault
 
 
 def test_unreachable_redis_degrades_within_the_deadline_and_stops_gracefully(built, monkeypatch):

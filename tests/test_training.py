@@ -103,6 +103,17 @@ def test_config_naming_a_feature_missing_from_the_registry(training_set):
         train_ranker(training_set.frame, training_set.frame, training_set.features, config)
 
 
+def test_early_stopping_off_keeps_every_round(training_set):
+    from couponrank.training.split import time_split
+
+    config = load_config()
+    config.update(num_boost_round=7, early_stopping_rounds=0)
+    frame = training_set.frame
+    part = time_split(frame.event_timestamp, **config["split"]).assign(frame.event_timestamp)
+    ranker = train_ranker(frame[part == "train"], frame[part == "validation"], training_set.features, config)
+    assert ranker.best_iteration == 7 and ranker.booster.num_trees() == 7
+
+
 def test_train_cli_writes_no_artifact_on_bad_input(tiny_repo, tmp_path, capsys):
     raw, ws = tiny_repo
     bad = tmp_path / "config.yaml"
@@ -119,7 +130,9 @@ def test_train_writes_a_verified_artifact(tiny_repo, tmp_path, capsys):
     raw, ws = tiny_repo
     models = tmp_path / "models"
     assert main(["train", "--raw", str(raw), "--repo", str(ws), "--models", str(models), "--quiet"]) == 0
+    assert "compiled scorer cached" in capsys.readouterr().out
     art = artifact.load_artifact(models)  # via LATEST
+    assert list((art.path / "compiled").glob("*.o"))  # the trees compiled for serving, with the artifact
     for name in ("model.txt", "features.json", "metadata.json", "report.html", "ndcg_at_k.png",
                  "feature_importance.png", "calibration.png", "metrics.csv"):
         assert (art.path / name).is_file(), name

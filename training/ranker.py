@@ -84,10 +84,12 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
     dtrain = _dataset(train, features, config)
     dvalid = _dataset(valid, features, config, reference=dtrain)
     evals: dict = {}
+    callbacks = [lgb.record_evaluation(evals)]
+    if config.get("early_stopping_rounds"):  # 0 or null: keep every round
+        callbacks.append(lgb.early_stopping(config["early_stopping_rounds"], verbose=False))
     booster = lgb.train(
         params, dtrain, num_boost_round=config["num_boost_round"], valid_sets=[dvalid], valid_names=["validation"],
-        callbacks=[lgb.early_stopping(config["early_stopping_rounds"], verbose=False),
-                   lgb.record_evaluation(evals)],
+        callbacks=callbacks,
     )
     best = booster.best_iteration or booster.current_iteration()
     metric = f"ndcg@{params['eval_at'][0]}"
