@@ -165,6 +165,11 @@ class CouponRankClient:
         request = pb.RankCouponsRequest(request_id=request_id, user_id=user_id,
                                         candidate_coupon_ids=list(candidate_ids), context=ctx,
                                         top_k=top_k, explain=explain)
+        return self.rank(request, timeout)
+
+    def rank(self, request: pb.RankCouponsRequest, timeout: float | None = None) -> RankResult:
+        """Send a RankCouponsRequest built by the caller (every field as given; e.g. no
+        ``cart_total`` at all), with the same deadline and retries as :meth:`rank_coupons`."""
         return to_result(self._call(self._stub.RankCoupons, request, timeout))
 
     def model_info(self, timeout: float | None = None) -> ModelInfo:
@@ -173,6 +178,14 @@ class CouponRankClient:
                          _time(r.training_data_start_time) if r.HasField("training_data_start_time") else None,
                          _time(r.training_data_end_time) if r.HasField("training_data_end_time") else None,
                          _time(r.create_time) if r.HasField("create_time") else None)
+
+    def wait_for_ready(self, timeout: float) -> bool:
+        """Connect ahead of the first call (at start-up); False if not ready within ``timeout`` s."""
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+            return True
+        except grpc.FutureTimeoutError:
+            return False
 
     def close(self) -> None:
         self._channel.close()

@@ -1,0 +1,248 @@
+"""Run a JSON list of RankCoupons scenarios and write one JSON line per scenario.
+
+The Python twin of the Go client's ``internal/scenario`` package and the Java client's
+``ScenarioRunner``: the same input, the same output lines, so the same scenarios can
+be run from Python, Go and Java against one server and the answers compared (see
+scripts/test.sh). The format is documented in clients/go/README.md; in short:
+
+Input: a JSON array of objects, every key optional but ``user_id`` (unknown keys are
+an error)::
+
+    {"name": "cart-known-user", "request_id": "r-1", "user_id": "u1",
+     "candidate_coupon_ids": ["c1", "c2"], "placement": "cart",
+     "cart_total_minor": 4599, "currency_code": "USD", "cart_categories": ["shoes"],
+     "cart_brands": [], "cart_merchant_ids": [], "request_time": "2026-11-01T12:00:00Z",
+     "top_k": 5, "explain": false, "deadline_ms": 300}
+
+Output, one line per scenario, in input order::
+
+    {"index":0,"name":"..","ok":true,"ranked":[{"coupon_id":"c1","rank":1,"score":0.42}],
+     "ineligible":[{"coupon_id":"c2","reason":"INELIGIBILITY_REASON_EXPIRED"}],
+     "model_version":"..","cold_start":false,"degraded":false,
+     "degraded_reason":"DEGRADED_REASON_UNSPECIFIED"}
+    {"index":1,"name":"..","ok":false,"error_code":"INVALID_ARGUMENT","error_message":"user_id: .."}
+
+Command line (the flags of the Go and Java examples' scenario mode; exit status 0 when
+every scenario succeeded, 1 when one failed, 2 on bad input)::
+
+    python -m couponrank.client.scenario -addr localhost:50051 -scenarios scenarios.json
+
+:func:`differences` compares two lines the way the contract tests do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from typing import IO, Any
+
+from couponrank.client.client import CouponRankClient, CouponRankError, RankResult
+from couponrank.v1 import coupon_ranking_service_pb2 as pb
+
+STRING_KEYS = ("name", "request_id", "user_id", "placement", "currency_code", "request_time")
+LIST_KEYS = ("candidate_coupon_ids", "cart_categories", "cart_brands", "cart_merchant_ids")
+INT_KEYS = ("cart_total_minor", "top_k", "deadline_ms")
+KEYS = frozenset(STRING_KEYS + LIST_KEYS + INT_KEYS + ("explain",))
+
+
+def parse(text: str) -> list[dict[str, Any]]:
+    """Parse a JSON array of scenarios; raises ValueError on a wrong shape, an unknown key
+    or a value of the wrong type. Null is the same as absent. A bad placement or
+    request_time is not raised here: that scenario reports CLIENT_ERROR when run."""
+    try:
+        root = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"scenarios: {exc}") from None
+    if not isinstance(root, list):
+        raise ValueError("scenarios: want a JSON array of objects")
+    out = []
+    for i, s in enumerate(root):
+        where = f"scenarios[{i}]"
+        if not isinstance(s, dict):
+            raise ValueError(f"{where}: not an object")
+        unknown = sorted(set(s) - KEYS)
+        if unknown:
+            raise ValueError(f'{where}: unknown key "{unknown[0]}"')
+        s = {k: v for k, v in s.items() if v is not None}
+        for k, v in s.items():
+            ok = (isinstance(v, str) if k in STRING_KEYS else
+                  isinstance(v, list) and all(isinstance(x, str) for x in v) if k in LIST_KEYS else
+                  isinstance(v, int) and not isinstance(v, bool) if k in INT_KEYS else
+                  isinstance(v, bool))
+            if not ok:
+                want = ("a string" if k in STRING_KEYS else "a list of strings" if k in LIST_KEYS else
+                        "an integer" if k in INT_KEYS else "true or false")
+                raise ValueError(f"{where}.{k}: want {want}")
+        out.append(s)
+    return out
+
+
+def placement(name: str) -> int:
+    """``PLACEMENT_CART``, ``CART`` or ``cart``; empty is PLACEMENT_UNSPECIFIED."""
+    if not name:
+        return pb.PLACEMENT_UNSPECIFIED
+    full = name.strip().upper()
+    if not full.startswith("PLACEMENT_"):
+        full = "PLACEMENT_" + full
+    try:
+        return pb.Placement.Value(full)
+    except ValueError:
+        raise ValueError(f"unknown placement {name!r}") from None
+
+
+def to_request(s: dict[str, Any]) -> pb.RankCouponsRequest:
+    """The RankCoupons request of a scenario; ValueError for a bad placement or request_time."""
+    ctx = pb.RequestContext(placement=placement(s.get("placement", "")),
+                            cart_categories=s.get("cart_categories", []), cart_brands=s.get("cart_brands", []),
+                            cart_merchant_ids=s.get("cart_merchant_ids", []))
+    if "cart_total_minor" in s or "currency_code" in s:
+        ctx.cart_total.CopyFrom(pb.Money(currency_code=s.get("currency_code", ""),
+                                         amount_minor=s.get("cart_total_minor", 0)))
+    if s.get("request_time"):
+        try:
+            at = datetime.fromisoformat(s["request_time"])
+        except ValueError as exc:
+            raise ValueError(f"request_time: {exc}") from None
+        if at.tzinfo is None:
+            raise ValueError(f"request_time: {s['request_time']!r} has no time zone (want RFC 3339)")
+        ctx.request_time.FromDatetime(at)
+    return pb.RankCouponsRequest(request_id=s.get("request_id", ""), user_id=s.get("user_id", ""),
+                                 candidate_coupon_ids=s.get("candidate_coupon_ids", []), context=ctx,
+                                 top_k=s.get("top_k", 0), explain=s.get("explain", False))
+
+
+def number(x: float) -> float | None:
+    """JSON has no NaN or infinity: those are written as null."""
+    return None if math.isnan(x) or math.isinf(x) else x
+
+
+def _enum(name: str, prefix: str) -> str:
+    # RankResult strips the enum prefix; an unknown enum number stays a number
+    return name if name.isdigit() else prefix + name
+
+
+def result_line(index: int, name: str, res: RankResult, explain: bool) -> dict[str, Any]:
+    ranked = []
+    for c in res.ranked:
+        entry: dict[str, Any] = {"coupon_id": c.coupon_id, "rank": c.rank, "score": number(c.score)}
+        if explain:
+            entry["reasons"] = [{"feature": r.feature, "value": number(r.value),
+                                 "contribution": number(r.contribution)} for r in c.reasons]
+        ranked.append(entry)
+    return {"index": index, "name": name, "ok": True, "ranked": ranked,
+            "ineligible": [{"coupon_id": c.coupon_id, "reason": _enum(c.reason, "INELIGIBILITY_REASON_")}
+                           for c in res.ineligible],
+            "model_version": res.model_version, "cold_start": res.cold_start, "degraded": res.degraded,
+            "degraded_reason": _enum(res.degraded_reason or "UNSPECIFIED", "DEGRADED_REASON_")}
+
+
+def run(client: CouponRankClient, index: int, s: dict[str, Any]) -> dict[str, Any]:
+    """Send one scenario; its output line as a dict."""
+    name = s.get("name", "")
+    try:
+        request = to_request(s)
+    except ValueError as exc:
+        return {"index": index, "name": name, "ok": False, "error_code": "CLIENT_ERROR", "error_message": str(exc)}
+    timeout = s["deadline_ms"] / 1000 if s.get("deadline_ms", 0) > 0 else None
+    try:
+        res = client.rank(request, timeout=timeout)
+    except CouponRankError as exc:
+        return {"index": index, "name": name, "ok": False, "error_code": exc.code.name,
+                "error_message": exc.details}
+    return result_line(index, name, res, s.get("explain", False))
+
+
+def dumps(line: dict[str, Any]) -> str:
+    return json.dumps(line, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def run_all(client: CouponRankClient, scenarios: Sequence[dict[str, Any]], out: IO[str]) -> int:
+    """Run the scenarios in order, one JSON line each to ``out``; returns how many failed."""
+    failed = 0
+    for i, s in enumerate(scenarios):
+        line = run(client, i, s)
+        failed += not line["ok"]
+        out.write(dumps(line) + "\n")
+        out.flush()
+    return failed
+
+
+# ------------------------------------------------------------------ comparing lines
+def normalize(line: dict[str, Any]) -> dict[str, Any]:
+    """A line as the contract tests compare it: an error keeps its code, and for
+    INVALID_ARGUMENT the field its message starts with (``user_id: must not be empty``
+    -> ``user_id``); other messages are dropped (each gRPC implementation words its own).
+    An expectation may give ``error_field`` instead of a message."""
+    line = dict(line)
+    if not line.get("ok"):
+        message = line.pop("error_message", None)
+        field = line.pop("error_field", None)
+        if line.get("error_code") == "INVALID_ARGUMENT":
+            line["error_field"] = field if field is not None else str(message).partition(":")[0]
+    return line
+
+
+def differences(want: Any, got: Any, path: str = "", rel: float = 1e-9) -> list[str]:
+    """Where two parsed JSON values differ (empty: they agree): numbers within ``rel``
+    relative tolerance (1 and 1.0 agree), everything else exactly. Normalize lines first."""
+    if isinstance(want, bool) or isinstance(got, bool) or want is None or got is None:
+        return [] if want is got else [f"{path or '.'}: want {want!r}, got {got!r}"]  # singletons
+    if isinstance(want, (int, float)) and isinstance(got, (int, float)):
+        close = want == got or abs(want - got) <= rel * max(abs(want), abs(got))
+        return [] if close else [f"{path}: want {want!r}, got {got!r}"]
+    if isinstance(want, dict) and isinstance(got, dict):
+        out = [f"{path}.{k}: missing" for k in want if k not in got]
+        out += [f"{path}.{k}: unexpected {got[k]!r}" for k in got if k not in want]
+        for k in want:
+            if k in got:
+                out += differences(want[k], got[k], f"{path}.{k}", rel)
+        return out
+    if isinstance(want, list) and isinstance(got, list):
+        if len(want) != len(got):
+            return [f"{path}: want {len(want)} entries, got {len(got)}: want {want!r}, got {got!r}"]
+        return [d for i, (w, g) in enumerate(zip(want, got)) for d in differences(w, g, f"{path}[{i}]", rel)]
+    return [] if type(want) is type(got) and want == got else [f"{path or '.'}: want {want!r}, got {got!r}"]
+
+
+# ------------------------------------------------------------------ command line
+def duration(text: str) -> float:
+    """Seconds from a duration as the Go and Java examples take it: ``500ms``, ``2s``,
+    ``1m``; a plain number is seconds."""
+    for suffix, scale in (("ms", 1e-3), ("s", 1.0), ("m", 60.0)):
+        if text.endswith(suffix):
+            return float(text[:-len(suffix)]) * scale
+    return float(text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m couponrank.client.scenario",
+                                 description="Run RankCoupons scenarios; one JSON line each.")
+    ap.add_argument("-addr", "--addr", default="localhost:50051", help="CouponRank server address")
+    ap.add_argument("-scenarios", "--scenarios", required=True, help="JSON scenarios file ('-': stdin)")
+    ap.add_argument("-timeout", "--timeout", type=duration, default=0.5,
+                    help="deadline of a call whose scenario has no deadline_ms, e.g. 500ms, 2s (default 500ms)")
+    ap.add_argument("-connect-timeout", "--connect-timeout", type=duration, default=5.0,
+                    help="wait this long for the connection before the first call (0: don't wait; default 5s)")
+    args = ap.parse_args(argv)
+    try:
+        text = sys.stdin.read() if args.scenarios == "-" else open(args.scenarios, encoding="utf-8").read()
+        scenarios = parse(text)
+    except (OSError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    with CouponRankClient(args.addr, timeout=args.timeout) as client:
+        if args.connect_timeout > 0:
+            client.wait_for_ready(args.connect_timeout)  # not ready: the calls report UNAVAILABLE
+        try:  # warm-up only, as in Go and Java: set-up costs stay out of the first deadline
+            client.model_info()
+        except CouponRankError:
+            pass
+        return 1 if run_all(client, scenarios, sys.stdout) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
