@@ -1,0 +1,81 @@
+package com.couponrank.client;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.lang.reflect.Method;
+import java.net.URL;
+import java.net.URLClassLoader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import javax.tools.JavaCompiler;
+import javax.tools.ToolProvider;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * The README's Java snippet compiles against this client (javac, the test class path) and, when
+ * scripts/test.sh runs a contract server, runs against it and prints each of its candidates.
+ */
+@Timeout(120)
+class ReadmeSnippetTest {
+
+  @Test
+  void readmeJavaSnippetCompilesAndRuns(@TempDir Path tmp) throws Exception {
+    String readme = Files.readString(Path.of("..", "..", "README.md"));
+    Matcher blocks = Pattern.compile("(?ms)^```java\n(.*?)^```").matcher(readme);
+    assertTrue(blocks.find(), "README.md has no ```java block (the client snippet)");
+    String code = blocks.group(1);
+    assertFalse(blocks.find(), "README.md should have exactly one ```java block (the client snippet)");
+    Matcher cls = Pattern.compile("public\\s+(?:final\\s+)?class\\s+(\\w+)").matcher(code);
+    assertTrue(cls.find(), "the README's Java snippet declares no public class");
+    String className = cls.group(1);
+
+    Path src = tmp.resolve(className + ".java");
+    Files.writeString(src, code);
+    Path classes = Files.createDirectories(tmp.resolve("classes"));
+    JavaCompiler javac = ToolProvider.getSystemJavaCompiler();
+    assertNotNull(javac, "no Java compiler in this JVM (need a JDK)");
+    // Surefire's java.class.path may be a manifest-only jar; it gives the real one here.
+    String classPath =
+        System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+    ByteArrayOutputStream diagnostics = new ByteArrayOutputStream();
+    int rc =
+        javac.run(
+            null, diagnostics, diagnostics,
+            "-Xlint:all", "-classpath", classPath, "-d", classes.toString(), src.toString());
+    assertEquals(0, rc, "javac on the README's Java snippet:\n" + diagnostics);
+
+    Map.Entry<String, Path> server = ContractTest.contractServer(); // skips from here without one
+    ByteArrayOutputStream printed = new ByteArrayOutputStream();
+    PrintStream stdout = System.out;
+    try (URLClassLoader loader =
+        new URLClassLoader(new URL[] {classes.toUri().toURL()}, getClass().getClassLoader())) {
+      Method main = loader.loadClass(className).getMethod("main", String[].class);
+      System.setOut(new PrintStream(printed, true, StandardCharsets.UTF_8));
+      main.invoke(null, (Object) new String[] {server.getKey()});
+    } finally {
+      System.setOut(stdout);
+    }
+    String out = printed.toString(StandardCharsets.UTF_8);
+    Files.writeString(server.getValue().resolve("readme-java.txt"), out);
+    assertFalse(out.contains("no coupons"), "the README's Java snippet got an error:\n" + out);
+    // each candidate is printed, ranked or ineligible
+    Matcher ids = Pattern.compile("\"(c\\d{5})\"").matcher(code);
+    List<String> candidates = ids.results().map(m -> m.group(1)).toList();
+    assertFalse(candidates.isEmpty(), "no candidate coupon ids in the README's Java snippet");
+    for (String id : candidates) {
+      assertTrue(out.contains(id), "the README's Java snippet did not print " + id + ":\n" + out);
+    }
+  }
+}

@@ -1,0 +1,291 @@
+"""The live server of the cross-language contract tests (scripts/test.sh starts it).
+
+    .venv/bin/python scripts/contract_server.py --dir DIR
+
+1. builds a tiny served workspace in DIR/work, as tests/server_fixtures.py does
+   (`couponrank demo --size tiny`: data, features, online store, model);
+2. starts the real gRPC server on 127.0.0.1, on a free port;
+3. picks scenarios from the built data, with fixed request times: a known and a
+   cold-start user, explain on and off, top_k, candidates that are expired, not yet
+   valid, below their minimum spend, out of the cart's scope, over the user's limit,
+   unknown; every INVALID_ARGUMENT case; a passed deadline; a scenario the clients
+   must refuse themselves. Writes them to DIR/scenarios.json (the scenario format of
+   clients/go/README.md);
+4. writes DIR/expected.json, one entry per scenario: the line a client must print,
+   computed by calling the same server's servicer in process (no gRPC); for an error
+   its status code and, for INVALID_ARGUMENT, the field the message must start with
+   (``error_field``). It first checks each scenario still means what its name says
+   and stops with a message when the data or the server changed under it;
+5. writes DIR/server.json ({"addr": "127.0.0.1:PORT"}) last: it exists once the
+   server is ready;
+then serves until SIGTERM or SIGINT. Each client's contract test writes its lines to
+DIR/<python|go|java>.jsonl; scripts/contract_check.py checks that they agree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from couponrank.client import scenario
+from couponrank.v1 import coupon_ranking_service_pb2 as pb
+
+OK_DEADLINE_MS = 20_000  # generous: a loaded CI machine must not turn an answer into DEADLINE_EXCEEDED
+IN_CART = "contract-in-cart"  # scope values no coupon has
+
+
+@dataclass
+class Case:
+    scenario: dict[str, Any]
+    check: Callable[[dict], bool]  # does the in-process answer show what the name says?
+    deadline_passed: bool = False  # answer in process as if the caller's deadline had passed
+
+
+def build(work: Path) -> tuple[Path, Path]:
+    from couponrank.cli import main
+
+    repo, models = work / "features", work / "models"
+    if (work / "built").exists():  # --dir reused: the workspace is already there
+        return repo, models
+    code = main(["demo", "--size", "tiny", "--quiet", "--raw", str(work / "raw"), "--repo", str(repo),
+                 "--models", str(models)])
+    if code != 0:
+        sys.exit(f"contract_server: building the tiny workspace failed (exit {code})")
+    (work / "built").touch()
+    return repo, models
+
+
+def rfc3339(t: pd.Timestamp) -> str:
+    return t.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def ids(line: dict, key: str = "ranked") -> list[str]:
+    return [c["coupon_id"] for c in line.get(key, [])]
+
+
+def reasons(line: dict) -> dict[str, str]:
+    return {c["coupon_id"]: c["reason"].removeprefix("INELIGIBILITY_REASON_") for c in line.get("ineligible", [])}
+
+
+def cases(repo: Path, max_candidates: int) -> list[Case]:
+    """The scenarios, chosen from the built catalogue and feature data."""
+    data = repo / "data"
+    last = max(pd.read_parquet(p, columns=["event_timestamp"]).event_timestamp.max()
+               for p in data.glob("*.parquet") if p.stem != "coupon_attributes")
+    T = last + pd.Timedelta(hours=10)  # after the last snapshot: every feature is known
+    at = rfc3339(T)
+    cat = pd.read_parquet(data / "coupon_attributes.parquet").sort_values("event_timestamp")
+    cat = cat.drop_duplicates("coupon_id", keep="last").sort_values("coupon_id").reset_index(drop=True)
+    cat["coupon_id"] = cat.coupon_id.astype(str)
+    vf, vt, ms, scope = cat.coupon_valid_from_unix, cat.coupon_valid_to_unix, cat.coupon_min_spend, cat.coupon_scope
+    active_T = cat[(vf <= T.timestamp()) & (T.timestamp() < vt)]
+    users = pd.read_parquet(data / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
+    user = str(users.value_counts().idxmax())  # the most active user
+
+    def ok(extra: Callable[[dict], bool] = lambda line: True) -> Callable[[dict], bool]:
+        return lambda line: line["ok"] and not line["degraded"] and extra(line)
+
+    def invalid(field: str) -> Callable[[dict], bool]:
+        return lambda line: line.get("error_code") == "INVALID_ARGUMENT" and line.get("error_field") == field
+
+    def case(check, name, deadline_passed=False, **fields) -> Case:
+        s = {"name": name, "request_id": f"contract-{name}", **fields}
+        s.setdefault("deadline_ms", OK_DEADLINE_MS)
+        return Case(s, check, deadline_passed)
+
+    known = dict(user_id=user, request_time=at)
+    out = [
+        case(ok(lambda l: len(l["ranked"]) > 1 and not l["cold_start"]), "known-user-home-every-active-coupon",
+             placement="home", cart_total_minor=20_000, currency_code="USD", **known),
+        case(ok(lambda l: 0 < len(l["ranked"]) <= 5 and all(c["reasons"] for c in l["ranked"])),
+             "known-user-cart-explain-top5", placement="PLACEMENT_CART", cart_total_minor=9_999,
+             currency_code="USD", cart_categories=["cat01"], top_k=5, explain=True, **known),
+        case(ok(lambda l: len(l["ranked"]) == 1 and not l["ineligible"]), "known-user-checkout-top1",
+             placement="CHECKOUT", cart_total_minor=1_000_000, currency_code="USD",
+             candidate_coupon_ids=list(active_T[active_T.coupon_scope == "all"].coupon_id[:4]), top_k=1, **known),
+        case(ok(lambda l: bool(l["ranked"])), "known-user-product-page-no-cart-total", placement="product_page",
+             **known),
+        case(ok(lambda l: l["cold_start"] and bool(l["ranked"]) and all(c["reasons"] for c in l["ranked"])),
+             "cold-start-user-explain", user_id="u-contract-never-seen", placement="home",
+             cart_total_minor=5_000, currency_code="USD", top_k=3, explain=True, request_time=at),
+    ]
+
+    # one candidate of each catalogue-only reason, at a time when all of them exist
+    for t in np.sort(vf.to_numpy()) + 1:
+        active = (vf <= t) & (t < vt)
+        rows = {"EXPIRED": vt <= t, "NOT_YET_VALID": vf > t, "MIN_SPEND_NOT_MET": active & (scope == "all") & (ms > 0),
+                "OUT_OF_SCOPE": active & (scope == "category") & (ms == 0),
+                "ranked": active & (scope == "all") & (ms == 0)}
+        if all(r.any() for r in rows.values()):
+            break
+    else:
+        sys.exit("contract_server: no request time gives every kind of ineligible candidate in the tiny data")
+    chosen = {kind: cat.coupon_id[r].iloc[0] for kind, r in rows.items()}
+    chosen["UNKNOWN_COUPON"] = "c-contract-unknown"
+    want = {cid: kind for kind, cid in chosen.items() if kind != "ranked"}
+    out.append(case(ok(lambda l: ids(l) == [chosen["ranked"]] and reasons(l) == want), "eligibility-reasons",
+                    user_id="u000001", candidate_coupon_ids=list(chosen.values()), placement="cart",
+                    cart_total_minor=0, currency_code="USD", cart_categories=["not-a-category"],
+                    request_time=rfc3339(pd.Timestamp(t, unit="s", tz="UTC"))))
+
+    # per-user limit: a (user, coupon) whose redemptions reached the coupon's limit (online store)
+    usage = pd.read_parquet(data / "user_coupon_usage.parquet").sort_values("event_timestamp")
+    usage = usage.drop_duplicates(["user_id", "coupon_id"], keep="last")
+    usage["coupon_id"] = usage.coupon_id.astype(str)
+    limit = usage.coupon_id.map(dict(zip(cat.coupon_id, cat.coupon_per_user_limit)))
+    hit = usage[usage.coupon_id.isin(active_T.coupon_id) & (usage.ucp_redemptions_total >= limit)]
+    if len(hit):
+        u, limited = str(hit.user_id.iloc[0]), hit.coupon_id.iloc[0]
+        out.append(case(ok(lambda l: reasons(l) == {limited: "PER_USER_LIMIT_REACHED"}), "per-user-limit-reached",
+                        user_id=u, candidate_coupon_ids=[limited], placement="home", cart_total_minor=10_000_000,
+                        currency_code="USD", request_time=at))
+
+    # scope: one coupon per scope kind, active at T, no minimum spend; every cart list is sent
+    free = active_T[active_T.coupon_min_spend == 0]
+    scoped = {k: free[free.coupon_scope == k] for k in ("category", "brand", "merchant")}
+    if not all(len(v) for v in scoped.values()):
+        sys.exit("contract_server: the tiny data has no active category, brand and merchant coupons at once")
+    value = {k: v.coupon_scope_value.iloc[0] for k, v in scoped.items()}
+    three = sorted(v.coupon_id.iloc[0] for v in scoped.values())
+    cart = dict(user_id="u-contract-scope", candidate_coupon_ids=three, placement="cart", cart_total_minor=10_000,
+                currency_code="USD", request_time=at)
+    out += [
+        case(ok(lambda l: sorted(ids(l)) == three), "scope-every-cart-list-matches", **cart,
+             cart_categories=[IN_CART, value["category"]], cart_brands=[IN_CART, value["brand"]],
+             cart_merchant_ids=[value["merchant"]]),
+        case(ok(lambda l: reasons(l) == dict.fromkeys(three, "OUT_OF_SCOPE")), "scope-no-cart-list-matches", **cart,
+             cart_categories=[IN_CART], cart_brands=[IN_CART], cart_merchant_ids=[IN_CART]),
+    ]
+
+    some = list(active_T.coupon_id[:3])
+    valid = dict(user_id=user, placement="cart", cart_total_minor=4_599, currency_code="USD", request_time=at)
+    out += [
+        case(invalid("user_id"), "invalid-empty-user-id", **{**valid, "user_id": ""}),
+        case(invalid("context.placement"), "invalid-placement-unspecified", **{**valid, "placement": ""}),
+        case(invalid("context.cart_total.amount_minor"), "invalid-negative-cart-total",
+             **{**valid, "cart_total_minor": -1}),
+        case(invalid("context.cart_total.currency_code"), "invalid-unknown-currency",
+             **{**valid, "currency_code": "EUR"}),
+        case(invalid("candidate_coupon_ids"), "invalid-duplicate-candidates",
+             candidate_coupon_ids=[some[0], some[1], some[0]], **valid),
+        case(invalid("candidate_coupon_ids"), "invalid-too-many-candidates",
+             candidate_coupon_ids=[f"c-many-{i}" for i in range(max_candidates + 1)], **valid),
+        case(invalid("top_k"), "invalid-negative-top-k", top_k=-1, **valid),
+        # every coupon, explained: far more work than 1 ms, and the client gives up at 1 ms anyway
+        case(lambda l: l.get("error_code") == "DEADLINE_EXCEEDED", "deadline-exceeded", deadline_passed=True,
+             user_id=user, placement="home", cart_total_minor=20_000, currency_code="USD", request_time=at,
+             top_k=len(cat), explain=True, deadline_ms=1),
+        case(lambda l: l.get("error_code") == "CLIENT_ERROR", "client-refuses-unknown-placement",
+             user_id=user, placement="basket", request_time=at),
+    ]
+    return out
+
+
+class _Aborted(Exception):
+    def __init__(self, code, details):
+        super().__init__(details)
+        self.code, self.details = code, details
+
+
+class InProcess:
+    """The part of grpc.ServicerContext the servicer uses, to call it without gRPC."""
+
+    def __init__(self, remaining: float | None):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+    def abort(self, code, details):
+        raise _Aborted(code, details)
+
+
+def expected(servicer, index: int, case: Case) -> dict[str, Any]:
+    """The line a client must print for this scenario, from the servicer in process."""
+    s = case.scenario
+    head = {"index": index, "name": s["name"]}
+    try:
+        request = scenario.to_request(s)
+    except ValueError:
+        return {**head, "ok": False, "error_code": "CLIENT_ERROR"}
+    try:
+        resp = servicer.RankCoupons(request, InProcess(0.0 if case.deadline_passed else None))
+    except _Aborted as exc:
+        line = {**head, "ok": False, "error_code": exc.code.name}
+        if exc.code.name == "INVALID_ARGUMENT":
+            line["error_field"] = exc.details.partition(":")[0]
+        return line
+    ranked = []
+    for c in resp.ranked_coupons:
+        entry = {"coupon_id": c.coupon_id, "rank": c.rank, "score": scenario.number(c.score)}
+        if s.get("explain"):
+            entry["reasons"] = [{"feature": r.feature, "value": scenario.number(r.value),
+                                 "contribution": scenario.number(r.contribution)} for r in c.reasons]
+        ranked.append(entry)
+    return {**head, "ok": True, "ranked": ranked,
+            "ineligible": [{"coupon_id": c.coupon_id, "reason": pb.IneligibilityReason.Name(c.reason)}
+                           for c in resp.ineligible_coupons],
+            "model_version": resp.model_version, "cold_start": resp.cold_start, "degraded": resp.degraded,
+            "degraded_reason": pb.DegradedReason.Name(resp.degraded_reason)}
+
+
+def write_json(path: Path, value) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)  # readers never see half a file
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dir", type=Path, required=True, help="workspace, scenarios, expectations, results")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="contract_server: %(levelname)s %(name)s: %(message)s")
+    out = args.dir.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "server.json").unlink(missing_ok=True)
+    repo, models = build(out / "work")
+
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+
+    # no catalogue reloads while the clients run; a store read never times out under a generous deadline
+    config = ServerConfig(store_timeout=10.0, catalog_refresh_seconds=0)
+    running = serve(repo, models, port=0, host="127.0.0.1", config=config)
+    try:
+        all_cases = cases(repo, config.max_candidates)
+        lines = [expected(running.servicer, i, c) for i, c in enumerate(all_cases)]
+        wrong = [c.scenario["name"] for c, line in zip(all_cases, lines) if not c.check(scenario.normalize(line))]
+        if wrong:
+            sys.exit(f"contract_server: scenarios no longer mean what their names say (data or server changed?): "
+                     f"{', '.join(wrong)}; expectations: {json.dumps(lines)[:4000]}")
+        write_json(out / "scenarios.json", [c.scenario for c in all_cases])
+        write_json(out / "expected.json", lines)
+        addr = f"127.0.0.1:{running.port}"
+        write_json(out / "server.json", {"addr": addr, "pid": os.getpid()})
+    except BaseException:
+        running.stop(0)
+        raise
+    print(f"contract_server: serving on {addr}; {len(lines)} scenarios in {out}", flush=True)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(1.0):
+        pass
+    running.stop(1.0).wait(5)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
