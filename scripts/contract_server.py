@@ -3,7 +3,8 @@
     .venv/bin/python scripts/contract_server.py --dir DIR
 
 1. builds a tiny served workspace in DIR/work, as tests/server_fixtures.py does
-   (`couponrank demo --size tiny`: data, features, online store, model);
+   (`couponrank demo --size tiny`: data, features, online store, model), or reuses the
+   one an earlier run built there;
 2. starts the real gRPC server on 127.0.0.1, on a free port;
 3. picks scenarios from the built data, with fixed request times: a known and a
    cold-start user, explain on and off, top_k, candidates that are expired, not yet
