@@ -245,6 +245,7 @@ class Ranker:
         categories = cat.take("coupon_target_category", kept.rows)
         read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
         if read is None:
+            self._checkpoint(time_remaining, "the fallback ranking")  # no answer past the deadline
             return self._fallback(req, cat, kept, ineligible, problem, cause)
 
         usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),

@@ -145,6 +145,7 @@ class StoreReader:
 
 class SqliteReader(StoreReader):
     kind = "sqlite"
+    MMAP_BYTES = 1 << 40  # SQLite caps it at its compile-time maximum
 
     def __init__(self, path: str | Path, views: Sequence[ViewLayout], timeout: float = 0.25):
         super().__init__(views)
@@ -162,6 +163,9 @@ class SqliteReader(StoreReader):
             # read-only: the server never writes; materialize may write while we read
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self.timeout,
                                    check_same_thread=False, cached_statements=512)
+            # pages straight from the OS page cache, shared by every connection (each
+            # read thread has its own), instead of copies in per-connection caches
+            conn.execute(f"PRAGMA mmap_size={self.MMAP_BYTES}")
             self._local.conn = conn
             with self._lock:
                 self._conns.append(conn)

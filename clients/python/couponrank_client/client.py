@@ -134,16 +134,19 @@ class CouponRankClient:
 
     # -------------------------------------------------------------- plumbing
     def _call(self, method, request, timeout: float | None):
-        timeout = self.timeout if timeout is None else timeout
+        """One deadline (``timeout`` seconds from now) covers every attempt, as in the Go
+        and Java clients; a retry whose pause would pass the deadline is not made."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return method(request, timeout=timeout)
+                return method(request, timeout=max(deadline - time.monotonic(), 0.0))
             except grpc.RpcError as exc:
                 code = exc.code()
-                if code != grpc.StatusCode.UNAVAILABLE or attempt == self.max_attempts:
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if (code != grpc.StatusCode.UNAVAILABLE or attempt == self.max_attempts
+                        or time.monotonic() + delay >= deadline):
                     raise CouponRankError(code, exc.details() or "") from None
-                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-                time.sleep(delay * (0.5 + random.random() / 2))
+                time.sleep(delay)
         raise AssertionError("unreachable")
 
     # -------------------------------------------------------------- API
