@@ -145,15 +145,19 @@ def cmd_serve(args) -> None:
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout,
+    if args.workers < 1 or args.threads < 1:
+        raise CliError("--workers and --threads must be at least 1")
+    config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout, max_workers=args.threads,
                           catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
         run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
-            on_start=lambda s: print(f"serving model {s.ranker.model.version} on {args.host}:{s.port} "
-                                     f"({args.online} online store); SIGTERM to stop", flush=True))
-    except (ModelMismatchError, ArtifactError, CatalogError, OSError) as exc:
+            workers=args.workers,
+            on_start=lambda port, version: print(
+                f"serving model {version} on {args.host}:{port} ({args.online} online store"
+                + (f", {args.workers} processes" if args.workers > 1 else "") + "); SIGTERM to stop", flush=True))
+    except (ModelMismatchError, ArtifactError, CatalogError, OSError, RuntimeError) as exc:
         raise CliError(f"{exc} (server not started)") from exc
 
 
@@ -272,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--online", choices=["sqlite", "redis"], default="sqlite",
                     help="online store; redis reads its address from $COUPONRANK_REDIS")
     sp.add_argument("--max-candidates", type=int, default=500, help="candidates per request (default: %(default)s)")
+    sp.add_argument("--workers", type=int, default=1,
+                    help="server processes sharing the port (SO_REUSEPORT), to use more than one core "
+                         "(default: %(default)s)")
+    sp.add_argument("--threads", type=int, default=8, help="concurrent calls per process (default: %(default)s)")
     sp.add_argument("--store-timeout", type=float, default=0.25,
                     help="seconds to wait for the online store before the fallback ranking (default: %(default)s)")
     sp.add_argument("--catalog-refresh", type=float, default=300.0,

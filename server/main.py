@@ -16,6 +16,7 @@ new calls, give in-flight ones ``grace_seconds`` to finish, exit.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -145,11 +146,15 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
 
 
 def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
-        host: str = "[::]", on_start=None) -> None:
-    """Serve until SIGTERM / SIGINT, then shut down gracefully (main thread only)."""
+        host: str = "[::]", on_start=None, workers: int = 1) -> None:
+    """Serve until SIGTERM / SIGINT, then shut down gracefully (main thread only).
+    ``workers`` > 1: that many server processes on one port (:func:`run_workers`)."""
+    if workers > 1:
+        run_workers(repo, model, port, online, config, host, on_start, workers)
+        return
     running = serve(repo, model, port, online, config, host)
     if on_start is not None:
-        on_start(running)
+        on_start(running.port, running.ranker.model.version)
 
     def shutdown(signum, _frame):
         log.info("signal %d: stopping (grace %.1fs)", signum, running.servicer.config.grace_seconds)
@@ -158,3 +163,76 @@ def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", conf
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
     running.wait()
+
+
+# ------------------------------------------------------------------ several processes
+# One Python process runs Python code on one core at a time (the GIL). To use more
+# cores, gRPC's own recipe (examples/python/multiprocessing): independent server
+# processes listening on the same port with SO_REUSEPORT; the kernel spreads incoming
+# connections over them. Each process loads its own registry, model and caches.
+
+def _worker(repo, model, port, online, config, host, ready, log_level) -> None:
+    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()} %(name)s: %(message)s")
+    running = serve(repo, model, port, online, config, host)
+    ready.put((running.port, running.ranker.model.version))
+
+    def shutdown(signum, _frame):
+        running.stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    running.wait()
+
+
+def run_workers(repo: Path, model: Path, port: int, online: str, config: ServerConfig | None, host: str,
+                on_start, workers: int) -> None:
+    """``workers`` server processes on one port; SIGTERM / SIGINT stops them all
+    gracefully. With port 0 a free port is picked first (held with SO_REUSEPORT
+    while the workers bind it)."""
+    import multiprocessing
+    import socket
+
+    from couponrank.server.scorer import compile_artifact
+    from couponrank.training.artifact import load_artifact
+
+    config = config or ServerConfig()
+    if config.scorer != "booster":
+        try:
+            compile_artifact(load_artifact(Path(model)))  # once here, not racing in every worker
+        except Exception as exc:
+            log.warning("compiling the model failed (%s); the workers decide per --scorer", exc)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host.strip("[]"), port))
+        port = sock.getsockname()[1]
+        ctx = multiprocessing.get_context("spawn")  # gRPC must not be forked once started
+        ready = ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(repo, model, port, online, config, host, ready,
+                                                       logging.getLogger().getEffectiveLevel()),
+                             name=f"couponrank-worker-{i}", daemon=False) for i in range(workers)]
+        for p in procs:
+            p.start()
+        started = []
+        while len(started) < workers:
+            try:
+                started.append(ready.get(timeout=1.0))
+            except Exception:  # queue.Empty: check that no worker died on start
+                dead = [p for p in procs if p.exitcode is not None]
+                if dead:
+                    for p in procs:
+                        p.terminate()
+                    raise RuntimeError(f"server worker {dead[0].name} exited with code {dead[0].exitcode} "
+                                       "while starting (see its log above)") from None
+    if on_start is not None:
+        on_start(port, started[0][1])
+
+    def shutdown(signum, _frame):
+        log.info("signal %d: stopping %d workers", signum, workers)
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    for p in procs:
+        p.join()

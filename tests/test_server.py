@@ -440,6 +440,42 @@ def test_rank_command_prints_ranking_and_dropped_coupons(built, target, capsys):
     assert "OUT_OF_SCOPE" in out or "MIN_SPEND_NOT_MET" in out
 
 
+def test_several_worker_processes_share_one_port_and_stop_on_sigterm(built):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "couponrank"
+    proc = subprocess.Popen([str(exe), "serve", "--repo", str(built.repo), "--model", str(built.models),
+                             "--port", "0", "--host", "127.0.0.1", "--quiet", "--workers", "2", "--threads", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "2 processes" in line, line
+        target = line.split(" on ", 1)[1].split(" ", 1)[0]
+        T = _request_time(built).to_pydatetime()
+        with CouponRankClient(target, timeout=5.0) as c:
+            # separate channels land on either process; every one answers the same ranking
+            answers = []
+            for _ in range(6):
+                with CouponRankClient(target, timeout=5.0) as fresh:
+                    res = fresh.rank_coupons(_active_user(built), placement="home", request_time=T)
+                    answers.append([(x.coupon_id, x.score) for x in res.ranked])
+            assert answers[0] and all(a == answers[0] for a in answers)
+            assert c.model_info().model_version == load_artifact(built.models).version
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid), "-f", "spawn_main"], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) == 2  # the two server processes
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert code == 0
+    for pid in workers:  # joined by the parent before it exited
+        assert not Path(f"/proc/{pid}").exists() or "spawn_main" not in Path(f"/proc/{pid}/cmdline").read_text(), \
+            "a worker outlived SIGTERM"
+
+
 def test_a_model_the_registry_does_not_match_is_refused(built, tmp_path, capsys):
     from couponrank.cli import main
     from couponrank.features import repo
