@@ -318,6 +318,7 @@ def test_online_store_failure_degrades_to_popularity(built, server, client, cata
     def broken(*args, **kwargs):
         raise ConnectionError("online store is down")
 
+    assert server.ranker.read_inline  # SQLite: read on the RPC thread by default; a failure still degrades
     monkeypatch.setattr(server.ranker.online.reader, "read_many", broken)
     start = time.perf_counter()
     res = client.rank_coupons(_active_user(built), placement="home", cart_total_minor=20000, top_k=50,
@@ -335,6 +336,8 @@ def test_online_store_failure_degrades_to_popularity(built, server, client, cata
         time.sleep(1.0)
         raise AssertionError("unreachable: the request has been answered")
 
+    # a store that hangs (a network store, read on the pool): answered within the store timeout
+    monkeypatch.setattr(server.ranker, "read_inline", False)
     monkeypatch.setattr(server.ranker.online.reader, "read_many", hanging)
     start = time.perf_counter()
     res = client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.5)
@@ -359,6 +362,7 @@ def test_unreachable_redis_degrades_within_the_deadline_and_stops_gracefully(bui
     monkeypatch.setenv("COUPONRANK_REDIS", f"127.0.0.1:{free_port()}")  # nothing listens there
     running = serve(built.repo, built.models, port=0, host="127.0.0.1", online="redis",
                     config=ServerConfig(store_timeout=0.2, store_cooldown=30.0))
+    assert not running.ranker.read_inline  # a network store is read on the pool, under the store timeout
     T = _request_time(built).to_pydatetime()
     try:
         with CouponRankClient(f"127.0.0.1:{running.port}", timeout=0.5) as c:
