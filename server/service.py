@@ -13,7 +13,8 @@ protos to plain values and back and maps errors to status codes:
 * DEADLINE_EXCEEDED: ``context.time_remaining()`` is checked between stages; the
   request stops as soon as the caller's deadline has passed.
 * Online store failure (an exception, or no answer within ``store_timeout`` bounded
-  by the caller's deadline): OK, ranked by the cached 30-day redemption rate
+  by the caller's deadline; a network store is read on a pool so that the RPC can stop
+  waiting, SQLite on the RPC thread with ``store_timeout`` as its busy timeout): OK, ranked by the cached 30-day redemption rate
   (catalogue, loaded at start; ties and unknown rates by coupon id), ``degraded`` with
   FEATURE_STORE_UNAVAILABLE, an empty ``model_version`` and scores equal to that rate.
   The per-user limit cannot be checked then; the budget is checked against the
@@ -225,7 +226,7 @@ class Ranker:
             self.online.close()
 
     def submit(self, fn, *args) -> Future:
-        """Run ``fn(*args)`` on the read pool (store I/O never runs on an RPC thread)."""
+        """Run ``fn(*args)`` on the read pool, where a hung store cannot hold an RPC thread."""
         return self._pool.submit(fn, *args)
 
     def submit_read(self, user_id: str, ids, categories) -> Future:
