@@ -39,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timezone
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +186,7 @@ def served_latency(stub, requests: list, warmup: int = 50) -> np.ndarray:
 class NaivePath:
     """Feast get_online_features + Booster.predict: what a first version would do."""
 
-    def __init__(self, ws: Path, models: Path, raw: Path):
+    def __init__(self, ws: Path, models: Path):
         import lightgbm as lgb
 
         from couponrank.features import repo as feast_repo
@@ -198,10 +197,8 @@ class NaivePath:
         art = load_artifact(models)
         self.booster = lgb.Booster(model_file=str(art.model_file))
         self.features = list(art.features)
-        c = pd.read_parquet(raw / "coupons.parquet")
         attrs = pd.read_parquet(ws / "data" / "coupon_attributes.parquet", columns=["coupon_id", "coupon_target_category"])
         self.category = dict(zip(attrs.coupon_id.astype(str), attrs.coupon_target_category.astype(str)))
-        assert len(c)
 
     def scores(self, r: dict, when: pd.Timestamp) -> tuple[list[str], np.ndarray]:
         ids = r["candidate_coupon_ids"]
@@ -302,7 +299,7 @@ def main() -> None:
         lat_explain = served_latency(stub, [to_proto(r, when, explain=True) for r in mix200[: args.requests // 4]])
         row("served, explain=true", 200, lat_explain, "-")
 
-        naive = NaivePath(ws, models, raw)
+        naive = NaivePath(ws, models)
         lat_naive = naive.latency(mix200[: args.naive_requests], when)
         row(f"naive (Feast get_online_features + Booster.predict, in-process; {args.naive_requests} requests)",
             200, lat_naive, "-")
