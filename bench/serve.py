@@ -72,7 +72,7 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
         print(f"set-up: data generated and features built in {time.perf_counter() - t:.0f} s", flush=True)
     marker = ws / "data" / "materialized.json"
     if not marker.exists():
-        end = last_snapshot(ws) + pd.Timedelta(seconds=1)
+        end = feast_repo.last_snapshot(ws) + pd.Timedelta(seconds=1)
         t = time.perf_counter()
         feast_repo.materialize(ws, end=end.to_pydatetime())
         marker.write_text(json.dumps({"end": end.isoformat(), "seconds": time.perf_counter() - t}))
@@ -93,12 +93,6 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
             result = train(raw, ws, models, path, training_set=ts, quiet=True)
         print(f"set-up: trained {result.version} in {time.perf_counter() - t:.0f} s", flush=True)
     return raw, ws, models
-
-
-def last_snapshot(ws: Path) -> pd.Timestamp:
-    names = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage", "coupon_stats")
-    return max(pd.read_parquet(ws / "data" / f"{n}.parquet", columns=["event_timestamp"]).event_timestamp.max()
-               for n in names)
 
 
 def compile_seconds(models: Path) -> tuple[float, int, int]:
@@ -270,11 +264,12 @@ def main() -> None:
     args = ap.parse_args()
     import grpc
 
+    from couponrank.features import repo as feast_repo
     from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
     work = Path(args.workdir)
     raw, ws, models = prepare(work)
-    when = last_snapshot(ws) + pd.Timedelta(hours=1)
+    when = feast_repo.last_snapshot(ws) + pd.Timedelta(hours=1)
     seconds, trees, features = compile_seconds(models)
     print(f"model: {trees} trees, {features} features; lleaves compile {seconds:.1f} s (cached with the artifact)")
 

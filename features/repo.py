@@ -78,3 +78,14 @@ def materialize(repo: Path, end: datetime | None = None, online: str = "sqlite",
     """Push the latest feature row per entity in [start, end] into the online store."""
     fs = store(repo, online)
     fs.materialize(start_date=start, end_date=end or datetime.now(timezone.utc))
+
+
+def last_snapshot(repo: Path):
+    """The latest row stamp over the snapshot sources under ``<repo>/data`` (a
+    pandas Timestamp, UTC): a request at or after it sees every feature. The
+    coupon_attributes source is left out: its rows are stamped with each coupon's
+    valid_from, which may lie in the future."""
+    import pandas as pd
+
+    return max(pd.read_parquet(p, columns=["event_timestamp"]).event_timestamp.max()
+               for p in (Path(repo) / "data").glob("*.parquet") if p.stem != "coupon_attributes")

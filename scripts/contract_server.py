@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from couponrank.client import scenario
+from couponrank.features import repo as feast_repo
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
 OK_DEADLINE_MS = 20_000  # generous: a loaded CI machine must not turn an answer into DEADLINE_EXCEEDED
@@ -82,9 +83,7 @@ def reasons(line: dict) -> dict[str, str]:
 def cases(repo: Path, max_candidates: int) -> list[Case]:
     """The scenarios, chosen from the built catalogue and feature data."""
     data = repo / "data"
-    last = max(pd.read_parquet(p, columns=["event_timestamp"]).event_timestamp.max()
-               for p in data.glob("*.parquet") if p.stem != "coupon_attributes")
-    T = last + pd.Timedelta(hours=10)  # after the last snapshot: every feature is known
+    T = feast_repo.last_snapshot(repo) + pd.Timedelta(hours=10)  # after the last snapshot: every feature is known
     at = rfc3339(T)
     cat = pd.read_parquet(data / "coupon_attributes.parquet").sort_values("event_timestamp")
     cat = cat.drop_duplicates("coupon_id", keep="last").sort_values("coupon_id").reset_index(drop=True)

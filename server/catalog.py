@@ -24,13 +24,14 @@ Requests never read files: they use the catalogue loaded last.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from couponrank.server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +143,7 @@ class CatalogHolder:
         self.repo = Path(repo)
         self.refresh_seconds = float(refresh_seconds)
         self.current: Catalog = load_catalog(self.repo)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("catalog-refresh", self.refresh_seconds, self.refresh)
 
     def refresh(self, force: bool = False) -> bool:
         """Reload if a source file changed (or ``force``); True when reloaded.
@@ -161,18 +161,7 @@ class CatalogHolder:
         return True
 
     def start(self) -> None:
-        if self.refresh_seconds <= 0 or self._thread is not None:
-            return
-
-        def loop():
-            while not self._stop.wait(self.refresh_seconds):
-                self.refresh()
-
-        self._thread = threading.Thread(target=loop, name="catalog-refresh", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._periodic.stop()

@@ -29,7 +29,6 @@ still ranks them (LightGBM routes NaN down its learnt default branches).
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from couponrank.features import request_features
 from couponrank.server.catalog import Catalog
+from couponrank.server.periodic import Periodic
 from couponrank.server.stages import RankRequest
 from couponrank.server.store_reader import StoreReader, StoreReadError, open_reader
 
@@ -69,8 +69,7 @@ class CouponFeatureCache:
         self.index: dict[str, int] = {}
         self.values: np.ndarray | None = None  # None until the first successful read
         self.loaded_at = 0.0  # time.monotonic() of the last successful read
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("coupon-features-refresh", self.refresh_seconds, self._refresh_or_keep)
 
     def read_live(self, ids: Sequence[str]) -> np.ndarray:
         """The coupon views' features of ``ids`` from the store (len(ids) x names)."""
@@ -97,25 +96,17 @@ class CouponFeatureCache:
             out[missing] = self.read_live([ids[i] for i in missing])
         return out
 
+    def _refresh_or_keep(self) -> None:
+        try:
+            self.refresh()
+        except StoreReadError as exc:
+            log.warning("coupon feature refresh failed, serving the previous values: %s", exc)
+
     def start(self) -> None:
-        if self.refresh_seconds <= 0 or self._thread is not None:
-            return
-
-        def loop():
-            while not self._stop.wait(self.refresh_seconds):
-                try:
-                    self.refresh()
-                except StoreReadError as exc:
-                    log.warning("coupon feature refresh failed, serving the previous values: %s", exc)
-
-        self._thread = threading.Thread(target=loop, name="coupon-features-refresh", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._periodic.stop()
 
 
 class OnlineFeatures:

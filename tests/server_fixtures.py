@@ -10,10 +10,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-FEATURE_SOURCES = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
-                   "coupon_stats")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,9 +34,9 @@ def built(tmp_path_factory) -> Built:
     code = main(["demo", "--size", "tiny", "--quiet", "--raw", str(raw), "--repo", str(repo),
                  "--models", str(models)])
     assert code == 0
-    last = max(pd.read_parquet(repo / "data" / f"{name}.parquet", columns=["event_timestamp"]).event_timestamp.max()
-               for name in FEATURE_SOURCES)
-    return Built(raw, repo, models, last)
+    from couponrank.features.repo import last_snapshot
+
+    return Built(raw, repo, models, last_snapshot(repo))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ import pytest
 from couponrank.features import repo
 from couponrank.server import scorer as scorer_mod
 from couponrank.server.online import OnlineFeatures
-from couponrank.server.store_reader import KeyEncoder, RedisReader, SqliteReader, StoreReadError, decode_value
+from couponrank.server.store_reader import (FeastReader, KeyEncoder, RedisReader, SqliteReader, StoreReadError,
+                                            ViewLayout, decode_value)
 from couponrank.training.artifact import load_artifact
 
 pytest_plugins = ["server_fixtures"]  # built
@@ -107,6 +108,24 @@ def test_sqlite_reads_equal_feasts(built):
             assert online.cold_start(ours)
     assert present > 1000  # the sample really holds values, not just NaN
     online.close()
+
+
+def test_other_stores_are_read_through_feasts_online_read(built):
+    """Online stores without a direct reader go through Feast's OnlineStore.online_read
+    (exercised here on the SQLite store)."""
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+
+    store = repo.store(built.repo)
+    fast = OnlineFeatures(store, refresh_seconds=0)
+    layouts = [ViewLayout(v, fast.reader.views[v].join_keys, f) for v, f in fast.view_features.items()]
+    fvs = {v: store.get_feature_view(v) for v in fast.view_features}
+    online = OnlineFeatures(store, refresh_seconds=0,
+                            reader=FeastReader(SqliteOnlineStore(), store.config, fvs, layouts))
+    users, coupons, categories = _sample(built, n_users=3)
+    present = sum(_assert_same(online.read(u, coupons, categories), _feast_values(store, online, u, coupons, categories))
+                  for u in users)
+    assert present > 300
+    fast.close()
 
 
 def test_redis_reads_equal_feasts(built, tmp_path, redis_server, monkeypatch):
