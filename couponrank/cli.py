@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 DEFAULT_RAW = Path("data/raw")
@@ -24,6 +24,15 @@ def _utc(text: str) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
+def _date(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise CliError(f"{option}: not a date (YYYY-MM-DD): {text!r}") from exc
+
+
 # ------------------------------------------------------------------ data + features
 def cmd_generate(args) -> None:
     from dataclasses import replace
@@ -35,9 +44,11 @@ def cmd_generate(args) -> None:
         config = replace(config, seed=args.seed)
     if not 0.0 <= args.dirty_fraction < 0.5:
         raise CliError(f"--dirty-fraction must be in [0, 0.5), got {args.dirty_fraction}")
-    config = replace(config, dirty_fraction=args.dirty_fraction)
+    config = replace(config, dirty_fraction=args.dirty_fraction, end_date=_date(args.end_date, "--end-date"))
     summary = generate(Path(args.out), config, progress=not args.quiet)
-    print(f"wrote synthetic '{args.size}' data (seed {config.seed}) to {args.out} in {summary.seconds:.1f}s")
+    m = summary.manifest
+    print(f"wrote synthetic '{args.size}' data (seed {config.seed}, {m['start'][:10]} .. {m['end'][:10]}) "
+          f"to {args.out} in {summary.seconds:.1f}s")
     for table, rows in summary.row_counts.items():
         print(f"  {table}: {rows:,} rows")
 
@@ -191,7 +202,7 @@ def print_ranking(user: str, result, limit: int | None = None) -> None:
     if result.degraded:
         flags.append(f"DEGRADED {result.degraded_reason}: {result.degraded_detail}")
     print(f"request {result.request_id} for {user}: " + "; ".join(flags))
-    print(f"{len(result.ranked)} ranked:")
+    print(f"{len(result.ranked)} ranked:" + (f" {result.note}" if result.note else ""))
     for c in result.ranked[:limit]:
         print(f"  {c.rank:>3}. {c.coupon_id}  score {c.score:+.4f}")
         for r in c.reasons[: 3 if limit else None]:
@@ -206,7 +217,7 @@ def cmd_demo(args) -> None:
     from couponrank.demo import run_demo
 
     run_demo(raw=Path(args.raw), repo=Path(args.repo), models=Path(args.models), size=args.size,
-             progress=not args.quiet)
+             progress=not args.quiet, end_date=_date(args.end_date, "--end-date"))
 
 
 # ------------------------------------------------------------------ parser
@@ -225,6 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tiny: tests; demo: the README's demo; large: 100k users / 5k coupons / ~10M events")
     sp.add_argument("--seed", type=int, default=None, help="random seed (default: the size's own)")
     sp.add_argument("--out", default=str(DEFAULT_RAW), help="output folder (default: %(default)s)")
+    sp.add_argument("--end-date", metavar="YYYY-MM-DD",
+                    help="the data's period ends at 00:00 UTC of this day (default: today, UTC, so that "
+                         "coupons are valid now); the same seed and end date give byte-identical files")
     sp.add_argument("--dirty-fraction", type=float, default=0.0,
                     help="fraction of deliberately malformed rows to inject (tests the cleaning step)")
 
@@ -263,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("demo", cmd_demo, "The main job end to end on embedded defaults: generate synthetic data, "
              "build features, apply the registry, materialize SQLite, look up online features, train the ranker, serve it and rank for three users.")
     sp.add_argument("--size", choices=["tiny", "demo", "large"], default="demo")
+    sp.add_argument("--end-date", metavar="YYYY-MM-DD",
+                    help="the generated data ends at 00:00 UTC of this day (default: today, UTC); the demo "
+                         "still ranks at the server's clock, so with a past day every coupon has expired")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--models", default=str(DEFAULT_MODELS), help="artifact folder (default: %(default)s)")

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
+
+from couponrank.clock import Clock, unix_seconds, utc_now
 
 
 def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: bool = True) -> dict:
+def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: bool = True,
+             end_date: date | None = None, clock: Clock = utc_now) -> dict:
+    """``end_date``: the generated data's end (default: today by ``clock``); the server
+    started at step 7 takes its "now" from ``clock`` too, and the three requests set
+    no request time, as a checkout service's would not."""
     from couponrank.features import repo as feast_repo
     from couponrank.features.build import build_features
     from couponrank.generate import SIZES, generate
 
-    _step(f"1. generate synthetic '{size}' data -> {raw}")
-    summary = generate(raw, SIZES[size], progress=progress)
+    config = SIZES[size].replace(end_date=end_date).resolved(clock)
+    _step(f"1. generate synthetic '{size}' data, {config.start:%Y-%m-%d} .. {config.end:%Y-%m-%d} -> {raw}")
+    summary = generate(raw, config, progress=progress)
     for table, rows in summary.row_counts.items():
         print(f"  {table}: {rows:,} rows")
 
@@ -54,11 +62,11 @@ def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: 
     print(f"model artifact {result.version} -> {result.path}")
 
     _step("7. serve RankCoupons on a loopback port and ask it for three users")
-    answers = _serve_and_ask(repo, models, built.end.to_pydatetime(), known.user_id, raw)
+    answers = _serve_and_ask(repo, models, clock, known.user_id, raw)
     return {"online": online, "built": built, "model": result, "answers": answers}
 
 
-def _serve_and_ask(repo: Path, models: Path, when, known_user: str, raw: Path) -> list:
+def _serve_and_ask(repo: Path, models: Path, clock: Clock, known_user: str, raw: Path) -> list:
     from couponrank.cli import print_ranking
     from couponrank.client import CouponRankClient
     from couponrank.server.main import serve
@@ -69,14 +77,15 @@ def _serve_and_ask(repo: Path, models: Path, when, known_user: str, raw: Path) -
         (users.iloc[1], "cart", 6_000, ["cat00"]),
         (users.iloc[2], "checkout", 12_000, ["cat01", "cat03"]),
     ]
-    server = serve(repo, models, port=0, host="127.0.0.1")
+    server = serve(repo, models, port=0, host="127.0.0.1", clock=unix_seconds(clock))
     answers = []
+    print(f"the server's clock reads {clock():%Y-%m-%dT%H:%M:%SZ}; the requests set no request time")
     try:
         with CouponRankClient(f"127.0.0.1:{server.port}", timeout=5.0) as client:
             for user, placement, cents, cats in asks:
                 print(f"\n-- {user} at {placement}, cart {cents / 100:.2f} USD {cats or ''}")
                 answer = client.rank_coupons(user, placement=placement, cart_total_minor=cents, currency="USD",
-                                             cart_categories=cats, top_k=5, explain=True, request_time=when)
+                                             cart_categories=cats, top_k=5, explain=True)
                 print_ranking(user, answer, limit=5)
                 answers.append(answer)
     finally:

@@ -5,6 +5,12 @@ coupon_events and impression_truth as Parquet plus ``manifest.json``. One
 ``numpy.random.default_rng(seed)`` drives everything, so the same config gives
 byte-identical files. All simulation is vectorised numpy (couponrank.generate_model).
 
+Dates. The period is the ``days`` days that end at 00:00 UTC of ``end_date``
+(exclusive); ``end_date`` None means today (UTC, by the injected clock), so that
+freshly generated data holds coupons valid now. The simulation works in seconds
+since the period's start, so two end dates give the same data shifted in time, and
+the same seed and end date give byte-identical files.
+
 Generative model
 ----------------
 Users. Category affinity theta_u ~ Dirichlet(2.0 * pop) mixed 95/5 with the category
@@ -92,7 +98,7 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time as clock_time, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -102,8 +108,7 @@ import pyarrow.parquet as pq
 
 from couponrank import generate_model as gm
 from couponrank import schema
-
-DEFAULT_START = datetime(2026, 6, 1, tzinfo=UTC)
+from couponrank.clock import Clock, utc_now, utc_today
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class GeneratorConfig:
     n_merchants: int
     days: int
     target_events: int  # approximate number of behaviour events
-    start: datetime = DEFAULT_START
+    end_date: date | None = None  # the period ends at 00:00 UTC of this day; None: today (UTC)
     seed: int = 20260601
     impressions_per_request: tuple[int, int] = (3, 6)
     dirty_fraction: float = 0.0
@@ -140,8 +145,8 @@ class GeneratorConfig:
     claim_floor: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.start.tzinfo is None:
-            raise ValueError("GeneratorConfig.start must be timezone-aware (UTC)")
+        if self.end_date is not None and (isinstance(self.end_date, datetime) or not isinstance(self.end_date, date)):
+            raise ValueError(f"GeneratorConfig.end_date must be a date, got {self.end_date!r}")
         if not 1 <= self.n_categories <= 62:
             raise ValueError("n_categories must be in 1..62 (cart categories are a 64-bit mask)")
         if self.n_brands < self.n_categories or self.n_items < self.n_categories:
@@ -154,6 +159,22 @@ class GeneratorConfig:
 
     def replace(self, **changes) -> GeneratorConfig:
         return replace(self, **changes)
+
+    def resolved(self, clock: Clock = utc_now) -> GeneratorConfig:
+        """This config with ``end_date`` fixed: today (UTC) by ``clock`` when unset."""
+        return self if self.end_date is not None else replace(self, end_date=utc_today(clock))
+
+    @property
+    def end(self) -> datetime:
+        """The period's end, 00:00 UTC of ``end_date`` (exclusive)."""
+        if self.end_date is None:
+            raise ValueError("end_date is not set; call resolved() first")
+        return datetime.combine(self.end_date, clock_time(), UTC)
+
+    @property
+    def start(self) -> datetime:
+        """The period's start, ``days`` days before :attr:`end`."""
+        return self.end - timedelta(days=self.days)
 
 
 SIZES: dict[str, GeneratorConfig] = {
@@ -408,10 +429,12 @@ def _inject_dirty(tables: dict[str, pa.Table], cfg: GeneratorConfig) -> tuple[di
 
 
 # ----------------------------------------------------------------------------- driver
-def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False) -> GenerationSummary:
-    """Simulate ``config`` and write the raw Parquet tables + manifest.json to ``out_dir``."""
+def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
+             clock: Clock = utc_now) -> GenerationSummary:
+    """Simulate ``config`` and write the raw Parquet tables + manifest.json to ``out_dir``
+    (the period ends on ``config.end_date``, or today by ``clock`` when it is unset)."""
     t0 = time.perf_counter()
-    cfg = config
+    cfg = config.resolved(clock)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -461,7 +484,7 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False) -> 
         "seed": cfg.seed,
         "config": _config_dict(cfg),
         "start": cfg.start.isoformat(),
-        "end": (cfg.start + timedelta(days=cfg.days)).isoformat(),
+        "end": cfg.end.isoformat(),
         "currency": "USD",
         "shipping_fee": schema.SHIPPING_FEE,
         "files": {t.name: t.file for t in (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH)},
@@ -489,6 +512,6 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False) -> 
 
 def _config_dict(cfg: GeneratorConfig) -> dict:
     d = asdict(cfg)
-    d["start"] = cfg.start.isoformat()
+    d["end_date"] = cfg.end_date.isoformat()
     d["impressions_per_request"] = list(cfg.impressions_per_request)
     return d

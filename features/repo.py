@@ -19,6 +19,8 @@ from feast import FeatureStore
 from feast.repo_config import load_repo_config
 from feast.repo_operations import apply_total
 
+from couponrank.clock import utc_now
+
 REPO_DIR = Path(__file__).resolve().parent
 REPO_FILES = ("definitions.py", "feature_store.yaml", "feature_store.redis.yaml", ".feastignore")
 ONLINE_STORES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
@@ -77,7 +79,7 @@ def materialize(repo: Path, end: datetime | None = None, online: str = "sqlite",
                 start: datetime = EPOCH) -> None:
     """Push the latest feature row per entity in [start, end] into the online store."""
     fs = store(repo, online)
-    fs.materialize(start_date=start, end_date=end or datetime.now(timezone.utc))
+    fs.materialize(start_date=start, end_date=end or utc_now())
 
 
 def last_snapshot(repo: Path):

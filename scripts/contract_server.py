@@ -3,14 +3,17 @@
     .venv/bin/python scripts/contract_server.py --dir DIR
 
 1. builds a tiny served workspace in DIR/work, as tests/server_fixtures.py does
-   (`couponrank demo --size tiny`: data, features, online store, model), or reuses the
-   one an earlier run built there;
-2. starts the real gRPC server on 127.0.0.1, on a free port;
-3. picks scenarios from the built data, with fixed request times: a known and a
-   cold-start user, explain on and off, top_k, candidates that are expired, not yet
-   valid, below their minimum spend, out of the cart's scope, over the user's limit,
-   unknown; every INVALID_ARGUMENT case; a passed deadline; a scenario the clients
-   must refuse themselves. Writes them to DIR/scenarios.json (the scenario format of
+   (the demo on the tiny size, its data ending on END_DATE: data, features, online
+   store, model), or reuses the one an earlier run built there;
+2. starts the real gRPC server on 127.0.0.1, on a free port, its clock pinned to NOW
+   (the tiny data ends on END_DATE), so that nothing depends on the day it runs;
+3. picks scenarios from the built data, with fixed request times (or none: the
+   pinned clock), choosing by sorted ids so that ties never depend on the machine:
+   a known and a cold-start user, explain on and off, top_k, candidates that are
+   expired, not yet valid, below their minimum spend, out of the cart's scope, over
+   the user's limit, unknown; empty answers that say why (`note`); every
+   INVALID_ARGUMENT case; a passed deadline; a scenario the clients must refuse
+   themselves. Writes them to DIR/scenarios.json (the scenario format of
    clients/go/README.md);
 4. writes DIR/expected.json, one entry per scenario: the line a client must print,
    computed by calling the same server's servicer in process (no gRPC); for an error
@@ -33,6 +36,7 @@ import signal
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,9 +44,15 @@ import numpy as np
 import pandas as pd
 
 from couponrank.client import scenario
+from couponrank.clock import fixed, unix_seconds
 from couponrank.features import repo as feast_repo
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
+# Pinned dates: the tiny data ends on END_DATE and the server's clock reads NOW (10 h
+# later), so scenarios without a request_time, like the README snippets, rank at a
+# fixed instant whatever day the tests run on.
+END_DATE = date(2026, 7, 1)
+NOW = datetime(2026, 7, 1, 10, tzinfo=UTC)
 OK_DEADLINE_MS = 20_000  # generous: a loaded CI machine must not turn an answer into DEADLINE_EXCEEDED
 IN_CART = "contract-in-cart"  # scope values no coupon has
 
@@ -55,15 +65,12 @@ class Case:
 
 
 def build(work: Path) -> tuple[Path, Path]:
-    from couponrank.cli import main
+    from couponrank.demo import run_demo
 
     repo, models = work / "features", work / "models"
     if (work / "built").exists():  # --dir reused: the workspace is already there
         return repo, models
-    code = main(["demo", "--size", "tiny", "--quiet", "--raw", str(work / "raw"), "--repo", str(repo),
-                 "--models", str(models)])
-    if code != 0:
-        sys.exit(f"contract_server: building the tiny workspace failed (exit {code})")
+    run_demo(work / "raw", repo, models, size="tiny", progress=False, end_date=END_DATE, clock=fixed(NOW))
     (work / "built").touch()
     return repo, models
 
@@ -83,15 +90,31 @@ def reasons(line: dict) -> dict[str, str]:
 def cases(repo: Path, max_candidates: int) -> list[Case]:
     """The scenarios, chosen from the built catalogue and feature data."""
     data = repo / "data"
-    T = feast_repo.last_snapshot(repo) + pd.Timedelta(hours=10)  # after the last snapshot: every feature is known
+    T = pd.Timestamp(NOW)  # the server's clock
+    if T <= feast_repo.last_snapshot(repo):
+        sys.exit("contract_server: NOW must lie after the last feature snapshot, so that every feature is known")
     at = rfc3339(T)
-    cat = pd.read_parquet(data / "coupon_attributes.parquet").sort_values("event_timestamp")
-    cat = cat.drop_duplicates("coupon_id", keep="last").sort_values("coupon_id").reset_index(drop=True)
+    # Every pick below is by sorted ids or stable sorts: an unstable sort (numpy's
+    # quicksort, which pandas' single-key sort_values and value_counts use) orders ties
+    # differently on CPUs with different SIMD sorting kernels (AVX-512 or not).
+    cat = pd.read_parquet(data / "coupon_attributes.parquet").sort_values("event_timestamp", kind="stable")
+    cat = cat.drop_duplicates("coupon_id", keep="last").sort_values("coupon_id", kind="stable").reset_index(drop=True)
     cat["coupon_id"] = cat.coupon_id.astype(str)
     vf, vt, ms, scope = cat.coupon_valid_from_unix, cat.coupon_valid_to_unix, cat.coupon_min_spend, cat.coupon_scope
     active_T = cat[(vf <= T.timestamp()) & (T.timestamp() < vt)]
     users = pd.read_parquet(data / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
-    user = str(users.value_counts().idxmax())  # the most active user
+    rows_per_user = users.value_counts()
+    user = min(rows_per_user.index[rows_per_user == rows_per_user.max()])  # the most active user; ties by id
+    usage = pd.read_parquet(data / "user_coupon_usage.parquet").sort_values("event_timestamp", kind="stable")
+    usage = usage.drop_duplicates(["user_id", "coupon_id"], keep="last")
+    usage["coupon_id"] = usage.coupon_id.astype(str)
+    limit = usage.coupon_id.map(dict(zip(cat.coupon_id, cat.coupon_per_user_limit)))
+    used_up = usage[usage.ucp_redemptions_total >= limit]  # (user, coupon) pairs over the per-user limit
+    stats = pd.read_parquet(data / "coupon_stats.parquet").sort_values("event_timestamp", kind="stable")
+    stats = stats.drop_duplicates("coupon_id", keep="last")
+    spent = set(stats.coupon_id[stats.coupon_budget_used_frac >= 1].astype(str))
+    usable = active_T[(active_T.coupon_scope == "all") & ~active_T.coupon_id.isin(spent)
+                      & ~active_T.coupon_id.isin(used_up.coupon_id[used_up.user_id.astype(str) == user])]
 
     def ok(extra: Callable[[dict], bool] = lambda line: True) -> Callable[[dict], bool]:
         return lambda line: line["ok"] and not line["degraded"] and extra(line)
@@ -113,9 +136,16 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
              currency_code="USD", cart_categories=["cat01"], top_k=5, explain=True, **known),
         case(ok(lambda l: len(l["ranked"]) == 1 and not l["ineligible"]), "known-user-checkout-top1",
              placement="CHECKOUT", cart_total_minor=1_000_000, currency_code="USD",
-             candidate_coupon_ids=list(active_T[active_T.coupon_scope == "all"].coupon_id[:4]), top_k=1, **known),
+             candidate_coupon_ids=list(usable.coupon_id[:4]), top_k=1, **known),
         case(ok(lambda l: bool(l["ranked"])), "known-user-product-page-no-cart-total", placement="product_page",
              **known),
+        # no request_time: the server's clock (pinned to NOW, as `at`), like the README snippets
+        case(ok(lambda l: len(l["ranked"]) > 1 and not l["note"]), "known-user-checkout-server-clock",
+             user_id=user, placement="checkout", cart_total_minor=12_000, currency_code="USD",
+             cart_categories=["cat01"], top_k=5),
+        case(ok(lambda l: not l["ranked"] and not l["ineligible"] and l["note"].startswith("no coupon is active at ")),
+             "nothing-active-says-why", user_id=user, placement="home", cart_total_minor=20_000,
+             currency_code="USD", request_time=rfc3339(pd.Timestamp(vt.max() + 86_400, unit="s", tz="UTC"))),
         case(ok(lambda l: l["cold_start"] and bool(l["ranked"]) and all(c["reasons"] for c in l["ranked"])),
              "cold-start-user-explain", user_id="u-contract-never-seen", placement="home",
              cart_total_minor=5_000, currency_code="USD", top_k=3, explain=True, request_time=at),
@@ -134,19 +164,23 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
     chosen = {kind: cat.coupon_id[r].iloc[0] for kind, r in rows.items()}
     chosen["UNKNOWN_COUPON"] = "c-contract-unknown"
     want = {cid: kind for kind, cid in chosen.items() if kind != "ranked"}
-    out.append(case(ok(lambda l: ids(l) == [chosen["ranked"]] and reasons(l) == want), "eligibility-reasons",
-                    user_id="u000001", candidate_coupon_ids=list(chosen.values()), placement="cart",
-                    cart_total_minor=0, currency_code="USD", cart_categories=["not-a-category"],
-                    request_time=rfc3339(pd.Timestamp(t, unit="s", tz="UTC"))))
+    at_t = rfc3339(pd.Timestamp(t, unit="s", tz="UTC"))
+    out.append(case(ok(lambda l: ids(l) == [chosen["ranked"]] and reasons(l) == want and not l["note"]),
+                    "eligibility-reasons", user_id="u000001", candidate_coupon_ids=list(chosen.values()),
+                    placement="cart", cart_total_minor=0, currency_code="USD", cart_categories=["not-a-category"],
+                    request_time=at_t))
+    dropped = {k: chosen[k] for k in ("EXPIRED", "UNKNOWN_COUPON")}
+    out.append(case(ok(lambda l: not l["ranked"] and reasons(l) == {v: k for k, v in dropped.items()}
+                       and l["note"].startswith("none of the 2 candidates is eligible at ")),
+                    "every-candidate-ineligible-says-why", user_id="u000001",
+                    candidate_coupon_ids=sorted(dropped.values()), placement="home", cart_total_minor=0,
+                    currency_code="USD", request_time=at_t))
 
     # per-user limit: a (user, coupon) whose redemptions reached the coupon's limit (online store)
-    usage = pd.read_parquet(data / "user_coupon_usage.parquet").sort_values("event_timestamp")
-    usage = usage.drop_duplicates(["user_id", "coupon_id"], keep="last")
-    usage["coupon_id"] = usage.coupon_id.astype(str)
-    limit = usage.coupon_id.map(dict(zip(cat.coupon_id, cat.coupon_per_user_limit)))
-    hit = usage[usage.coupon_id.isin(active_T.coupon_id) & (usage.ucp_redemptions_total >= limit)]
+    hit = used_up[used_up.coupon_id.isin(active_T.coupon_id) & ~used_up.coupon_id.isin(spent)]
+    hit = hit.assign(user_id=hit.user_id.astype(str)).sort_values(["user_id", "coupon_id"])
     if len(hit):
-        u, limited = str(hit.user_id.iloc[0]), hit.coupon_id.iloc[0]
+        u, limited = hit.user_id.iloc[0], hit.coupon_id.iloc[0]
         out.append(case(ok(lambda l: reasons(l) == {limited: "PER_USER_LIMIT_REACHED"}), "per-user-limit-reached",
                         user_id=u, candidate_coupon_ids=[limited], placement="home", cart_total_minor=10_000_000,
                         currency_code="USD", request_time=at))
@@ -240,7 +274,7 @@ def expected(servicer, index: int, case: Case) -> dict[str, Any]:
             "ineligible": [{"coupon_id": c.coupon_id, "reason": pb.IneligibilityReason.Name(c.reason)}
                            for c in resp.ineligible_coupons],
             "model_version": resp.model_version, "cold_start": resp.cold_start, "degraded": resp.degraded,
-            "degraded_reason": pb.DegradedReason.Name(resp.degraded_reason)}
+            "degraded_reason": pb.DegradedReason.Name(resp.degraded_reason), "note": resp.note}
 
 
 def write_json(path: Path, value) -> None:
@@ -252,6 +286,9 @@ def write_json(path: Path, value) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dir", type=Path, required=True, help="workspace, scenarios, expectations, results")
+    ap.add_argument("--scenarios-only", action="store_true",
+                    help="write scenarios.json and expected.json, then stop without serving (tests compare the "
+                         "picks made under another CPU's sort kernel)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="contract_server: %(levelname)s %(name)s: %(message)s")
     out = args.dir.resolve()
@@ -264,7 +301,7 @@ def main(argv=None) -> int:
 
     # no catalogue reloads while the clients run; a store read never times out under a generous deadline
     config = ServerConfig(store_timeout=10.0, catalog_refresh_seconds=0)
-    running = serve(repo, models, port=0, host="127.0.0.1", config=config)
+    running = serve(repo, models, port=0, host="127.0.0.1", config=config, clock=unix_seconds(fixed(NOW)))
     try:
         all_cases = cases(repo, config.max_candidates)
         lines = [expected(running.servicer, i, c) for i, c in enumerate(all_cases)]
@@ -274,6 +311,9 @@ def main(argv=None) -> int:
                      f"{', '.join(wrong)}; expectations: {json.dumps(lines)[:4000]}")
         write_json(out / "scenarios.json", [c.scenario for c in all_cases])
         write_json(out / "expected.json", lines)
+        if args.scenarios_only:
+            running.stop(0).wait(5)
+            return 0
         addr = f"127.0.0.1:{running.port}"
         write_json(out / "server.json", {"addr": addr, "pid": os.getpid()})
     except BaseException:

@@ -24,13 +24,13 @@ Requests never read files: they use the catalogue loaded last.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from couponrank.clock import unix_now
 from couponrank.server.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def load_catalog(repo: Path) -> Catalog:
             columns[c] = np.full(len(ids), np.nan)
         else:
             columns[c] = stats.set_index("coupon_id")[c].reindex(ids).to_numpy(dtype=np.float64)
-    return Catalog(ids, columns, time.time(), (_mtime(attrs_path), _mtime(stats_path)))
+    return Catalog(ids, columns, unix_now(), (_mtime(attrs_path), _mtime(stats_path)))
 
 
 class CatalogHolder:

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from couponrank.clock import unix_now
 from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
 from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.online import OnlineFeatures
@@ -119,12 +121,14 @@ class RunningServer:
 
 
 def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
-          host: str = "[::]", ranker: Ranker | None = None) -> RunningServer:
+          host: str = "[::]", ranker: Ranker | None = None,
+          clock: Callable[[], float] = unix_now) -> RunningServer:
     """Build everything and start serving on ``host:port`` (port 0: a free one);
-    returns at once with the running server."""
+    returns at once with the running server. ``clock`` (unix seconds) is the request
+    time of requests that set none."""
     config = config or ServerConfig()
     ranker = ranker or build_ranker(repo, model, online, config)
-    servicer = CouponRankingServicer(ranker)
+    servicer = CouponRankingServicer(ranker, clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                                     thread_name_prefix="rpc"))
     pb_grpc.add_CouponRankingServiceServicer_to_server(servicer, server)

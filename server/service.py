@@ -43,6 +43,7 @@ import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from couponrank.clock import unix_now
 from couponrank.schema import PLACEMENTS
 from couponrank.server import stages
 from couponrank.server.catalog import DEFAULT_REFRESH_SECONDS, CatalogHolder
@@ -117,6 +118,7 @@ class RankOutcome:
     cold_start: bool = False
     degraded_reason: str | None = None
     degraded_detail: str = ""
+    note: str = ""  # why nothing is ranked (stages.empty_note); "" when something is
 
 
 # ------------------------------------------------------------------ validation
@@ -134,7 +136,7 @@ def _placement(value: int) -> str:
 
 
 def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
-                  clock: Callable[[], float] = time.time) -> RankRequest:
+                  clock: Callable[[], float] = unix_now) -> RankRequest:
     """Validate a RankCouponsRequest; raises InvalidArgument naming the field."""
     if not request.user_id:
         raise InvalidArgument("user_id", "must not be empty")
@@ -240,21 +242,28 @@ class Ranker:
             raise DeadlineExceeded(f"the deadline passed before {stage}")
 
     def rank(self, req: RankRequest, time_remaining: Callable[[], float | None] = lambda: None) -> RankOutcome:
+        cat = self.catalog.current  # one catalogue for the whole request, even across a reload
+        outcome, n_candidates = self._rank(req, cat, time_remaining)
+        if not outcome.ranked:
+            outcome.note = stages.empty_note(req, cat, n_candidates, req.now)
+        return outcome
+
+    def _rank(self, req: RankRequest, cat, time_remaining: Callable[[], float | None]) -> tuple[RankOutcome, int]:
+        """The stages in order; also returns the number of candidates."""
         self._checkpoint(time_remaining, "candidate selection")
-        cat = self.catalog.current
         cands = stages.candidates(req, cat, req.now)
         static = stages.eligibility(req, cat, cands, req.now)
         ineligible = [(cands.ids[i], r, d) for i, r, d in static.dropped()]
         kept = cands.subset(static.keep)
         if len(kept) == 0:
-            return RankOutcome([], ineligible, self.model.version)
+            return RankOutcome([], ineligible, self.model.version), len(cands)
 
         self._checkpoint(time_remaining, "the online feature read")
         categories = cat.take("coupon_target_category", kept.rows)
         read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
         if read is None:
             self._checkpoint(time_remaining, "the fallback ranking")  # no answer past the deadline
-            return self._fallback(req, cat, kept, ineligible, problem, cause)
+            return self._fallback(req, cat, kept, ineligible, problem, cause), len(cands)
 
         usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),
                                    read.get("coupon_budget_used_frac"))
@@ -273,7 +282,7 @@ class Ranker:
             self._checkpoint(time_remaining, "explanations")
             for item, reasons in zip(ranked, self.model.explain(X[top], self.config.max_reasons)):
                 item.reasons = reasons
-        return RankOutcome(ranked, ineligible, self.model.version, cold_start=cold)
+        return RankOutcome(ranked, ineligible, self.model.version, cold_start=cold), len(cands)
 
     def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
               time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
@@ -331,9 +340,13 @@ def _timestamp(iso: str | None) -> Timestamp | None:
 
 
 class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
-    def __init__(self, ranker: Ranker):
+    """``clock``: unix seconds, the request time of a request without ``request_time``
+    (injected by tests and pinned demos; the wall clock otherwise)."""
+
+    def __init__(self, ranker: Ranker, clock: Callable[[], float] = unix_now):
         self.ranker = ranker
         self.config = ranker.config
+        self.clock = clock
         self._model_info = self._build_model_info(ranker.model)
 
     @staticmethod
@@ -353,7 +366,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
 
     def RankCoupons(self, request, context):
         try:
-            req = parse_request(request, self.config)
+            req = parse_request(request, self.config, self.clock)
         except InvalidArgument as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
@@ -382,4 +395,5 @@ def to_response(outcome: RankOutcome, request_id: str) -> pb.RankCouponsResponse
         resp.degraded = True
         resp.degraded_reason = pb.DegradedReason.Value(f"DEGRADED_REASON_{outcome.degraded_reason}")
         resp.degraded_detail = outcome.degraded_detail
+    resp.note = outcome.note
     return resp

@@ -1,7 +1,7 @@
 """The ranking path as pure stages on whole arrays of candidates (no I/O, no protos).
 
     candidates -> eligibility -> (online features: server/online.py) -> assemble
-               -> score -> order
+               -> score -> order   (nothing ranked: empty_note says why)
 
 Each stage takes and returns numpy arrays, one element per candidate coupon, so
 a request for 500 coupons costs a handful of vectorised operations.
@@ -213,3 +213,28 @@ def order(scores: np.ndarray, ids: np.ndarray, top_k: int | None = None) -> np.n
     key = np.where(np.isnan(scores), np.inf, -scores)
     idx = np.lexsort((np.asarray(ids, dtype=str), key))
     return idx if top_k is None or top_k <= 0 else idx[:top_k]
+
+
+# ------------------------------------------------------------------ an empty answer
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+def empty_note(request: RankRequest, catalog: Catalog, n_candidates: int, now: float) -> str:
+    """Why a ranking came out empty, in words for people (RankCouponsResponse.note).
+
+    ``n_candidates``: how many candidates there were (named by the request, or active
+    at ``now`` when it named none); each one not ranked is in the answer's ineligible
+    list with its own reason, so the note only says which case this is."""
+    at = _iso(now)
+    if len(catalog) == 0:
+        return "the catalogue holds no coupon"
+    if request.candidate_ids:
+        if n_candidates == 1:
+            return f"the one candidate is not eligible at {at}; see ineligible_coupons"
+        return f"none of the {n_candidates} candidates is eligible at {at}; see ineligible_coupons"
+    if n_candidates == 0:
+        vf, vt = catalog.columns["coupon_valid_from_unix"], catalog.columns["coupon_valid_to_unix"]
+        return (f"no coupon is active at {at}; the catalogue's coupons are valid "
+                f"{_day(np.nanmin(vf))} .. {_day(np.nanmax(vt))}")
+    return f"none of the {n_candidates} coupons active at {at} is eligible; see ineligible_coupons"

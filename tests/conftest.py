@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -11,6 +12,30 @@ from pathlib import Path
 import pytest
 
 import handmade  # tests/ is on sys.path (rootdir conftest)
+
+CLOCK_AHEAD = "COUPONRANK_TEST_CLOCK_AHEAD_DAYS"
+
+
+def pytest_configure(config):
+    """With COUPONRANK_TEST_CLOCK_AHEAD_DAYS=N (scripts/test.sh's second pass), move
+    CouponRank's clock (couponrank.clock, the only reader of the wall clock) N days
+    ahead: the date-sensitive tests (marker `clock`) must pass on any day. gRPC's and
+    the OS's clocks stay as they are, so deadlines keep working."""
+    days = os.environ.get(CLOCK_AHEAD)
+    if days:
+        from datetime import timedelta
+
+        from couponrank import clock
+
+        real = clock._wall_clock
+        clock._wall_clock = lambda: real() + timedelta(days=int(days))
+
+
+def pytest_report_header(config):
+    if os.environ.get(CLOCK_AHEAD):
+        from couponrank.clock import utc_now
+
+        return f"couponrank clock moved {os.environ[CLOCK_AHEAD]} days ahead: it reads {utc_now():%Y-%m-%d %H:%M}Z"
 
 
 @pytest.fixture(scope="session")
@@ -72,10 +97,11 @@ def redis_server(tmp_path_factory):
 @pytest.fixture(scope="session")
 def generated_raw(tmp_path_factory) -> Path:
     """The generator's tiny data set (seeded)."""
-    from couponrank.generate import SIZES, generate
+    from couponrank.generate import generate
+    from pinned import TINY
 
     out = tmp_path_factory.mktemp("tiny") / "raw"
-    generate(out, SIZES["tiny"])
+    generate(out, TINY)
     return out
 
 

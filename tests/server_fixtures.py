@@ -27,14 +27,13 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> Built:
     """Read-only for tests: a test that changes the workspace works on a copy."""
-    from couponrank.cli import main
+    from couponrank.demo import run_demo
+    from couponrank.features.repo import last_snapshot
+    from pinned import CLOCK, END_DATE
 
     root = tmp_path_factory.mktemp("serving")
     raw, repo, models = root / "raw", root / "features", root / "models"
-    code = main(["demo", "--size", "tiny", "--quiet", "--raw", str(raw), "--repo", str(repo),
-                 "--models", str(models)])
-    assert code == 0
-    from couponrank.features.repo import last_snapshot
+    run_demo(raw, repo, models, size="tiny", progress=False, end_date=END_DATE, clock=CLOCK)
 
     return Built(raw, repo, models, last_snapshot(repo))
 
@@ -43,10 +42,11 @@ def built(tmp_path_factory) -> Built:
 def server(built):
     from couponrank.server.main import serve
     from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
 
     # every non-zero contribution in explanations; no store cooldown (tests break the store on purpose)
     config = ServerConfig(max_reasons=0, store_cooldown=0.0, catalog_refresh_seconds=0)
-    running = serve(built.repo, built.models, port=0, host="127.0.0.1", config=config)
+    running = serve(built.repo, built.models, port=0, host="127.0.0.1", config=config, clock=UNIX_CLOCK)
     yield running
     running.stop(0).wait(5)
 

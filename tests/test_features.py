@@ -43,7 +43,7 @@ def _row(df, ts, **keys):
     for k, v in keys.items():
         mask &= df[k] == v
     assert mask.any(), f"no row at or before {ts} for {keys}"
-    return df.loc[mask].sort_values("event_timestamp").iloc[-1]
+    return df.loc[mask].sort_values("event_timestamp", kind="stable").iloc[-1]
 
 
 def test_user_activity_by_hand(built):

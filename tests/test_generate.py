@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +12,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from couponrank import schema
+from couponrank.cli import main
+from couponrank.clock import fixed
 from couponrank.generate import SIZES, generate
+from pinned import END_DATE, TINY
+
+pytestmark = pytest.mark.clock  # date-sensitive: run again with the clock moved ahead
 
 ALL_TABLES = (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH)
-TINY = SIZES["tiny"]
 # a mid size (half the demo) that still shows the signal clearly and builds in a few seconds
-MID = SIZES["demo"].replace(name="mid", n_users=1_500, target_events=250_000)
+MID = SIZES["demo"].replace(name="mid", n_users=1_500, target_events=250_000, end_date=END_DATE)
 
 
 def load(d: Path) -> dict[str, pd.DataFrame]:
@@ -64,15 +68,15 @@ def test_manifest(tiny):
     assert m["currency"] == "USD"
     assert m["seed"] == TINY.seed
     assert m["config"]["n_users"] == TINY.n_users
-    assert m["start"] == TINY.start.isoformat()
-    assert m["end"] == (TINY.start + timedelta(days=TINY.days)).isoformat()
+    assert m["start"] == "2026-06-01T00:00:00+00:00" == TINY.start.isoformat()
+    assert m["end"] == "2026-07-01T00:00:00+00:00" == (TINY.start + timedelta(days=TINY.days)).isoformat()
+    assert m["config"]["end_date"] == "2026-07-01"
     assert m["row_counts"] == summary.row_counts
     assert set(m["row_counts"]) == {t.name for t in ALL_TABLES}
 
 
-def test_tiny_is_fast_and_sized(tiny, tiny_data):
+def test_tiny_is_sized(tiny, tiny_data):
     _, summary = tiny
-    assert summary.seconds < 3.0
     assert summary.row_counts["users"] == TINY.n_users
     assert summary.row_counts["coupons"] == TINY.n_coupons
     assert 0.8 * TINY.target_events < summary.row_counts["behaviour_events"] < 1.2 * TINY.target_events
@@ -98,6 +102,54 @@ def test_same_seed_gives_identical_files(tiny, tmp_path):
     generate(tmp_path, TINY)
     for f in [t.file for t in ALL_TABLES] + ["manifest.json"]:
         assert (out / f).read_bytes() == (tmp_path / f).read_bytes(), f
+
+
+def test_end_date_defaults_to_today_by_the_clock(tmp_path):
+    """No end date: the period ends at 00:00 UTC of the clock's day (late in the day,
+    in UTC, even where the local date would differ)."""
+    summary = generate(tmp_path, SIZES["tiny"], clock=fixed(datetime(2031, 3, 4, 23, 59, tzinfo=UTC)))
+    assert summary.manifest["end"] == "2031-03-04T00:00:00+00:00"
+    assert summary.manifest["start"] == "2031-02-02T00:00:00+00:00"
+    coupon_events = pd.read_parquet(tmp_path / schema.COUPON_EVENTS.file)
+    assert coupon_events.event_ts.max() < pd.Timestamp("2031-03-04", tz="UTC")
+
+
+def test_another_end_date_shifts_the_same_data_in_time(tiny, tmp_path):
+    """The simulation runs in seconds since the period's start, so a test on the pinned
+    date says the same of the data generated on any other day."""
+    out, _ = tiny
+    shift = timedelta(days=519)
+    generate(tmp_path, TINY.replace(end_date=END_DATE + shift))
+    for t in ALL_TABLES:
+        a, b = pd.read_parquet(out / t.file), pd.read_parquet(tmp_path / t.file)
+        for col in a.columns:
+            if isinstance(a[col].dtype, pd.DatetimeTZDtype):
+                a[col] = a[col] + shift
+        pd.testing.assert_frame_equal(a, b, obj=t.name)
+
+
+@pytest.mark.parametrize("size", ["tiny", "demo"])
+def test_coupons_are_active_all_through_the_end_day(size):
+    """Data generated today (UTC) has coupons valid at every hour of today: the demo and
+    the README snippets rank coupons now, whatever the hour. Only the coupon table is
+    needed, and it comes from the world alone."""
+    from couponrank import generate_model as gm
+
+    cfg = SIZES[size].replace(end_date=END_DATE)
+    w = gm.make_world(cfg, np.random.default_rng(cfg.seed))
+    day = cfg.days * 86_400
+    for hour in range(24):
+        t = day + hour * 3_600 + 3_599  # the end of each hour of the end date
+        active = np.count_nonzero((w.c_from <= t) & (t < w.c_to))
+        assert active >= 0.1 * cfg.n_coupons, (size, hour, active)
+
+
+@pytest.mark.parametrize("value", ["2026-13-01", "yesterday", "2026-07-01T10:00"])
+def test_bad_end_date_is_refused_naming_the_option(tmp_path, capsys, value):
+    assert main(["generate", "--size", "tiny", "--quiet", "--out", str(tmp_path), "--end-date", value]) == 2
+    err = capsys.readouterr().err
+    assert "--end-date" in err and value in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
 
 
 def test_different_seed_differs(tiny, tmp_path):

@@ -69,7 +69,9 @@ def _sample(built, n_users=6, n_coupons=40):
     usage = pd.read_parquet(built.repo / "data" / "user_coupon_usage.parquet", columns=["user_id", "coupon_id"])
     attrs = pd.read_parquet(built.repo / "data" / "coupon_attributes.parquet",
                             columns=["coupon_id", "coupon_target_category"]).drop_duplicates("coupon_id")
-    users = list(usage.user_id.astype(str).value_counts().index[: n_users - 1]) + ["never-seen-user"]
+    rows = usage.user_id.astype(str).value_counts()
+    busiest = sorted(rows.index, key=lambda u: (-rows[u], u))  # ties by id, on any CPU
+    users = busiest[: n_users - 1] + ["never-seen-user"]
     assert set(users[:-1]) <= set(ua.user_id.astype(str))
     coupons = attrs.head(n_coupons)
     return users, list(coupons.coupon_id.astype(str)) + ["no-such-coupon"], \

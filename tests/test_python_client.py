@@ -13,6 +13,8 @@ from couponrank.client import CouponRankClient, CouponRankError
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
+pytestmark = pytest.mark.clock  # date-sensitive: run again with the clock moved ahead
+
 
 class Scripted(pb_grpc.CouponRankingServiceServicer):
     """Answers with the next status of ``script`` (then OK), counting calls."""

@@ -22,7 +22,7 @@ from couponrank.server.stages import RankRequest, Reason
 from couponrank.training.artifact import load_artifact
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.clock]  # clock: run again with the clock moved ahead
 pytest_plugins = ["server_fixtures"]  # built, server, target, client, stub, catalog
 
 
@@ -95,6 +95,23 @@ def test_scope_is_checked_only_where_the_cart_is_used():
         assert list(stages.eligibility(req, HAND, cands, req.now).keep) == expected, placement
 
 
+def test_an_empty_ranking_says_why():
+    at = "1970-01-01T00:08:20Z"  # 500 s
+    none_active = RankRequest("u", now=5_000.0)
+    assert stages.empty_note(none_active, HAND, 0, 5_000.0) == (
+        "no coupon is active at 1970-01-01T01:23:20Z; the catalogue's coupons are valid 1970-01-01 .. 1970-01-01")
+    named = RankRequest("u", candidate_ids=("c2", "nope"), now=500.0)
+    assert stages.empty_note(named, HAND, 2, 500.0) == (
+        f"none of the 2 candidates is eligible at {at}; see ineligible_coupons")
+    one = RankRequest("u", candidate_ids=("c2",), now=500.0)
+    assert stages.empty_note(one, HAND, 1, 500.0) == f"the one candidate is not eligible at {at}; see ineligible_coupons"
+    every_active = RankRequest("u", now=500.0)
+    assert stages.empty_note(every_active, HAND, 5, 500.0) == (
+        f"none of the 5 coupons active at {at} is eligible; see ineligible_coupons")
+    empty = _catalog({})
+    assert stages.empty_note(RankRequest("u", now=500.0), empty, 0, 500.0) == "the catalogue holds no coupon"
+
+
 def test_assemble_order_and_score():
     X = stages.assemble({"b": np.array([1.0, 2.0]), "a": np.array([3.0, np.nan])}, ["a", "b"])
     np.testing.assert_array_equal(X, [[3.0, 1.0], [np.nan, 2.0]])
@@ -122,7 +139,8 @@ def _request_time(built, hours: float = 10.0) -> pd.Timestamp:
 
 def _active_user(built) -> str:
     ua = pd.read_parquet(built.repo / "data" / "user_activity.parquet", columns=["user_id"])
-    return str(ua.user_id.astype(str).value_counts().idxmax())
+    rows = ua.user_id.astype(str).value_counts()
+    return min(rows.index[rows == rows.max()])  # ties by id: value_counts orders ties by CPU (SIMD sort)
 
 
 def _artifact(built):
@@ -149,6 +167,24 @@ def test_ranking_is_sorted_with_ranks_and_model_version(built, client, catalog):
     assert not {c.coupon_id for c in everything.ranked} & {c.coupon_id for c in everything.ineligible}
     # a request without an id gets one
     assert client.rank_coupons("u000001", placement="home", request_time=T.to_pydatetime()).request_id
+
+
+def test_a_request_without_a_time_ranks_at_the_servers_clock(built, client):
+    """The test server's clock is pinned (tests/pinned.py): no request_time means that
+    instant, and an answer with nothing active says why instead of an empty list."""
+    from pinned import NOW
+
+    assert NOW > built.last_snapshot
+    user = _active_user(built)
+    ask = dict(placement="checkout", cart_total_minor=12_000, cart_categories=["cat01"], top_k=5)
+    implicit = client.rank_coupons(user, **ask)
+    explicit = client.rank_coupons(user, **ask, request_time=NOW)
+    assert implicit.ranked and implicit.note == ""
+    assert implicit.ranked == explicit.ranked and implicit.ineligible == explicit.ineligible
+    later = client.rank_coupons(user, **ask, request_time=NOW + pd.Timedelta(days=400))
+    assert later.ranked == () and later.ineligible == ()
+    assert later.note.startswith(f"no coupon is active at {(NOW + pd.Timedelta(days=400)):%Y-%m-%dT%H:%M:%SZ}; "
+                                 "the catalogue's coupons are valid ")
 
 
 def test_ineligible_candidates_carry_their_reason(built, client, catalog):
@@ -182,7 +218,7 @@ def test_ineligible_candidates_carry_their_reason(built, client, catalog):
 def test_per_user_limit_from_the_online_store(built, client, catalog):
     T = _request_time(built)
     usage = pd.read_parquet(built.repo / "data" / "user_coupon_usage.parquet")
-    usage = usage.sort_values("event_timestamp").drop_duplicates(["user_id", "coupon_id"], keep="last")
+    usage = usage.sort_values("event_timestamp", kind="stable").drop_duplicates(["user_id", "coupon_id"], keep="last")
     limit = dict(zip(catalog.ids, catalog.columns["coupon_per_user_limit"]))
     active = set(catalog.ids[catalog.active(T.timestamp())])
     usage = usage[usage.coupon_id.astype(str).isin(active)]

@@ -17,6 +17,8 @@ from couponrank.training.dataset import TrainingDataError, build_training_set, l
 from couponrank.training.ranker import CONFIG_PATH, check_training_frame, load_config, train_ranker
 from couponrank.training.split import time_split
 
+pytestmark = pytest.mark.clock  # date-sensitive: run again with the clock moved ahead
+
 
 @pytest.fixture(scope="module")
 def tiny_repo(generated_features):

@@ -14,8 +14,9 @@ import hashlib
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
+
+from couponrank.clock import utc_now
 
 CHECKSUMMED = ("model.txt", "features.json")
 
@@ -29,7 +30,7 @@ def sha256(path: Path) -> str:
 
 
 def new_version(model_text: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_now().strftime("%Y%m%dT%H%M%SZ")
     return f"ranker-{stamp}-{hashlib.sha256(model_text.encode()).hexdigest()[:8]}"
 
 

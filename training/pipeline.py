@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from couponrank.clock import utc_now
 from couponrank.training import artifact, evaluate, report
 from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions
 from couponrank.training.ranker import load_config, train_ranker
@@ -69,7 +70,7 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
         seconds["evaluation"] = time.perf_counter() - t
         summary = table[table.population == "all"].set_index("model")
         metadata = {
-            "created_at": pd.Timestamp.now(tz="UTC").isoformat(),
+            "created_at": utc_now().isoformat(),
             "config_version": config["config_version"],
             "config": config,
             "feature_service": "ranker_v1",

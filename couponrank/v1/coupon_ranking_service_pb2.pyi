@@ -98,7 +98,7 @@ class Money(_message.Message):
     def __init__(self, currency_code: _Optional[str] = ..., amount_minor: _Optional[int] = ...) -> None: ...
 
 class RankCouponsResponse(_message.Message):
-    __slots__ = ("request_id", "ranked_coupons", "ineligible_coupons", "model_version", "cold_start", "degraded", "degraded_reason", "degraded_detail")
+    __slots__ = ("request_id", "ranked_coupons", "ineligible_coupons", "model_version", "cold_start", "degraded", "degraded_reason", "degraded_detail", "note")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RANKED_COUPONS_FIELD_NUMBER: _ClassVar[int]
     INELIGIBLE_COUPONS_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +107,7 @@ class RankCouponsResponse(_message.Message):
     DEGRADED_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_REASON_FIELD_NUMBER: _ClassVar[int]
     DEGRADED_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     ranked_coupons: _containers.RepeatedCompositeFieldContainer[RankedCoupon]
     ineligible_coupons: _containers.RepeatedCompositeFieldContainer[IneligibleCoupon]
@@ -115,7 +116,8 @@ class RankCouponsResponse(_message.Message):
     degraded: bool
     degraded_reason: DegradedReason
     degraded_detail: str
-    def __init__(self, request_id: _Optional[str] = ..., ranked_coupons: _Optional[_Iterable[_Union[RankedCoupon, _Mapping]]] = ..., ineligible_coupons: _Optional[_Iterable[_Union[IneligibleCoupon, _Mapping]]] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[_Union[DegradedReason, str]] = ..., degraded_detail: _Optional[str] = ...) -> None: ...
+    note: str
+    def __init__(self, request_id: _Optional[str] = ..., ranked_coupons: _Optional[_Iterable[_Union[RankedCoupon, _Mapping]]] = ..., ineligible_coupons: _Optional[_Iterable[_Union[IneligibleCoupon, _Mapping]]] = ..., model_version: _Optional[str] = ..., cold_start: _Optional[bool] = ..., degraded: _Optional[bool] = ..., degraded_reason: _Optional[_Union[DegradedReason, str]] = ..., degraded_detail: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
 
 class RankedCoupon(_message.Message):
     __slots__ = ("coupon_id", "rank", "score", "reasons")

@@ -349,6 +349,28 @@ func TestResultMapping(t *testing.T) {
 	}
 }
 
+func TestResultNote(t *testing.T) {
+	const note = "no coupon is active at 2026-12-02T10:00:00Z; the catalogue's coupons are valid 2026-06-01 .. 2026-07-31"
+	srv := &fakeserver.Server{Rank: func(context.Context, int, *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
+		return &couponrankv1.RankCouponsResponse{RequestId: "r-1", Note: note}, nil
+	}}
+	res, err := dialFake(t, srv).RankCoupons(context.Background(), &couponrankv1.RankCouponsRequest{UserId: "u-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Coupons) != 0 || res.Note != note {
+		t.Errorf("coupons %v, note %q; want none and %q", res.Coupons, res.Note, note)
+	}
+	// The fake's default answer is an empty catalogue's, with its note.
+	res, err = dialFake(t, &fakeserver.Server{}).RankCoupons(context.Background(), &couponrankv1.RankCouponsRequest{UserId: "u-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Note != fakeserver.EmptyCatalogueNote {
+		t.Errorf("default note %q", res.Note)
+	}
+}
+
 func TestNilRequest(t *testing.T) {
 	c := dialFake(t, &fakeserver.Server{})
 	if _, err := c.RankCoupons(context.Background(), nil); status.Code(err) != codes.InvalidArgument {

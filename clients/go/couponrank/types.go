@@ -26,6 +26,11 @@ type RankResult struct {
 	Degraded       bool
 	DegradedReason couponrankv1.DegradedReason
 	DegradedDetail string
+	// Note says, in words for logs, why Coupons is empty (e.g. "no coupon is
+	// active at 2026-12-02T10:00:00Z; ..."); it is empty whenever at least one
+	// coupon is ranked. Not meant to be parsed: branch on Coupons and on the
+	// Ineligible reasons instead.
+	Note string
 	// Attempts is the number of RPC attempts the call took (1 = no retry).
 	Attempts int
 	// Response is the raw protobuf response.
@@ -72,6 +77,7 @@ func newRankResult(resp *couponrankv1.RankCouponsResponse) *RankResult {
 		Degraded:       resp.GetDegraded(),
 		DegradedReason: resp.GetDegradedReason(),
 		DegradedDetail: resp.GetDegradedDetail(),
+		Note:           resp.GetNote(),
 		Response:       resp,
 	}
 	res.Coupons = make([]RankedCoupon, 0, len(resp.GetRankedCoupons()))

@@ -351,7 +351,8 @@ type RequestContext struct {
 	// merchant id.
 	CartMerchantIds []string `protobuf:"bytes,5,rep,name=cart_merchant_ids,json=cartMerchantIds,proto3" json:"cart_merchant_ids,omitempty"`
 	// The time the ranking is for: validity windows and time-based features are
-	// evaluated at this instant. Unset means the server's current time.
+	// evaluated at this instant. Unset means the server's current time (UTC);
+	// when no coupon is valid then, `RankCouponsResponse.note` says so.
 	RequestTime   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=request_time,json=requestTime,proto3" json:"request_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -517,8 +518,17 @@ type RankCouponsResponse struct {
 	// A human-readable explanation of the degradation, for logs. Not meant to be
 	// parsed. Empty when `degraded` is false.
 	DegradedDetail string `protobuf:"bytes,8,opt,name=degraded_detail,json=degradedDetail,proto3" json:"degraded_detail,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why `ranked_coupons` is empty, in words for the people reading logs; empty
+	// whenever at least one coupon is ranked. Examples: "no coupon is active at
+	// 2026-12-02T10:00:00Z; the catalogue's coupons are valid 2026-06-01 ..
+	// 2026-07-31" (no candidates were named and none is valid at the request
+	// time), "none of the 3 candidates is eligible at 2026-12-02T10:00:00Z; see
+	// ineligible_coupons" (each is listed there with its reason), "the catalogue
+	// holds no coupon". Not meant to be parsed: branch on `ranked_coupons` and on
+	// the reasons in `ineligible_coupons` instead.
+	Note          string `protobuf:"bytes,9,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RankCouponsResponse) Reset() {
@@ -603,6 +613,13 @@ func (x *RankCouponsResponse) GetDegradedReason() DegradedReason {
 func (x *RankCouponsResponse) GetDegradedDetail() string {
 	if x != nil {
 		return x.DegradedDetail
+	}
+	return ""
+}
+
+func (x *RankCouponsResponse) GetNote() string {
+	if x != nil {
+		return x.Note
 	}
 	return ""
 }
@@ -966,7 +983,7 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\frequest_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestTime\"O\n" +
 	"\x05Money\x12#\n" +
 	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12!\n" +
-	"\famount_minor\x18\x02 \x01(\x03R\vamountMinor\"\x99\x03\n" +
+	"\famount_minor\x18\x02 \x01(\x03R\vamountMinor\"\xad\x03\n" +
 	"\x13RankCouponsResponse\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12B\n" +
@@ -977,7 +994,8 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"cold_start\x18\x05 \x01(\bR\tcoldStart\x12\x1a\n" +
 	"\bdegraded\x18\x06 \x01(\bR\bdegraded\x12F\n" +
 	"\x0fdegraded_reason\x18\a \x01(\x0e2\x1d.couponrank.v1.DegradedReasonR\x0edegradedReason\x12'\n" +
-	"\x0fdegraded_detail\x18\b \x01(\tR\x0edegradedDetail\"\x86\x01\n" +
+	"\x0fdegraded_detail\x18\b \x01(\tR\x0edegradedDetail\x12\x12\n" +
+	"\x04note\x18\t \x01(\tR\x04note\"\x86\x01\n" +
 	"\fRankedCoupon\x12\x1b\n" +
 	"\tcoupon_id\x18\x01 \x01(\tR\bcouponId\x12\x12\n" +
 	"\x04rank\x18\x02 \x01(\x05R\x04rank\x12\x14\n" +

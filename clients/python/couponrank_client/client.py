@@ -67,6 +67,7 @@ class RankResult:
     degraded: bool
     degraded_reason: str  # DegradedReason without its prefix; "" when not degraded
     degraded_detail: str
+    note: str = ""  # why nothing is ranked, in words (for logs); "" when something is
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ def to_result(resp: pb.RankCouponsResponse) -> RankResult:
                          _strip(pb.DegradedReason.Name(resp.degraded_reason), "DEGRADED_REASON_")
                          if resp.degraded_reason in pb.DegradedReason.values() else str(resp.degraded_reason)),
         degraded_detail=resp.degraded_detail,
+        note=resp.note,
     )
 
 

@@ -19,7 +19,7 @@ Output, one line per scenario, in input order::
     {"index":0,"name":"..","ok":true,"ranked":[{"coupon_id":"c1","rank":1,"score":0.42}],
      "ineligible":[{"coupon_id":"c2","reason":"INELIGIBILITY_REASON_EXPIRED"}],
      "model_version":"..","cold_start":false,"degraded":false,
-     "degraded_reason":"DEGRADED_REASON_UNSPECIFIED"}
+     "degraded_reason":"DEGRADED_REASON_UNSPECIFIED","note":""}
     {"index":1,"name":"..","ok":false,"error_code":"INVALID_ARGUMENT","error_message":"user_id: .."}
 
 Command line (the flags of the Go and Java examples' scenario mode; exit status 0 when
@@ -137,7 +137,8 @@ def result_line(index: int, name: str, res: RankResult, explain: bool) -> dict[s
             "ineligible": [{"coupon_id": c.coupon_id, "reason": _enum(c.reason, "INELIGIBILITY_REASON_")}
                            for c in res.ineligible],
             "model_version": res.model_version, "cold_start": res.cold_start, "degraded": res.degraded,
-            "degraded_reason": _enum(res.degraded_reason or "UNSPECIFIED", "DEGRADED_REASON_")}
+            "degraded_reason": _enum(res.degraded_reason or "UNSPECIFIED", "DEGRADED_REASON_"),
+            "note": res.note}
 
 
 def run(client: CouponRankClient, index: int, s: dict[str, Any]) -> dict[str, Any]:

@@ -179,6 +179,9 @@ func printResult(w io.Writer, req *couponrankv1.RankCouponsRequest, res *couponr
 			fmt.Fprintf(w, "       %-32s value %-12.6g contribution %+.6f\n", r.Feature, r.Value, r.Contribution)
 		}
 	}
+	if len(res.Coupons) == 0 {
+		fmt.Fprintf(w, "nothing ranked: %s\n", res.Note)
+	}
 	for _, ic := range res.Ineligible {
 		fmt.Fprintf(w, "  -  %-24s ineligible: %s %s\n", ic.CouponID, ic.Reason, ic.Detail)
 	}

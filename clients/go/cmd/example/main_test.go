@@ -45,6 +45,17 @@ func TestSingleRequest(t *testing.T) {
 	}
 }
 
+func TestSingleRequestNothingRanked(t *testing.T) {
+	addr := fakeserver.StartTCP(t, &fakeserver.Server{}) // nothing ranked, with a note
+	var out, errb bytes.Buffer
+	if code := run([]string{"-addr", addr, "-user", "u1"}, nil, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if want := "nothing ranked: " + fakeserver.EmptyCatalogueNote + "\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("output lacks %q:\n%s", want, out.String())
+	}
+}
+
 func TestScenarioFile(t *testing.T) {
 	addr, _ := startServer(t)
 	path := filepath.Join(t.TempDir(), "s.json")

@@ -19,10 +19,16 @@ import (
 // RankFunc answers one RankCoupons call; n is the 1-based number of the call.
 type RankFunc func(ctx context.Context, n int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error)
 
+// EmptyCatalogueNote is the note of the default answer (Server.Rank nil): the
+// words the real server uses when its catalogue holds no coupon.
+const EmptyCatalogueNote = "the catalogue holds no coupon"
+
 // Server is a fake CouponRankingService that records what it receives.
 type Server struct {
 	couponrankv1.UnimplementedCouponRankingServiceServer
 
+	// Rank answers RankCoupons. Nil answers as a server with an empty
+	// catalogue does: nothing ranked, Note EmptyCatalogueNote.
 	Rank      RankFunc
 	ModelInfo *couponrankv1.GetModelInfoResponse
 
@@ -41,7 +47,7 @@ func (s *Server) RankCoupons(ctx context.Context, req *couponrankv1.RankCouponsR
 	s.ctxs = append(s.ctxs, ctx)
 	s.mu.Unlock()
 	if s.Rank == nil {
-		return &couponrankv1.RankCouponsResponse{RequestId: req.GetRequestId()}, nil
+		return &couponrankv1.RankCouponsResponse{RequestId: req.GetRequestId(), Note: EmptyCatalogueNote}, nil
 	}
 	return s.Rank(ctx, n, req)
 }

@@ -23,10 +23,13 @@
 //	 "ranked":[{"coupon_id":"c1","rank":1,"score":0.42}],
 //	 "ineligible":[{"coupon_id":"c2","reason":"INELIGIBILITY_REASON_EXPIRED"}],
 //	 "model_version":"...","cold_start":false,"degraded":false,
-//	 "degraded_reason":"DEGRADED_REASON_UNSPECIFIED"}
+//	 "degraded_reason":"DEGRADED_REASON_UNSPECIFIED","note":""}
 //
 // Ranked entries carry "reasons":[{"feature","value","contribution"}] when the
-// scenario asked for explain. NaN and infinite numbers are written as null.
+// scenario asked for explain. "note" is the response's note, always present on
+// a success line: "" when at least one coupon is ranked, else why none is
+// (free text for people; compare it as a string, don't parse it). NaN and
+// infinite numbers are written as null.
 // On an RPC error:
 //
 //	{"index":0,"name":"...","ok":false,"error_code":"UNAVAILABLE","error_message":"..."}
@@ -148,6 +151,7 @@ type Result struct {
 	ColdStart      *bool        `json:"cold_start,omitempty"`
 	Degraded       *bool        `json:"degraded,omitempty"`
 	DegradedReason string       `json:"degraded_reason,omitempty"`
+	Note           *string      `json:"note,omitempty"` // set ("" included) on success lines only
 	ErrorCode      string       `json:"error_code,omitempty"`
 	ErrorMessage   *string      `json:"error_message,omitempty"`
 }
@@ -212,6 +216,7 @@ func Run(ctx context.Context, c *couponrank.Client, index int, s Scenario) Resul
 	}
 	out.ModelVersion, out.ColdStart, out.Degraded = &res.ModelVersion, &res.ColdStart, &res.Degraded
 	out.DegradedReason = res.DegradedReason.String()
+	out.Note = &res.Note
 	return out
 }
 

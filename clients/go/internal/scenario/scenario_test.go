@@ -120,7 +120,7 @@ func TestRunAllOutput(t *testing.T) {
 		`"ranked":[{"coupon_id":"c2","rank":1,"score":1.5,"reasons":[{"feature":"f1","value":null,"contribution":0.25}]},` +
 		`{"coupon_id":"c1","rank":2,"score":1e-7,"reasons":[]}],` +
 		`"ineligible":[{"coupon_id":"c3","reason":"INELIGIBILITY_REASON_MIN_SPEND_NOT_MET"}],` +
-		`"model_version":"m1","cold_start":false,"degraded":false,"degraded_reason":"DEGRADED_REASON_UNSPECIFIED"}`
+		`"model_version":"m1","cold_start":false,"degraded":false,"degraded_reason":"DEGRADED_REASON_UNSPECIFIED","note":""}`
 	if lines[0] != want0 {
 		t.Errorf("line 0:\n got %s\nwant %s", lines[0], want0)
 	}
@@ -131,8 +131,13 @@ func TestRunAllOutput(t *testing.T) {
 	if got[2]["ok"] != false || got[2]["error_code"] != "INVALID_ARGUMENT" || got[2]["error_message"] != "bad user" {
 		t.Errorf("line 2: %s", lines[2])
 	}
-	if _, has := got[2]["ranked"]; has {
-		t.Errorf("error line has results: %s", lines[2])
+	for _, k := range []string{"ranked", "note"} {
+		if _, has := got[2][k]; has {
+			t.Errorf("error line has %q: %s", k, lines[2])
+		}
+	}
+	if _, has := got[3]["note"]; has {
+		t.Errorf("client error line has a note: %s", lines[3])
 	}
 	if got[3]["error_code"] != "CLIENT_ERROR" {
 		t.Errorf("line 3: %s", lines[3])
@@ -144,8 +149,9 @@ func TestRunAllOutput(t *testing.T) {
 	}
 }
 
+// An empty ranking prints empty lists and the server's note saying why.
 func TestEmptyRankingPrintsEmptyLists(t *testing.T) {
-	srv := &fakeserver.Server{}
+	srv := &fakeserver.Server{} // answers nothing ranked, Note fakeserver.EmptyCatalogueNote
 	c, err := couponrank.Dial(fakeserver.BufconnTarget, couponrank.WithDialOptions(fakeserver.StartBufconn(t, srv)...))
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +161,7 @@ func TestEmptyRankingPrintsEmptyLists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"index":0,"name":"","ok":true,"ranked":[],"ineligible":[],"model_version":"","cold_start":false,"degraded":false,"degraded_reason":"DEGRADED_REASON_UNSPECIFIED"}`
+	want := `{"index":0,"name":"","ok":true,"ranked":[],"ineligible":[],"model_version":"","cold_start":false,"degraded":false,"degraded_reason":"DEGRADED_REASON_UNSPECIFIED","note":"the catalogue holds no coupon"}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
 	}

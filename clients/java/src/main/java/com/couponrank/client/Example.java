@@ -247,6 +247,9 @@ public final class Example {
             r.getFeature(), r.getValue(), r.getContribution());
       }
     }
+    if (res.getRankedCouponsCount() == 0) {
+      out.println("nothing ranked: " + res.getNote());
+    }
     for (IneligibleCoupon ic : res.getIneligibleCouponsList()) {
       out.printf("  -  %-24s ineligible: %s %s%n", ic.getCouponId(), ic.getReason(), ic.getDetail());
     }

@@ -45,9 +45,11 @@ import java.util.Set;
  *
  * <p>Output on success: {@code {"index":0,"name":"..","ok":true,"ranked":[{"coupon_id":"c1",
  * "rank":1,"score":0.42}],"ineligible":[{"coupon_id":"c2","reason":"INELIGIBILITY_REASON_EXPIRED"}],
- * "model_version":"..","cold_start":false,"degraded":false,"degraded_reason":"DEGRADED_REASON_UNSPECIFIED"}}.
- * Ranked entries carry {@code "reasons":[{"feature","value","contribution"}]} when the scenario
- * asked for explain; NaN and infinities are written as null. On an RPC error: {@code
+ * "model_version":"..","cold_start":false,"degraded":false,"degraded_reason":"DEGRADED_REASON_UNSPECIFIED",
+ * "note":""}}. Ranked entries carry {@code "reasons":[{"feature","value","contribution"}]} when the
+ * scenario asked for explain; NaN and infinities are written as null. {@code "note"} is the
+ * response's note, on every success line: empty when at least one coupon is ranked, else why none
+ * is (free text: compare it as a string, don't parse it). On an RPC error: {@code
  * {"index":0,"name":"..","ok":false,"error_code":"UNAVAILABLE","error_message":".."}}; a scenario
  * that cannot be turned into a request gets {@code "error_code":"CLIENT_ERROR"}.
  */
@@ -251,6 +253,7 @@ public final class ScenarioRunner {
       w.name("degraded").value(res.getDegraded());
       DegradedReason d = DegradedReason.forNumber(res.getDegradedReasonValue());
       w.name("degraded_reason").value(d != null ? d.name() : String.valueOf(res.getDegradedReasonValue()));
+      w.name("note").value(res.getNote());
       w.endObject();
       w.flush();
       return new Line(true, sw.toString());

@@ -29,6 +29,7 @@ import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -57,6 +58,8 @@ class ScenarioRunnerTest {
           + "  {\"name\": \"bad placement\", \"user_id\": \"u3\", \"placement\": \"basket\"}\n"
           + "]";
 
+  static final String NOTE = "no coupon is active at 2026-12-02T10:00:00Z; \"c1\" .. \"c3\" are valid 2026-06-01 .. 2026-07-31";
+
   static final class Service extends CouponRankingServiceGrpc.CouponRankingServiceImplBase {
     final List<RankCouponsRequest> requests = new CopyOnWriteArrayList<>();
     final List<Deadline> deadlines = new CopyOnWriteArrayList<>();
@@ -67,6 +70,11 @@ class ScenarioRunnerTest {
       deadlines.add(Context.current().getDeadline());
       if (req.getUserId().equals("bad")) {
         obs.onError(Status.INVALID_ARGUMENT.withDescription("bad user").asRuntimeException());
+        return;
+      }
+      if (req.getUserId().equals("none")) { // nothing ranked: the server says why
+        obs.onNext(RankCouponsResponse.newBuilder().setModelVersion("m1").setNote(NOTE).build());
+        obs.onCompleted();
         return;
       }
       obs.onNext(
@@ -168,13 +176,13 @@ class ScenarioRunnerTest {
             + "\"ranked\":[{\"coupon_id\":\"c2\",\"rank\":1,\"score\":1.5,\"reasons\":[{\"feature\":\"f1\",\"value\":null,\"contribution\":0.25}]},"
             + "{\"coupon_id\":\"c1\",\"rank\":2,\"score\":1.0E-7,\"reasons\":[]}],"
             + "\"ineligible\":[{\"coupon_id\":\"c3\",\"reason\":\"INELIGIBILITY_REASON_MIN_SPEND_NOT_MET\"}],"
-            + "\"model_version\":\"m1\",\"cold_start\":false,\"degraded\":false,\"degraded_reason\":\"DEGRADED_REASON_UNSPECIFIED\"}",
+            + "\"model_version\":\"m1\",\"cold_start\":false,\"degraded\":false,\"degraded_reason\":\"DEGRADED_REASON_UNSPECIFIED\",\"note\":\"\"}",
         lines[0]);
     assertEquals(
         "{\"index\":1,\"name\":\"\",\"ok\":true,"
             + "\"ranked\":[{\"coupon_id\":\"c2\",\"rank\":1,\"score\":1.5},{\"coupon_id\":\"c1\",\"rank\":2,\"score\":1.0E-7}],"
             + "\"ineligible\":[{\"coupon_id\":\"c3\",\"reason\":\"INELIGIBILITY_REASON_MIN_SPEND_NOT_MET\"}],"
-            + "\"model_version\":\"m1\",\"cold_start\":true,\"degraded\":false,\"degraded_reason\":\"DEGRADED_REASON_UNSPECIFIED\"}",
+            + "\"model_version\":\"m1\",\"cold_start\":true,\"degraded\":false,\"degraded_reason\":\"DEGRADED_REASON_UNSPECIFIED\",\"note\":\"\"}",
         lines[1]);
     assertEquals(
         "{\"index\":2,\"name\":\"fails\",\"ok\":false,\"error_code\":\"INVALID_ARGUMENT\",\"error_message\":\"bad user\"}",
@@ -186,6 +194,34 @@ class ScenarioRunnerTest {
     assertEquals(4599, sent.getContext().getCartTotal().getAmountMinor());
     long left = service.deadlines.get(0).timeRemaining(TimeUnit.MILLISECONDS);
     assertTrue(left > 1000 && left <= 2000, "deadline in " + left + " ms");
+  }
+
+  @Test
+  void noteOnEveryOkLineAndOnlyThere() {
+    List<ScenarioRunner.Scenario> list =
+        ScenarioRunner.parse(new StringReader("[{\"user_id\":\"none\"},{\"user_id\":\"bad\"},{\"user_id\":\"u1\"}]"));
+    try (CouponRankClient client =
+        CouponRankClient.newBuilder().target(addr).defaultDeadline(Duration.ofSeconds(10)).build()) {
+      assertEquals(
+          "{\"index\":0,\"name\":\"\",\"ok\":true,\"ranked\":[],\"ineligible\":[],"
+              + "\"model_version\":\"m1\",\"cold_start\":false,\"degraded\":false,"
+              + "\"degraded_reason\":\"DEGRADED_REASON_UNSPECIFIED\","
+              + "\"note\":\"no coupon is active at 2026-12-02T10:00:00Z; \\\"c1\\\" .. \\\"c3\\\" are valid 2026-06-01 .. 2026-07-31\"}",
+          ScenarioRunner.run(client, 0, list.get(0)).json());
+      String error = ScenarioRunner.run(client, 1, list.get(1)).json();
+      assertFalse(error.contains("\"note\""), error);
+      assertTrue(ScenarioRunner.run(client, 2, list.get(2)).json().endsWith(",\"note\":\"\"}"));
+    }
+  }
+
+  @Test
+  void exampleSingleRequestNothingRanked() {
+    ByteArrayOutputStream out = new ByteArrayOutputStream();
+    int code =
+        Example.run(new String[] {"-addr", addr, "-user", "none"}, System.in,
+            new PrintStream(out, true, StandardCharsets.UTF_8), System.err);
+    assertEquals(0, code);
+    assertTrue(out.toString(StandardCharsets.UTF_8).contains("nothing ranked: " + NOTE + "\n"), out.toString(StandardCharsets.UTF_8));
   }
 
   @Test
