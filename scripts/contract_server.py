@@ -87,6 +87,14 @@ def reasons(line: dict) -> dict[str, str]:
     return {c["coupon_id"]: c["reason"].removeprefix("INELIGIBILITY_REASON_") for c in line.get("ineligible", [])}
 
 
+def latest(path: Path, keys: list[str]) -> pd.DataFrame:
+    """The newest row per key of a snapshot source (what the online store holds); a
+    stable sort, so that ties do not depend on the CPU's sorting kernel."""
+    frame = pd.read_parquet(path).sort_values("event_timestamp", kind="stable")
+    frame = frame.drop_duplicates(keys, keep="last").sort_values(keys, kind="stable").reset_index(drop=True)
+    return frame.astype({k: str for k in keys})
+
+
 def cases(repo: Path, max_candidates: int) -> list[Case]:
     """The scenarios, chosen from the built catalogue and feature data."""
     data = repo / "data"
@@ -97,24 +105,19 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
     # Every pick below is by sorted ids or stable sorts: an unstable sort (numpy's
     # quicksort, which pandas' single-key sort_values and value_counts use) orders ties
     # differently on CPUs with different SIMD sorting kernels (AVX-512 or not).
-    cat = pd.read_parquet(data / "coupon_attributes.parquet").sort_values("event_timestamp", kind="stable")
-    cat = cat.drop_duplicates("coupon_id", keep="last").sort_values("coupon_id", kind="stable").reset_index(drop=True)
-    cat["coupon_id"] = cat.coupon_id.astype(str)
+    cat = latest(data / "coupon_attributes.parquet", ["coupon_id"])
     vf, vt, ms, scope = cat.coupon_valid_from_unix, cat.coupon_valid_to_unix, cat.coupon_min_spend, cat.coupon_scope
     active_T = cat[(vf <= T.timestamp()) & (T.timestamp() < vt)]
     users = pd.read_parquet(data / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
     rows_per_user = users.value_counts()
     user = min(rows_per_user.index[rows_per_user == rows_per_user.max()])  # the most active user; ties by id
-    usage = pd.read_parquet(data / "user_coupon_usage.parquet").sort_values("event_timestamp", kind="stable")
-    usage = usage.drop_duplicates(["user_id", "coupon_id"], keep="last")
-    usage["coupon_id"] = usage.coupon_id.astype(str)
+    usage = latest(data / "user_coupon_usage.parquet", ["user_id", "coupon_id"])
     limit = usage.coupon_id.map(dict(zip(cat.coupon_id, cat.coupon_per_user_limit)))
     used_up = usage[usage.ucp_redemptions_total >= limit]  # (user, coupon) pairs over the per-user limit
-    stats = pd.read_parquet(data / "coupon_stats.parquet").sort_values("event_timestamp", kind="stable")
-    stats = stats.drop_duplicates("coupon_id", keep="last")
-    spent = set(stats.coupon_id[stats.coupon_budget_used_frac >= 1].astype(str))
+    stats = latest(data / "coupon_stats.parquet", ["coupon_id"])
+    spent = set(stats.coupon_id[stats.coupon_budget_used_frac >= 1])
     usable = active_T[(active_T.coupon_scope == "all") & ~active_T.coupon_id.isin(spent)
-                      & ~active_T.coupon_id.isin(used_up.coupon_id[used_up.user_id.astype(str) == user])]
+                      & ~active_T.coupon_id.isin(used_up.coupon_id[used_up.user_id == user])]
 
     def ok(extra: Callable[[dict], bool] = lambda line: True) -> Callable[[dict], bool]:
         return lambda line: line["ok"] and not line["degraded"] and extra(line)
@@ -178,7 +181,7 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
 
     # per-user limit: a (user, coupon) whose redemptions reached the coupon's limit (online store)
     hit = used_up[used_up.coupon_id.isin(active_T.coupon_id) & ~used_up.coupon_id.isin(spent)]
-    hit = hit.assign(user_id=hit.user_id.astype(str)).sort_values(["user_id", "coupon_id"])
+    hit = hit.sort_values(["user_id", "coupon_id"], kind="stable")
     if len(hit):
         u, limited = hit.user_id.iloc[0], hit.coupon_id.iloc[0]
         out.append(case(ok(lambda l: reasons(l) == {limited: "PER_USER_LIMIT_REACHED"}), "per-user-limit-reached",
