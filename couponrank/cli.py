@@ -160,6 +160,7 @@ def cmd_serve(args) -> None:
         raise CliError("--workers and --threads must be at least 1")
     config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout, max_workers=args.threads,
                           catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
+                          drain_seconds=args.drain, reflection=args.reflection,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -289,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", default=str(DEFAULT_MODELS),
                     help="a model version folder, or the models folder (its LATEST) (default: %(default)s)")
     sp.add_argument("--port", type=int, default=50051, help="port (default: %(default)s; 0: any free one)")
-    sp.add_argument("--host", default="[::]", help="address to listen on (default: %(default)s)")
+    sp.add_argument("--host", default="127.0.0.1",
+                    help="address to listen on (default: %(default)s, loopback only; '[::]' or 0.0.0.0 for "
+                         "every interface)")
     sp.add_argument("--online", choices=["sqlite", "redis"], default="sqlite",
                     help="online store; redis reads its address from $COUPONRANK_REDIS")
     sp.add_argument("--max-candidates", type=int, default=500, help="candidates per request (default: %(default)s)")
@@ -310,6 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: %(default)s)")
     sp.add_argument("--grace", type=float, default=5.0,
                     help="seconds in-flight calls get to finish on SIGTERM (default: %(default)s)")
+    sp.add_argument("--drain", type=float, default=2.0,
+                    help="on SIGTERM, seconds health reads NOT_SERVING while calls are still answered, before "
+                         "new calls are refused (default: %(default)s)")
+    sp.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
+                    help="gRPC server reflection, for grpcurl and ghz (default: on)")
     sp.add_argument("--currencies", default="USD",
                     help="accepted cart currencies, comma-separated (default: %(default)s)")
 

@@ -219,13 +219,23 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
         case(invalid("candidate_coupon_ids"), "invalid-too-many-candidates",
              candidate_coupon_ids=[f"c-many-{i}" for i in range(max_candidates + 1)], **valid),
         case(invalid("top_k"), "invalid-negative-top-k", top_k=-1, **valid),
-        # 1 ms for every coupon, explained, and a cart of 50,000 brands (1.2 MB): merely reading
-        # it takes the server longer, so it stops at its first deadline check (a small request
-        # can beat 1 ms with a DEADLINE_PRESSURE answer before a client notices its deadline)
+        # 10 KB of currency code: the message quotes 32 characters (it once went over gRPC's
+        # 8 KB metadata limit and reached the client as RESOURCE_EXHAUSTED)
+        case(invalid("context.cart_total.currency_code"), "invalid-oversized-currency",
+             **{**valid, "currency_code": "X" * 10_000}),
+        case(invalid("user_id"), "invalid-oversized-user-id", **{**valid, "user_id": "u" * 10_000}),
+        case(invalid("candidate_coupon_ids"), "invalid-oversized-candidate-id",
+             candidate_coupon_ids=[some[0], "c" * 10_000], **valid),
+        case(invalid("context.cart_brands"), "invalid-too-many-cart-brands",
+             cart_brands=[f"b{i}" for i in range(10_001)], **valid),
+        # 1 ms for every coupon, explained, and a cart of 10,000 brands of 122 bytes (1.2 MB, at
+        # the limits): merely reading it takes the server longer, so it stops at its first
+        # deadline check (a small request can beat 1 ms with a DEADLINE_PRESSURE answer before a
+        # client notices its deadline)
         case(lambda l: l.get("error_code") == "DEADLINE_EXCEEDED", "deadline-exceeded", deadline_passed=True,
              user_id=user, placement="cart", cart_total_minor=20_000, currency_code="USD", request_time=at,
-             cart_brands=[f"contract-brand-{i:06d}" for i in range(50_000)], top_k=len(cat), explain=True,
-             deadline_ms=1),
+             cart_brands=[f"contract-brand-{i:06d}-" + "x" * 100 for i in range(10_000)], top_k=len(cat),
+             explain=True, deadline_ms=1),
         case(lambda l: l.get("error_code") == "CLIENT_ERROR", "client-refuses-unknown-placement",
              user_id=user, placement="basket", request_time=at),
     ]

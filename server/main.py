@@ -9,8 +9,10 @@ coupon feature cache (server/online.py) and one warm-up read per read thread.
 
 The server offers CouponRankingService, the standard health service
 (grpc.health.v1.Health: SERVING for "" and for the service, NOT_SERVING once
-shutting down) and server reflection. SIGTERM / SIGINT (in :func:`run`): stop taking
-new calls, give in-flight ones ``grace_seconds`` to finish, exit.
+shutting down) and server reflection (``ServerConfig.reflection``), on loopback
+unless told otherwise. SIGTERM / SIGINT (in :func:`run`): health NOT_SERVING at once,
+calls still answered for ``drain_seconds``, then no new calls and ``grace_seconds``
+for those in flight, exit.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
@@ -32,8 +35,7 @@ from couponrank.clock import unix_now
 from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
 from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.online import OnlineFeatures
-from couponrank.server.service import SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig
-from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+from couponrank.server.service import SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig, generic_handler
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +104,32 @@ class RunningServer:
     def ranker(self) -> Ranker:
         return self.servicer.ranker
 
-    def stop(self, grace: float | None = None) -> threading.Event:
-        """Refuse new calls, let in-flight ones finish within ``grace`` seconds."""
+    def stop(self, grace: float | None = None, drain: float | None = None) -> threading.Event:
+        """Health reads NOT_SERVING at once; for ``drain`` seconds (ServerConfig.drain_seconds)
+        calls are still answered, so that load balancers and clients watching health move
+        away first; then new calls are refused and in-flight ones get ``grace`` seconds.
+        Returns at once; the event is set when the server has stopped."""
+        config = self.servicer.config
+        grace = config.grace_seconds if grace is None else grace
+        drain = config.drain_seconds if drain is None else drain
         self.health.enter_graceful_shutdown()
-        done = self.server.stop(self.servicer.config.grace_seconds if grace is None else grace)
-        self.ranker.catalog.stop()
-        self.ranker.online.coupons.stop()
+        done = threading.Event()
 
-        def close_when_done():
-            done.wait()
+        def stop_now() -> threading.Event:  # no new calls from here on
+            stopped = self.server.stop(grace)
+            self.ranker.catalog.stop()
+            self.ranker.online.coupons.stop()
+            return stopped
+
+        def finish(stopped: threading.Event | None) -> None:
+            if stopped is None:  # draining: still answering
+                time.sleep(drain)
+                stopped = stop_now()
+            stopped.wait()
             self.ranker.close()
+            done.set()
 
-        threading.Thread(target=close_when_done, daemon=True).start()
+        threading.Thread(target=finish, args=(None if drain > 0 else stop_now(),), name="stop", daemon=True).start()
         return done
 
     def wait(self) -> None:
@@ -121,7 +137,7 @@ class RunningServer:
 
 
 def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
-          host: str = "[::]", ranker: Ranker | None = None,
+          host: str = "127.0.0.1", ranker: Ranker | None = None,
           clock: Callable[[], float] = unix_now) -> RunningServer:
     """Build everything and start serving on ``host:port`` (port 0: a free one);
     returns at once with the running server. ``clock`` (unix seconds) is the request
@@ -131,10 +147,11 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     servicer = CouponRankingServicer(ranker, clock)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers,
                                                     thread_name_prefix="rpc"))
-    pb_grpc.add_CouponRankingServiceServicer_to_server(servicer, server)
+    server.add_generic_rpc_handlers((generic_handler(servicer),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    if config.reflection:
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         ranker.close()
@@ -150,7 +167,7 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
 
 
 def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
-        host: str = "[::]", on_start=None, workers: int = 1) -> None:
+        host: str = "127.0.0.1", on_start=None, workers: int = 1) -> None:
     """Serve until SIGTERM / SIGINT, then shut down gracefully (main thread only).
     ``workers`` > 1: that many server processes on one port (:func:`run_workers`)."""
     if workers > 1:

@@ -4,7 +4,10 @@
 the online feature read -- in the middle; :class:`CouponRankingServicer` translates
 protos to plain values and back and maps errors to status codes:
 
-* INVALID_ARGUMENT, details starting with the field's name: empty ``user_id``;
+* INVALID_ARGUMENT, details starting with the field's name: bytes that are no valid
+  request ("request"; the server decodes requests itself, :func:`generic_handler`);
+  a string over MAX_ID_BYTES or a cart list over MAX_CART_ENTRIES; a request_time
+  outside google.protobuf.Timestamp's range; empty ``user_id``;
   ``context.placement`` unspecified or not a known enum value; ``context.cart_total``
   with a currency outside :attr:`ServerConfig.currencies` (default {"USD"}) or a
   negative amount; an empty or duplicate id in ``candidate_coupon_ids``; more
@@ -81,6 +84,8 @@ class ServerConfig:
     # store (Redis) is always read on the pool, so a dead one cannot hold the RPC.
     read_on_rpc_thread: bool | None = None
     grace_seconds: float = 5.0  # on SIGTERM: time in-flight calls get to finish
+    drain_seconds: float = 0.0  # on SIGTERM: NOT_SERVING but still answering, before the listener closes
+    reflection: bool = True  # gRPC server reflection (the API is public: protos/)
 
 
 # ISO 4217 currencies whose minor unit is not 1/100 of the major unit.
@@ -91,6 +96,22 @@ MINOR_UNIT_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "PYG": 0,
 def currencies(codes) -> dict[str, int]:
     """ServerConfig.currencies for these codes (upper-case ISO 4217)."""
     return {c: MINOR_UNIT_DIGITS.get(c, 2) for c in codes}
+
+
+# Size limits of a request (protos/ documents them). A gRPC message is at most 4 MB
+# anyway; these keep one caller's ids out of caches and error messages.
+MAX_ID_BYTES = 128  # user_id, request_id, each coupon id and each cart entry, UTF-8 bytes
+MAX_CART_ENTRIES = 10_000  # each of cart_categories, cart_brands, cart_merchant_ids
+QUOTE_CHARS = 32  # an error message quotes at most this much of a caller's value
+# google.protobuf.Timestamp's own range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def quote(value: str) -> str:
+    """A caller's value for an error message: at most QUOTE_CHARS characters."""
+    if len(value) <= QUOTE_CHARS:
+        return repr(value)
+    return f"{value[:QUOTE_CHARS]!r}... ({len(value.encode())} bytes)"
 
 
 class InvalidArgument(ValueError):
@@ -135,11 +156,20 @@ def _placement(value: int) -> str:
     return placement
 
 
+def _check_size(where: str, value: str, field_name: str | None = None) -> None:
+    size = len(value.encode())
+    if size > MAX_ID_BYTES:
+        raise InvalidArgument(field_name or where, f"{where} is {size} bytes, more than the limit of "
+                                                   f"{MAX_ID_BYTES}: {quote(value)}")
+
+
 def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
                   clock: Callable[[], float] = unix_now) -> RankRequest:
     """Validate a RankCouponsRequest; raises InvalidArgument naming the field."""
     if not request.user_id:
         raise InvalidArgument("user_id", "must not be empty")
+    _check_size("user_id", request.user_id)
+    _check_size("request_id", request.request_id)
     if request.top_k < 0:
         raise InvalidArgument("top_k", f"must not be negative, got {request.top_k}")
     ctx = request.context
@@ -149,7 +179,7 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
         money = ctx.cart_total
         if money.currency_code not in config.currencies:
             raise InvalidArgument("context.cart_total.currency_code",
-                                  f"{money.currency_code!r} is not accepted (accepted: "
+                                  f"{quote(money.currency_code)} is not accepted (accepted: "
                                   f"{', '.join(sorted(config.currencies))})")
         if money.amount_minor < 0:
             raise InvalidArgument("context.cart_total.amount_minor", f"must not be negative, got {money.amount_minor}")
@@ -162,10 +192,26 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
     for i, cid in enumerate(ids):
         if not cid:
             raise InvalidArgument("candidate_coupon_ids", f"entry {i} is empty")
+        _check_size(f"candidate_coupon_ids[{i}]", cid, "candidate_coupon_ids")
         if cid in seen:
-            raise InvalidArgument("candidate_coupon_ids", f"duplicate id {cid!r}")
+            raise InvalidArgument("candidate_coupon_ids", f"duplicate id {quote(cid)}")
         seen.add(cid)
-    now = (ctx.request_time.seconds + ctx.request_time.nanos / 1e9) if ctx.HasField("request_time") else clock()
+    for name in ("cart_categories", "cart_brands", "cart_merchant_ids"):
+        entries = getattr(ctx, name)
+        if len(entries) > MAX_CART_ENTRIES:
+            raise InvalidArgument(f"context.{name}", f"{len(entries)} entries, more than the limit of "
+                                                     f"{MAX_CART_ENTRIES}")
+        for i, entry in enumerate(entries):
+            _check_size(f"context.{name}[{i}]", entry, f"context.{name}")
+    if ctx.HasField("request_time"):
+        ts = ctx.request_time
+        if not (MIN_TIMESTAMP_SECONDS <= ts.seconds <= MAX_TIMESTAMP_SECONDS and 0 <= ts.nanos <= 999_999_999):
+            raise InvalidArgument("context.request_time", f"not a valid timestamp (seconds {ts.seconds}, nanos "
+                                                          f"{ts.nanos}): 0001-01-01 .. 9999-12-31 UTC, nanos "
+                                                          "0 .. 999999999")
+        now = ts.seconds + ts.nanos / 1e9
+    else:
+        now = clock()
     return RankRequest(
         user_id=request.user_id, candidate_ids=ids, placement=placement, cart_total=cart_total,
         cart_categories=tuple(ctx.cart_categories), cart_brands=tuple(ctx.cart_brands),
@@ -312,7 +358,8 @@ class Ranker:
         except Exception as exc:  # any store error: degrade, never fail the request
             self._store_down_until = time.monotonic() + self.config.store_cooldown
             log.warning("online store read failed: %s: %s", type(exc).__name__, exc)
-            return (None, f"online store read failed: {type(exc).__name__}: {str(exc)[:200]}",
+            # the answer names the error's type only: its message may hold the store's path or address
+            return (None, f"online store read failed ({type(exc).__name__}; the server log has the details)",
                     FEATURE_STORE_UNAVAILABLE)
 
     def _fallback(self, req: RankRequest, cat, kept: Candidates, ineligible: list, problem: str,
@@ -374,12 +421,41 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         except DeadlineExceeded as exc:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         except Exception:  # a bug, not the caller's fault: log it, answer INTERNAL without internals
-            log.exception("RankCoupons failed for request %r", request.request_id)
+            log.exception("RankCoupons failed for request %s", quote(request.request_id))
             context.abort(grpc.StatusCode.INTERNAL, "internal error while ranking; see the server log")
         return to_response(outcome, request.request_id or uuid.uuid4().hex)
 
     def GetModelInfo(self, request, context):
         return self._model_info
+
+    # The server deserializes requests itself (see :func:`generic_handler`): a
+    # malformed message gets INVALID_ARGUMENT, not grpcio's INTERNAL "Exception
+    # deserializing request!" with a logged traceback and memory it never frees.
+    def rank_coupons_bytes(self, data: bytes, context):
+        return self.RankCoupons(_parse(pb.RankCouponsRequest, data, context), context)
+
+    def get_model_info_bytes(self, data: bytes, context):
+        return self.GetModelInfo(_parse(pb.GetModelInfoRequest, data, context), context)
+
+
+def _parse(message_type, data: bytes, context):
+    try:
+        return message_type.FromString(data)
+    except Exception:  # DecodeError, invalid UTF-8 in a string field, ...
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                      f"request: not a valid {message_type.DESCRIPTOR.full_name} message ({len(data)} bytes)")
+
+
+def generic_handler(servicer: CouponRankingServicer) -> grpc.GenericRpcHandler:
+    """CouponRankingService's methods with the request bytes handed to the servicer
+    undecoded (request_deserializer None), responses serialized as usual."""
+    methods = {
+        "RankCoupons": grpc.unary_unary_rpc_method_handler(
+            servicer.rank_coupons_bytes, response_serializer=pb.RankCouponsResponse.SerializeToString),
+        "GetModelInfo": grpc.unary_unary_rpc_method_handler(
+            servicer.get_model_info_bytes, response_serializer=pb.GetModelInfoResponse.SerializeToString),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
 
 def to_response(outcome: RankOutcome, request_id: str) -> pb.RankCouponsResponse:

@@ -302,6 +302,18 @@ BAD_INPUT = {
     "duplicate ids": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(["c00001", "c00001"])),
     "too many ids": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(f"c{i}" for i in range(501))),
     "negative top_k": ("top_k", lambda r: setattr(r, "top_k", -1)),
+    "10 KB currency": ("context.cart_total.currency_code",
+                       lambda r: setattr(r.context.cart_total, "currency_code", "EUR" * 3_400)),
+    "long user id": ("user_id", lambda r: setattr(r, "user_id", "u" * 129)),
+    "long request id": ("request_id", lambda r: setattr(r, "request_id", "r" * 129)),
+    "long candidate id": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(["c00001", "c" * 10_000])),
+    "long duplicate id": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(["é" * 60] * 2)),
+    "long category": ("context.cart_categories", lambda r: r.context.cart_categories.append("x" * 129)),
+    "too many brands": ("context.cart_brands", lambda r: r.context.cart_brands.extend(["b"] * 10_001)),
+    "too many merchants": ("context.cart_merchant_ids",
+                           lambda r: r.context.cart_merchant_ids.extend(["m"] * 10_001)),
+    "time past year 9999": ("context.request_time", lambda r: setattr(r.context.request_time, "seconds", 2 ** 62)),
+    "negative nanos": ("context.request_time", lambda r: setattr(r.context.request_time, "nanos", -1)),
 }
 
 
@@ -315,6 +327,35 @@ def test_bad_input_is_rejected_naming_the_field(stub, case):
         stub.RankCoupons(request, timeout=5)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert exc.value.details().startswith(field_name + ":")
+    assert len(exc.value.details()) < 300  # quotes at most a short prefix of the caller's value
+
+
+def test_limits_are_inclusive(stub):
+    request = _valid_request()
+    request.user_id = "u" * 128
+    request.context.cart_brands.extend(["b" * 128] * 10_000)
+    assert stub.RankCoupons(request, timeout=10).ranked_coupons is not None
+
+
+@pytest.mark.parametrize("data", [b"\xff\xff\xff", b"\x12\x05\xc3\x28abc", b"\x0a" + b"\x80" * 11])
+def test_malformed_bytes_are_invalid_argument_without_a_traceback(target, caplog, data):
+    """The server decodes requests itself: bytes that are no RankCouponsRequest (bad
+    framing, invalid UTF-8 in user_id, an overlong varint) get INVALID_ARGUMENT, and
+    nothing is logged (grpcio's own decoder answered INTERNAL and logged a traceback)."""
+    from couponrank.server.service import SERVICE_NAME
+
+    with grpc.insecure_channel(target) as channel:
+        raw = channel.unary_unary(f"/{SERVICE_NAME}/RankCoupons")  # no serializers: bytes as they are
+        with caplog.at_level("DEBUG"):
+            with pytest.raises(grpc.RpcError) as exc:
+                raw(data, timeout=5)
+            with pytest.raises(grpc.RpcError) as info_exc:
+                channel.unary_unary(f"/{SERVICE_NAME}/GetModelInfo")(b"\xff", timeout=5)
+            assert channel.unary_unary(f"/{SERVICE_NAME}/GetModelInfo")(b"", timeout=5)  # an empty request is fine
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert exc.value.details().startswith("request: not a valid couponrank.v1.RankCouponsRequest message")
+    assert info_exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
 
 
 # ================================================================== deadlines and a broken store
@@ -338,7 +379,7 @@ class _FakeContext:
 def test_a_passed_deadline_stops_the_request(built, server, client):
     T = _request_time(built).to_pydatetime()
     with pytest.raises(CouponRankError) as exc:
-        client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.0005)
+        client.rank_coupons(_active_user(built), placement="home", request_time=T, timeout=0.0)  # passed at once
     assert exc.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     # on the server: the deadline is checked between stages
     ctx = _FakeContext(remaining=0.0)
@@ -352,7 +393,7 @@ def test_online_store_failure_degrades_to_popularity(built, server, client, cata
     T = _request_time(built).to_pydatetime()
 
     def broken(*args, **kwargs):
-        raise ConnectionError("online store is down")
+        raise ConnectionError("/srv/couponrank/features/data/online_store.db is down")
 
     assert server.ranker.read_inline  # SQLite: read on the RPC thread by default; a failure still degrades
     monkeypatch.setattr(server.ranker.online.reader, "read_many", broken)
@@ -361,7 +402,8 @@ def test_online_store_failure_degrades_to_popularity(built, server, client, cata
                               request_time=T, timeout=0.5)
     assert time.perf_counter() - start < 0.5
     assert res.degraded and res.degraded_reason == "FEATURE_STORE_UNAVAILABLE"
-    assert "online store is down" in res.degraded_detail
+    # the answer names the failure, never the store's path (it is in the server's log)
+    assert "ConnectionError" in res.degraded_detail and "/srv/" not in res.degraded_detail
     assert res.model_version == "" and res.ranked
     assert [c.rank for c in res.ranked] == list(range(1, len(res.ranked) + 1))
     popularity = dict(zip(catalog.ids, np.nan_to_num(catalog.columns["coupon_redemption_rate_30d"])))
@@ -444,6 +486,62 @@ def test_health_reports_serving(target):
         for name in ("", SERVICE_NAME):
             status = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
             assert status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_every_method_of_the_service_is_served_from_raw_bytes(server):
+    """A method added to the proto must be added to generic_handler too."""
+    from types import SimpleNamespace
+
+    from couponrank.server.service import generic_handler
+
+    handler = generic_handler(server.servicer)
+    for method in pb.DESCRIPTOR.services_by_name["CouponRankingService"].methods:
+        h = handler.service(SimpleNamespace(method=f"/{method.full_name.rpartition('.')[0]}/{method.name}"))
+        assert h is not None and h.request_deserializer is None, method.name
+
+
+def test_secure_defaults_loopback_and_a_switch_for_reflection():
+    import inspect
+
+    from couponrank.cli import build_parser
+    from couponrank.server.main import run, serve
+
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    assert inspect.signature(run).parameters["host"].default == "127.0.0.1"
+    assert build_parser().parse_args(["serve", "--no-reflection"]).reflection is False
+
+
+def test_stopping_drains_then_refuses_and_reflection_can_be_off(built):
+    """On stop, health reads NOT_SERVING at once while calls are still answered for
+    the drain period; then new calls are refused (UNAVAILABLE, which clients retry)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    running = serve(built.repo, built.models, port=0, config=ServerConfig(reflection=False, drain_seconds=1.5),
+                    clock=UNIX_CLOCK)
+    target = f"127.0.0.1:{running.port}"
+    with grpc.insecure_channel(target) as channel:
+        refl = reflection_pb2_grpc.ServerReflectionStub(channel)
+        with pytest.raises(grpc.RpcError) as exc:
+            list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]),
+                                           timeout=5))
+        assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        health = health_pb2_grpc.HealthStub(channel)
+        done = running.stop(grace=1.0)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        with CouponRankClient(target, timeout=5.0) as c:
+            assert c.rank_coupons("u000001", placement="home").ranked  # still answered while draining
+        assert done.wait(10)
+    with CouponRankClient(target, timeout=1.0, max_attempts=2, backoff=0.01) as c:
+        with pytest.raises(CouponRankError) as refused:
+            c.rank_coupons("u000001", placement="home")
+        assert refused.value.code == grpc.StatusCode.UNAVAILABLE
 
 
 def test_reflection_lists_the_service(target):

@@ -68,9 +68,16 @@ class CouponRankingServiceServicer:
 
         Status codes:
 
-        * INVALID_ARGUMENT: `user_id` is empty, `top_k` is negative, or
-        `context.cart_total` is malformed (currency code not three upper-case
-        letters, or a negative amount).
+        * INVALID_ARGUMENT, the message starting with the field's name: the
+        request is not a valid RankCouponsRequest message ("request"); `user_id`
+        is empty; a string is over its size limit (128 bytes, see the fields);
+        `context.placement` is unspecified or unknown; `context.cart_total` has
+        a currency the server does not accept or a negative amount; a candidate
+        id is empty or repeated, or there are more candidates than the server's
+        limit (500 by default); a cart list has more than 10,000 entries;
+        `context.request_time` is outside 0001-01-01 .. 9999-12-31 UTC or has
+        nanos outside 0 .. 999,999,999; `top_k` is negative. The message quotes
+        at most 32 characters of the caller's value.
         * DEADLINE_EXCEEDED: the caller's deadline passed before an answer was
         ready.
         * UNAVAILABLE: the server cannot answer at all right now (for example it is

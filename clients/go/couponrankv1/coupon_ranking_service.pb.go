@@ -238,16 +238,18 @@ type RankCouponsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Caller-chosen identifier of this request, used for tracing and to join
 	// impression logs with the ranking that produced them. Echoed in the
-	// response. When empty, the server assigns one and returns it.
+	// response. When empty, the server assigns one and returns it. At most 128
+	// bytes (UTF-8).
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// The user the coupons are ranked for. Required. A user the feature store
 	// does not know is still ranked, with population defaults (see
-	// `RankCouponsResponse.cold_start`).
+	// `RankCouponsResponse.cold_start`). At most 128 bytes (UTF-8).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// The coupons to consider. Empty means every coupon that is active at
 	// `context.request_time`. Duplicate ids are rejected with INVALID_ARGUMENT
 	// (they usually mean a caller bug); ids the server does not know are returned in `ineligible_coupons` with
-	// `INELIGIBILITY_REASON_UNKNOWN_COUPON`.
+	// `INELIGIBILITY_REASON_UNKNOWN_COUPON`. At most the server's limit of
+	// candidates (500 by default), each at most 128 bytes (UTF-8).
 	CandidateCouponIds []string `protobuf:"bytes,3,rep,name=candidate_coupon_ids,json=candidateCouponIds,proto3" json:"candidate_coupon_ids,omitempty"`
 	// Where and in what shopping state the coupons will be shown.
 	Context *RequestContext `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
@@ -344,6 +346,8 @@ type RequestContext struct {
 	// ineligible with `INELIGIBILITY_REASON_MIN_SPEND_NOT_MET`.
 	CartTotal *Money `protobuf:"bytes,2,opt,name=cart_total,json=cartTotal,proto3" json:"cart_total,omitempty"`
 	// The categories of the items in the cart, one entry per distinct category.
+	// At most 10,000 entries of at most 128 bytes (UTF-8) each; the same limits
+	// hold for `cart_brands` and `cart_merchant_ids`.
 	CartCategories []string `protobuf:"bytes,3,rep,name=cart_categories,json=cartCategories,proto3" json:"cart_categories,omitempty"`
 	// The brands of the items in the cart, one entry per distinct brand.
 	CartBrands []string `protobuf:"bytes,4,rep,name=cart_brands,json=cartBrands,proto3" json:"cart_brands,omitempty"`
@@ -352,7 +356,8 @@ type RequestContext struct {
 	CartMerchantIds []string `protobuf:"bytes,5,rep,name=cart_merchant_ids,json=cartMerchantIds,proto3" json:"cart_merchant_ids,omitempty"`
 	// The time the ranking is for: validity windows and time-based features are
 	// evaluated at this instant. Unset means the server's current time (UTC);
-	// when no coupon is valid then, `RankCouponsResponse.note` says so.
+	// when no coupon is valid then, `RankCouponsResponse.note` says so. Must lie
+	// within google.protobuf.Timestamp's range (0001-01-01 .. 9999-12-31 UTC).
 	RequestTime   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=request_time,json=requestTime,proto3" json:"request_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -516,7 +521,7 @@ type RankCouponsResponse struct {
 	// `degraded` is false.
 	DegradedReason DegradedReason `protobuf:"varint,7,opt,name=degraded_reason,json=degradedReason,proto3,enum=couponrank.v1.DegradedReason" json:"degraded_reason,omitempty"`
 	// A human-readable explanation of the degradation, for logs. Not meant to be
-	// parsed. Empty when `degraded` is false.
+	// parsed; names no server paths or addresses. Empty when `degraded` is false.
 	DegradedDetail string `protobuf:"bytes,8,opt,name=degraded_detail,json=degradedDetail,proto3" json:"degraded_detail,omitempty"`
 	// Why `ranked_coupons` is empty, in words for the people reading logs; empty
 	// whenever at least one coupon is ranked. Examples: "no coupon is active at
