@@ -2,7 +2,8 @@
 
 At start, and never per request: the Feast registry (cached forever:
 ``cache_ttl_seconds = 0``), the feature service's layout, the model artifact
-(checksums verified, model.txt parsed once, features checked against the registry,
+(checksums verified, model.txt tried in a child process and then parsed once,
+features checked against the registry,
 the trees compiled or their compiled code loaded from the cache: server/scorer.py),
 the coupon catalogue (refreshed in the background, see server/catalog.py), the
 coupon feature cache (server/online.py) and one warm-up read per read thread.

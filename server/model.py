@@ -10,6 +10,8 @@ message naming the missing and extra features. Scores come from the compiled tre
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,36 @@ import lightgbm as lgb
 import numpy as np
 
 from couponrank.server.scorer import BoosterScorer, make_scorer
-from couponrank.training.artifact import Artifact, load_artifact
+from couponrank.training.artifact import Artifact, ArtifactError, load_artifact
+
+
+_CHECK_MODEL = """
+import sys
+import lightgbm as lgb
+import numpy as np
+booster = lgb.Booster(model_file=sys.argv[1])
+n = int(sys.argv[2])
+if booster.num_feature() != n:
+    sys.exit(f"it has {booster.num_feature()} features, features.json lists {n}")
+X = np.vstack([np.zeros(n), np.full(n, np.nan), np.arange(n, dtype=float)])
+booster.predict(X, raw_score=True, num_threads=1)
+booster.predict(X, pred_contrib=True, num_threads=1)
+"""
+
+
+def check_model_file(art: Artifact, timeout: float = 300.0) -> None:
+    """Load and score model.txt in a child process first: LightGBM can crash the
+    process (SIGSEGV) on a damaged file whose checksum was updated with it."""
+    try:
+        run = subprocess.run([sys.executable, "-c", _CHECK_MODEL, str(art.model_file), str(len(art.features))],
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"{art.model_file}: LightGBM did not load it within {timeout:.0f} s") from None
+    if run.returncode != 0:
+        lines = run.stderr.strip().splitlines()
+        why = (f"the loader was killed by signal {-run.returncode}" if run.returncode < 0
+               else (lines[-1] if lines else f"exit {run.returncode}")[:300])
+        raise ArtifactError(f"{art.model_file}: LightGBM cannot use it ({why})")
 
 
 class ModelMismatchError(RuntimeError):
@@ -47,9 +78,16 @@ class RankerModel:
 
     @classmethod
     def load(cls, path: Path, scorer: str = "auto") -> "RankerModel":
-        """``scorer``: auto (compiled, else the Booster), lleaves or booster (server/scorer.py)."""
+        """``scorer``: auto (compiled, else the Booster), lleaves or booster (server/scorer.py).
+        A damaged artifact raises ArtifactError naming the file, and model.txt is first
+        tried in a child process, so that a file that would crash LightGBM cannot take
+        this process down."""
         art = load_artifact(Path(path))
-        booster = lgb.Booster(model_file=str(art.model_file))
+        check_model_file(art)
+        try:
+            booster = lgb.Booster(model_file=str(art.model_file))
+        except Exception as exc:  # LightGBMError, ...: the child process passed, but be sure
+            raise ArtifactError(f"{art.model_file}: LightGBM cannot load it ({exc})") from None
         return cls(art, booster, make_scorer(art, booster, scorer))
 
     def check_features(self, registry_features: Sequence[str], service: str = "ranker_v1") -> None:

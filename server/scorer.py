@@ -12,7 +12,14 @@ When the artifact directory is read-only the cache goes to ``$XDG_CACHE_HOME``
 
 ``couponrank train`` compiles the new artifact, so a server starting on it finds the
 cache; a server that finds none compiles before it starts serving.
-tests/test_scorer.py holds the compiled scorer to Booster.predict within 1e-9.
+
+The cache is outside the artifact's checksums, so it is checked before use: each
+object has a ``.sha256`` file written with it, and a truncated or replaced object
+(which LLVM would load with an abort) is discarded and compiled again; once loaded,
+the compiled trees must score a sample of rows as LightGBM's Booster does (within
+1e-9), or they are discarded too (an object compiled from another model). With
+``auto`` any failure falls back to the Booster.
+tests/test_online_reads.py holds the compiled scorer to Booster.predict within 1e-9.
 """
 
 from __future__ import annotations
@@ -76,14 +83,41 @@ def cache_dirs(artifact: Artifact) -> list[Path]:
     return [artifact.path / "compiled", user]
 
 
+class CompiledModelError(RuntimeError):
+    """A cached compiled model is damaged or does not score as the model does."""
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def discard(path: Path) -> None:
+    for p in (path, _sidecar(path)):
+        try:
+            p.unlink()
+        except OSError:
+            pass
+
+
+def _intact(path: Path) -> bool:
+    """Does the object still have the checksum written with it?"""
+    try:
+        return _sidecar(path).read_text().strip() == hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return False
+
+
 def compile_artifact(artifact: Artifact) -> Path:
-    """The compiled model's path: found in a cache, or compiled now and cached."""
+    """The compiled model's path: found intact in a cache, or compiled now and cached."""
     import lleaves
 
     name = _cache_name(artifact)
     for directory in cache_dirs(artifact):
         if (directory / name).is_file():
-            return directory / name
+            if _intact(directory / name):
+                return directory / name
+            log.warning("compiled model %s is damaged or has no checksum; compiling it again", directory / name)
+            discard(directory / name)
     started = time.perf_counter()
     for directory in cache_dirs(artifact):
         try:
@@ -95,6 +129,10 @@ def compile_artifact(artifact: Artifact) -> Path:
         os.unlink(tmp)  # lleaves writes the cache only when the file does not exist
         try:
             lleaves.Model(model_file=str(artifact.model_file)).compile(cache=tmp, raw_score=True)
+            digest = hashlib.sha256(Path(tmp).read_bytes()).hexdigest()
+            side = _sidecar(directory / name)
+            side.with_suffix(".tmp").write_text(digest + "\n")
+            os.replace(side.with_suffix(".tmp"), side)  # the checksum first: an object alone is never trusted
             os.replace(tmp, directory / name)
         finally:
             if os.path.exists(tmp):
@@ -105,13 +143,48 @@ def compile_artifact(artifact: Artifact) -> Path:
     raise OSError(f"no writable cache directory for the compiled model (tried {', '.join(map(str, cache_dirs(artifact)))})")
 
 
-def load_compiled(artifact: Artifact) -> CompiledScorer:
+def smoke_rows(booster, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Rows that walk many branches: each numeric feature drawn around its split
+    thresholds, each categorical one among its split categories and a few others,
+    some values missing."""
+    trees = booster.trees_to_dataframe()
+    splits = trees.dropna(subset=["split_feature"])
+    names = booster.feature_name()
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, 1.0, (n, len(names)))
+    for j, name in enumerate(names):
+        mine = splits[splits.split_feature == name]
+        if not len(mine):
+            continue
+        if (mine.decision_type == "==").any():  # categorical: thresholds read "1||5"
+            cats = sorted({int(c) for t in mine.threshold for c in str(t).split("||") if c.strip().isdigit()})
+            X[:, j] = rng.choice(np.array(cats + [max(cats, default=0) + 1, 0], dtype=np.float64), n)
+        else:
+            t = mine.threshold.to_numpy(dtype=np.float64)
+            t = t[np.isfinite(t)]
+            if len(t):
+                X[:, j] = rng.choice(t, n) + rng.choice([-1e-6, 1e-6, -1.0, 1.0], n)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    return X
+
+
+def load_compiled(artifact: Artifact, booster=None) -> CompiledScorer:
+    """The compiled scorer; with ``booster``, checked against it on smoke_rows (a
+    mismatch discards the cached object and raises CompiledModelError)."""
     import lleaves
 
     path = compile_artifact(artifact)
     model = lleaves.Model(model_file=str(artifact.model_file))
     model.compile(cache=str(path), raw_score=True)
-    return CompiledScorer(model, path)
+    scorer = CompiledScorer(model, path)
+    if booster is not None:
+        X = smoke_rows(booster)
+        gap = np.max(np.abs(scorer.predict(X) - BoosterScorer(booster).predict(X)))
+        if not gap <= 1e-9:
+            discard(path)
+            raise CompiledModelError(f"{path}: the compiled trees score up to {gap:.3g} away from model.txt's; "
+                                     "discarded")
+    return scorer
 
 
 def make_scorer(artifact: Artifact, booster, kind: str = "auto"):
@@ -122,7 +195,7 @@ def make_scorer(artifact: Artifact, booster, kind: str = "auto"):
     if kind == "booster":
         return BoosterScorer(booster)
     try:
-        return load_compiled(artifact)
+        return load_compiled(artifact, booster)
     except Exception as exc:
         if kind == "lleaves":
             raise

@@ -79,15 +79,33 @@ class Artifact:
         return self.path / "model.txt"
 
 
+def _json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{path}: not a JSON object")
+    return value
+
+
 def load_artifact(path: Path) -> Artifact:
-    """Load and verify checksums; raises ArtifactError naming the bad file."""
+    """Load and verify checksums; raises ArtifactError naming the bad file (never
+    another error, whatever the damage)."""
     path = resolve(path)
-    metadata = json.loads((path / "metadata.json").read_text())
+    metadata = _json(path / "metadata.json")
+    checksums = metadata.get("checksums")
+    if not isinstance(checksums, dict) or not isinstance(metadata.get("version"), str):
+        raise ArtifactError(f"{path / 'metadata.json'}: no version or checksums")
     for name in CHECKSUMMED:
         f = path / name
         if not f.is_file():
             raise ArtifactError(f"{f}: missing from the artifact")
-        if sha256(f) != metadata["checksums"][name]:
+        if sha256(f) != checksums.get(name):
             raise ArtifactError(f"{f}: checksum mismatch (the file was altered after training)")
-    features = json.loads((path / "features.json").read_text())
-    return Artifact(path, metadata["version"], features["features"], features["categorical"], metadata)
+    features = _json(path / "features.json")
+    names, categorical = features.get("features"), features.get("categorical", [])
+    if (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)
+            or not isinstance(categorical, list)):
+        raise ArtifactError(f"{path / 'features.json'}: no list of feature names")
+    return Artifact(path, metadata["version"], names, categorical, metadata)
