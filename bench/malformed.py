@@ -1,6 +1,6 @@
 """Server memory under malformed requests: CouponRank's own decoding against grpcio's.
 
-    .venv/bin/python bench/malformed.py [--calls 10000] [--workdir data/bench-malformed]
+    .venv/bin/python bench/malformed.py [--calls 10000] [--workdir data/bench-tiny]
 
 Two servers, each in its own process on a loopback port, get the same calls from this
 process, one at a time:
@@ -63,20 +63,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def workspace(work: Path) -> tuple[Path, Path]:
-    from couponrank.clock import fixed
-    from couponrank.demo import run_demo
-
-    repo, models = work / "features", work / "models"
-    if not (work / "built").exists():
-        from datetime import UTC, date, datetime
-
-        run_demo(work / "raw", repo, models, size="tiny", progress=False, end_date=date(2026, 7, 1),
-                 clock=fixed(datetime(2026, 7, 1, 10, tzinfo=UTC)))
-        (work / "built").touch()
-    return repo, models
-
-
 def wait_ready(target: str, timeout: float = 120.0) -> None:
     import grpc
 
@@ -120,12 +106,14 @@ def hammer(target: str, calls: int, pid: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=10_000)
-    ap.add_argument("--workdir", type=Path, default=ROOT / "data" / "bench-malformed")
+    ap.add_argument("--workdir", type=Path, default=ROOT / "data" / "bench-tiny")
     ap.add_argument("--stock-server", type=int, help=argparse.SUPPRESS)  # internal: run the baseline
     args = ap.parse_args()
     if args.stock_server:
         stock_server(args.stock_server)
         return 0
+
+    from tiny_workspace import workspace
 
     repo, models = workspace(args.workdir)
     results = {}

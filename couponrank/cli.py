@@ -161,6 +161,7 @@ def cmd_serve(args) -> None:
     config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout, max_workers=args.threads,
                           catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
                           drain_seconds=args.drain, reflection=args.reflection,
+                          max_queued=None if args.max_queued < 0 else args.max_queued, admission=args.admission,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -299,7 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--workers", type=int, default=1,
                     help="server processes sharing the port (SO_REUSEPORT), to use more than one core "
                          "(default: %(default)s)")
-    sp.add_argument("--threads", type=int, default=8, help="concurrent calls per process (default: %(default)s)")
+    sp.add_argument("--threads", type=int, default=4,
+                    help="calls running at once per process (default: %(default)s; Python runs one thread at a "
+                         "time, so more threads add contention, not speed: bench/shed.py)")
+    sp.add_argument("--max-queued", type=int, default=8,
+                    help="calls waiting for a thread, per process; more get RESOURCE_EXHAUSTED at once "
+                         "(default: %(default)s; -1: no bound)")
+    sp.add_argument("--no-admission", dest="admission", action="store_false",
+                    help="do not refuse calls whose deadline leaves less than a typical answer's time")
     sp.add_argument("--store-timeout", type=float, default=0.25,
                     help="seconds to wait for the online store before the fallback ranking (default: %(default)s)")
     sp.add_argument("--catalog-refresh", type=float, default=300.0,

@@ -146,8 +146,11 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     config = config or ServerConfig()
     ranker = ranker or build_ranker(repo, model, online, config)
     servicer = CouponRankingServicer(ranker, clock)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers,
-                                                    thread_name_prefix="rpc"))
+    # Load shedding, part 1: at most max_workers calls running and max_queued waiting;
+    # gRPC answers any call beyond that RESOURCE_EXHAUSTED at once, without queueing it.
+    bound = None if config.max_queued is None else config.max_workers + config.max_queued
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="rpc"),
+                         maximum_concurrent_rpcs=bound)
     server.add_generic_rpc_handlers((generic_handler(servicer),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

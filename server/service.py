@@ -76,7 +76,15 @@ class ServerConfig:
     catalog_refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     coupon_features_seconds: float = DEFAULT_COUPON_REFRESH_SECONDS  # coupon feature cache's freshness bound
     scorer: str = "auto"  # auto (compiled by lleaves, else Booster), lleaves, booster: server/scorer.py
-    max_workers: int = 8  # concurrent RPCs
+    # Calls running at once. Python runs one thread at a time, so more threads mostly add
+    # GIL contention (bench/shed.py: 2 and 4 beat 8); 4 leaves room for a few health
+    # Watch streams, each of which holds a thread while it lasts.
+    max_workers: int = 4
+    # Load shedding: calls waiting for a thread beyond max_workers; more get RESOURCE_EXHAUSTED
+    # at once (None: no bound). And a call whose deadline leaves less than the typical
+    # answer time is refused with DEADLINE_EXCEEDED before any work (admission).
+    max_queued: int | None = 8
+    admission: bool = True
     store_workers: int = 4  # concurrent online reads
     # Read the online store on the RPC's own thread instead of the read pool (saves a
     # thread hand-off, ~0.3-0.6 ms). None: only for SQLite -- a local file, whose lock
@@ -112,6 +120,29 @@ def quote(value: str) -> str:
     if len(value) <= QUOTE_CHARS:
         return repr(value)
     return f"{value[:QUOTE_CHARS]!r}... ({len(value.encode())} bytes)"
+
+
+class Admission:
+    """Refuse, before any work, a call whose deadline leaves less time than a typical
+    answer takes: it would miss its deadline anyway, and working on it delays the
+    calls behind it (so under overload goodput holds instead of collapsing).
+
+    "Typical" is an exponentially weighted mean of recent full answers' durations;
+    until ``warm_up`` answers have been seen nothing is refused."""
+
+    def __init__(self, alpha: float = 0.05, warm_up: int = 20):
+        self.alpha, self.warm_up = alpha, warm_up
+        self.typical = 0.0
+        self.seen = 0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        with self._lock:
+            self.seen += 1
+            self.typical = seconds if self.seen == 1 else self.typical + self.alpha * (seconds - self.typical)
+
+    def refuse(self, time_left: float | None) -> bool:
+        return time_left is not None and self.seen >= self.warm_up and time_left < self.typical
 
 
 class InvalidArgument(ValueError):
@@ -394,6 +425,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         self.ranker = ranker
         self.config = ranker.config
         self.clock = clock
+        self.admission = Admission()
         self._model_info = self._build_model_info(ranker.model)
 
     @staticmethod
@@ -412,6 +444,12 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         return info
 
     def RankCoupons(self, request, context):
+        started = time.monotonic()
+        left = context.time_remaining()
+        if self.config.admission and self.admission.refuse(left):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                          f"refused before any work: {left * 1000:.1f} ms left, answers take "
+                          f"{self.admission.typical * 1000:.1f} ms")
         try:
             req = parse_request(request, self.config, self.clock)
         except InvalidArgument as exc:
@@ -423,6 +461,8 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         except Exception:  # a bug, not the caller's fault: log it, answer INTERNAL without internals
             log.exception("RankCoupons failed for request %s", quote(request.request_id))
             context.abort(grpc.StatusCode.INTERNAL, "internal error while ranking; see the server log")
+        if not outcome.degraded_reason:  # a full answer: what admission expects a call to cost
+            self.admission.observe(time.monotonic() - started)
         return to_response(outcome, request.request_id or uuid.uuid4().hex)
 
     def GetModelInfo(self, request, context):

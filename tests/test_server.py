@@ -21,6 +21,7 @@ from couponrank.server.catalog import FLOAT_COLUMNS, STATS_COLUMNS, STRING_COLUM
 from couponrank.server.stages import RankRequest, Reason
 from couponrank.training.artifact import load_artifact
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
+from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
 pytestmark = [pytest.mark.slow, pytest.mark.clock]  # clock: run again with the clock moved ahead
 pytest_plugins = ["server_fixtures"]  # built, server, target, client, stub, catalog
@@ -387,6 +388,70 @@ def test_a_passed_deadline_stops_the_request(built, server, client):
         server.servicer.RankCoupons(_valid_request(), ctx)
     assert ctx.aborted[0] == grpc.StatusCode.DEADLINE_EXCEEDED
     assert server.servicer.RankCoupons(_valid_request(), _FakeContext(remaining=5.0)).request_id
+
+
+def test_admission_refuses_only_deadlines_shorter_than_a_typical_answer():
+    from couponrank.server.service import Admission
+
+    a = Admission(alpha=0.5, warm_up=3)
+    a.observe(0.010)
+    a.observe(0.010)
+    assert not a.refuse(0.001)  # still warming up: nothing refused
+    a.observe(0.020)
+    assert a.typical == pytest.approx(0.015)
+    assert a.refuse(0.014) and not a.refuse(0.016) and not a.refuse(None)  # None: no deadline
+
+
+def test_a_call_that_cannot_meet_its_deadline_is_refused_before_work(server, monkeypatch):
+    from couponrank.server.service import Admission
+
+    servicer = server.servicer
+    monkeypatch.setattr(servicer, "admission", Admission(warm_up=1))
+    servicer.admission.observe(0.010)
+    called = []
+    monkeypatch.setattr(servicer.ranker, "rank", lambda *a, **k: called.append(1))
+    ctx = _FakeContext(remaining=0.004)
+    with pytest.raises(_Aborted, match="refused before any work"):
+        servicer.RankCoupons(_valid_request(), ctx)
+    assert ctx.aborted[0] == grpc.StatusCode.DEADLINE_EXCEEDED and not called
+
+
+def test_calls_beyond_running_and_queued_are_shed_at_once(built, monkeypatch):
+    """One thread and no queue: while a call runs, the next gets RESOURCE_EXHAUSTED
+    without waiting for it."""
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    running = serve(built.repo, built.models, port=0, config=ServerConfig(max_workers=1, max_queued=0),
+                    clock=UNIX_CLOCK)
+    entered, release = threading.Event(), threading.Event()
+    rank = running.ranker.rank
+
+    def held_rank(*args, **kwargs):
+        entered.set()
+        release.wait(10)
+        return rank(*args, **kwargs)
+
+    monkeypatch.setattr(running.ranker, "rank", held_rank)
+    target = f"127.0.0.1:{running.port}"
+    try:
+        with CouponRankClient(target, timeout=10.0) as c:
+            result = {}
+            first = threading.Thread(target=lambda: result.update(r=c.rank_coupons("u000001", placement="home")))
+            first.start()
+            assert entered.wait(10)  # the first call holds the only thread
+            with grpc.insecure_channel(target) as channel:
+                with pytest.raises(grpc.RpcError) as shed:
+                    pb_grpc.CouponRankingServiceStub(channel).RankCoupons(_valid_request(), timeout=10)
+                assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                assert first.is_alive() and not release.is_set()  # answered while the first still held the thread
+            release.set()
+            first.join(10)
+            assert result["r"].ranked
+    finally:
+        release.set()
+        running.stop(0).wait(5)
 
 
 def test_online_store_failure_degrades_to_popularity(built, server, client, catalog, monkeypatch):

@@ -1,0 +1,156 @@
+"""Overload: goodput with many clients on tight deadlines, load shedding on and off.
+
+    .venv/bin/python bench/shed.py [--seconds 10] [--deadline-ms 50] [--clients 8,64]
+
+The tiny demo workspace (built once into --workdir) served by ``couponrank serve`` in
+its own process, one process; ghz (installed into bench/.bin on first use)
+sends RankCoupons for every active coupon of a random user at the home placement, each
+call with a ``--deadline-ms`` deadline, from N concurrent clients for ``--seconds``.
+
+Two servers in the same run:
+* **shedding** (the defaults): at most 4 running + 8 queued calls, RESOURCE_EXHAUSTED
+  at once beyond that, and calls whose deadline leaves less than a typical answer's
+  time refused before any work (DEADLINE_EXCEEDED);
+* **no shedding** (the baseline, the server's former defaults: ``--threads 8
+  --max-queued -1 --no-admission``): every call queues.
+
+Prints per server and client count: goodput (OK answers per second), the status
+codes, and the median / p99 latency of refused calls (RESOURCE_EXHAUSTED and the
+server's early DEADLINE_EXCEEDED, as ghz saw them). Goals (issue 12): with 64 clients
+goodput >= 90% of the 8-client figure, and shed calls answered within 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+GHZ_VERSION = "v0.121.0"
+PROTO = ROOT / "protos" / "couponrank" / "v1" / "coupon_ranking_service.proto"
+
+
+def ghz_binary() -> Path:
+    found = shutil.which("ghz")
+    if found:
+        return Path(found)
+    target = ROOT / "bench" / ".bin" / "ghz"
+    if not target.exists():
+        print(f"installing ghz {GHZ_VERSION} with go install ...", flush=True)
+        subprocess.run(["go", "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"], check=True,
+                       env={**os.environ, "GOBIN": str(target.parent)})
+    return target
+
+
+def requests(repo: Path, n: int, when: str, seed: int = 0) -> list[dict]:
+    users = pd.read_parquet(repo / "data" / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
+    users = np.sort(users.unique())
+    rng = np.random.default_rng(seed)
+    return [{"user_id": str(u), "top_k": 5,
+             "context": {"placement": "PLACEMENT_HOME", "request_time": when,
+                         "cart_total": {"currency_code": "USD", "amount_minor": int(rng.integers(0, 30_000))}}}
+            for u in rng.choice(users, n)]
+
+
+def load(addr: str, data: list[dict], clients: int, seconds: float, deadline_ms: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(data, f)
+    try:
+        out = subprocess.run([str(ghz_binary()), "--insecure", "--proto", str(PROTO), "--import-paths",
+                              str(ROOT / "protos"), "--call", "couponrank.v1.CouponRankingService.RankCoupons",
+                              "-D", f.name, "-c", str(clients), "-z", f"{seconds}s",
+                              "--connections", str(min(clients, 8)), "-t", f"{deadline_ms}ms", "-O", "json", addr],
+                             capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0 and not out.stdout:
+        raise SystemExit(f"ghz failed: {out.stderr}")
+    report = json.loads(out.stdout)
+    details = report.get("details") or []
+    codes: dict[str, int] = {}
+    shed_ms = []
+    for d in details:
+        status = d.get("status") or "OK"
+        codes[status] = codes.get(status, 0) + 1
+        if status == "ResourceExhausted" or "refused before any work" in (d.get("error") or ""):
+            shed_ms.append(d["latency"] / 1e6)
+    ok = codes.get("OK", 0)
+    return {"goodput": ok / seconds, "codes": codes, "shed": len(shed_ms),
+            "shed_p50": float(np.median(shed_ms)) if shed_ms else None,
+            "shed_p99": float(np.percentile(shed_ms, 99)) if shed_ms else None}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--deadline-ms", type=int, default=50)
+    ap.add_argument("--clients", default="8,64")
+    ap.add_argument("--workdir", type=Path, default=ROOT / "data" / "bench-tiny")
+    ap.add_argument("--server-args", default="", help="extra `couponrank serve` arguments for both servers")
+    ap.add_argument("--only", choices=["shedding", "no shedding"], help="run one server only")
+    args = ap.parse_args()
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_workspace import REQUEST_TIME, workspace
+
+    repo, models = workspace(args.workdir)
+    data = requests(repo, 2_000, REQUEST_TIME)
+    ghz_binary()
+    clients = [int(c) for c in args.clients.split(",")]
+    rows = []
+    # the baseline: the server as it was before shedding (8 threads, every call queued)
+    for name, extra in (("shedding", []), ("no shedding", ["--threads", "8", "--max-queued", "-1", "--no-admission"])):
+        if args.only and name != args.only:
+            continue
+        extra = [*args.server_args.split(), *extra]
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([str(ROOT / ".venv" / "bin" / "couponrank"), "serve", "--quiet", "--repo", str(repo),
+                                   "--model", str(models), "--port", str(port), "--drain", "0", *extra],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        addr = f"127.0.0.1:{port}"
+        try:
+            import grpc
+
+            with grpc.insecure_channel(addr) as ch:
+                grpc.channel_ready_future(ch).result(timeout=120)
+            load(addr, data, 4, 2.0, 1_000)  # warm-up (and admission's typical answer time)
+            for c in clients:
+                r = load(addr, data, c, args.seconds, args.deadline_ms)
+                rows.append((name, c, r))
+                time.sleep(1.0)
+        finally:
+            server.terminate()
+            server.wait(30)
+
+    print(f"\n{args.seconds:.0f} s per row, {args.deadline_ms} ms deadlines, tiny workspace, one server process")
+    print("| server | clients | goodput (OK/s) | status codes | shed calls | shed p50 ms | shed p99 ms |")
+    print("|---|---|---|---|---|---|---|")
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for name, c, r in rows:
+        print(f"| {name} | {c} | {r['goodput']:.0f} | {r['codes']} | {r['shed']} | {fmt(r['shed_p50'])} | "
+              f"{fmt(r['shed_p99'])} |")
+    for name in ("shedding", "no shedding"):
+        mine = {c: r for n, c, r in rows if n == name}
+        if not mine:
+            continue
+        lo, hi = min(mine), max(mine)
+        print(f"{name}: goodput with {hi} clients = {mine[hi]['goodput'] / max(mine[lo]['goodput'], 1e-9):.0%} "
+              f"of {lo} clients'")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
