@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,8 +43,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ helpers, also when imported
+from ghz import ghz_binary  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-GHZ_VERSION = "v0.121.0"
 PLACEMENTS = ("home", "cart", "checkout")
 
 
@@ -212,18 +213,6 @@ class NaivePath:
             self.scores(r, when)
             out.append(time.perf_counter() - t)
         return np.array(out) * 1e3
-
-
-def ghz_binary() -> Path:
-    found = shutil.which("ghz")
-    if found:
-        return Path(found)
-    target = ROOT / "bench" / ".bin" / "ghz"
-    if not target.exists():
-        print(f"installing ghz {GHZ_VERSION} with go install ...", flush=True)
-        subprocess.run(["go", "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"], check=True,
-                       env={**os.environ, "GOBIN": str(target.parent)})
-    return target
 
 
 def throughput(addr: str, data: list[dict], concurrency: int, total: int) -> dict:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,21 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ helpers, also when imported
+from ghz import ghz_binary  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-GHZ_VERSION = "v0.121.0"
 PROTO = ROOT / "protos" / "couponrank" / "v1" / "coupon_ranking_service.proto"
-
-
-def ghz_binary() -> Path:
-    found = shutil.which("ghz")
-    if found:
-        return Path(found)
-    target = ROOT / "bench" / ".bin" / "ghz"
-    if not target.exists():
-        print(f"installing ghz {GHZ_VERSION} with go install ...", flush=True)
-        subprocess.run(["go", "install", f"github.com/bojand/ghz/cmd/ghz@{GHZ_VERSION}"], check=True,
-                       env={**os.environ, "GOBIN": str(target.parent)})
-    return target
 
 
 def requests(repo: Path, n: int, when: str, seed: int = 0) -> list[dict]:
@@ -99,7 +88,6 @@ def main() -> int:
     ap.add_argument("--server-args", default="", help="extra `couponrank serve` arguments for both servers")
     ap.add_argument("--only", choices=["shedding", "no shedding"], help="run one server only")
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(__file__).parent))
     from tiny_workspace import REQUEST_TIME, workspace
 
     repo, models = workspace(args.workdir)
