@@ -132,6 +132,10 @@ def load_catalog(repo: Path) -> Catalog:
     return Catalog(ids, columns, unix_now(), (_mtime(attrs_path), _mtime(stats_path)))
 
 
+def _with_mtimes(catalog: Catalog, mtimes: tuple[float, float]) -> Catalog:
+    return Catalog(catalog.ids, catalog.columns, catalog.loaded_at, mtimes, catalog.index)
+
+
 class CatalogHolder:
     """The current catalogue, reloaded in the background when its files change.
 
@@ -139,10 +143,14 @@ class CatalogHolder:
     catalogue at its start and uses it throughout.
     """
 
-    def __init__(self, repo: Path, refresh_seconds: float = DEFAULT_REFRESH_SECONDS):
+    def __init__(self, repo: Path, refresh_seconds: float = DEFAULT_REFRESH_SECONDS, min_kept: float = 0.5):
         self.repo = Path(repo)
         self.refresh_seconds = float(refresh_seconds)
+        self.min_kept = float(min_kept)  # a reload keeping fewer than this share of the coupons is refused
         self.current: Catalog = load_catalog(self.repo)
+        if not len(self.current):
+            raise CatalogError(f"{self.repo / 'data' / ATTRIBUTES_FILE}: the catalogue holds no coupon; "
+                               "refusing to serve empty answers (run `couponrank build-features`)")
         self._periodic = Periodic("catalog-refresh", self.refresh_seconds, self.refresh)
 
     def refresh(self, force: bool = False) -> bool:
@@ -153,10 +161,19 @@ class CatalogHolder:
         if not force and mtimes == self.current.mtimes:
             return False
         try:
-            self.current = load_catalog(self.repo)
+            new = load_catalog(self.repo)
         except CatalogError as exc:
             log.error("catalogue reload failed, keeping the previous one: %s", exc)
             return False
+        if len(new) < self.min_kept * len(self.current):
+            # an empty or sharply shrunken file is far more often a broken build than a
+            # retailer dropping most of its coupons at once: keep serving the old one
+            log.error("catalogue reload refused: %d coupons, down from %d (less than %.0f%%); keeping the "
+                      "previous one until a restart loads it deliberately", len(new), len(self.current),
+                      100 * self.min_kept)
+            self.current = _with_mtimes(self.current, new.mtimes)  # not refused again until the files change
+            return False
+        self.current = new
         log.info("catalogue reloaded: %d coupons", len(self.current))
         return True
 

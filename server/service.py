@@ -53,6 +53,7 @@ from couponrank.server.catalog import DEFAULT_REFRESH_SECONDS, CatalogHolder
 from couponrank.server.model import Explanation, RankerModel
 from couponrank.server.online import DEFAULT_COUPON_REFRESH_SECONDS, OnlineFeatures, join_features
 from couponrank.server.stages import Candidates, RankRequest, Reason
+from couponrank.server.store_reader import StoreReadError
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
@@ -375,6 +376,7 @@ class Ranker:
             timeout = min(timeout, max(left - self.config.deadline_reserve, 0.001))
         try:
             if self.read_inline:
+                self.online.reader.bound_wait(timeout)  # a locked SQLite file: wait no longer than the deadline allows
                 return self.online.read(user_id, list(ids), list(categories)), "", ""
             future = self.submit_read(user_id, ids, categories)
             return future.result(timeout=timeout), "", ""
@@ -386,12 +388,21 @@ class Ranker:
             self._store_down_until = time.monotonic() + self.config.store_cooldown
             log.warning("online store read timed out after %.0f ms", timeout * 1000)
             return None, f"online store read timed out after {timeout * 1000:.0f} ms", FEATURE_STORE_UNAVAILABLE
+        except StoreReadError as exc:
+            if exc.busy and timeout < self.config.store_timeout:  # locked, and the deadline cut the wait short
+                return None, (f"online store locked for the {timeout * 1000:.0f} ms the caller's deadline "
+                              "left"), DEADLINE_PRESSURE
+            return self._store_failed(exc)
         except Exception as exc:  # any store error: degrade, never fail the request
-            self._store_down_until = time.monotonic() + self.config.store_cooldown
-            log.warning("online store read failed: %s: %s", type(exc).__name__, exc)
-            # the answer names the error's type only: its message may hold the store's path or address
-            return (None, f"online store read failed ({type(exc).__name__}; the server log has the details)",
-                    FEATURE_STORE_UNAVAILABLE)
+            return self._store_failed(exc)
+
+    def _store_failed(self, exc: Exception) -> tuple[None, str, str]:
+        """Blame the store: cool down, log the details, answer without them."""
+        self._store_down_until = time.monotonic() + self.config.store_cooldown
+        log.warning("online store read failed: %s: %s", type(exc).__name__, exc)
+        # the answer names the error's type only: its message may hold the store's path or address
+        return (None, f"online store read failed ({type(exc).__name__}; the server log has the details)",
+                FEATURE_STORE_UNAVAILABLE)
 
     def _fallback(self, req: RankRequest, cat, kept: Candidates, ineligible: list, problem: str,
                   cause: str = FEATURE_STORE_UNAVAILABLE) -> RankOutcome:

@@ -24,20 +24,30 @@ every reader against ``get_online_features`` value for value.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 STRING = 2  # feast ValueType.STRING
 _DOUBLE_TAG = 0x29  # Value.double_val: field 5, wire type 1 (64-bit)
 
 
 class StoreReadError(RuntimeError):
-    """The online store could not be read."""
+    """The online store could not be read; ``busy``: it was locked (by a writer) for
+    longer than the read was allowed to wait."""
+
+    def __init__(self, message: str, busy: bool = False):
+        super().__init__(message)
+        self.busy = busy
 
 
 # ------------------------------------------------------------------ entity keys
@@ -139,6 +149,10 @@ class StoreReader:
     def _fill(self, layout: ViewLayout, keys: list[bytes], out: np.ndarray) -> None:
         raise NotImplementedError
 
+    def bound_wait(self, seconds: float) -> None:
+        """Wait at most ``seconds`` for a locked store on this thread's next reads
+        (the caller's deadline); a no-op where waits are bounded otherwise."""
+
     def close(self) -> None:
         pass
 
@@ -147,17 +161,51 @@ class SqliteReader(StoreReader):
     kind = "sqlite"
     MMAP_BYTES = 1 << 40  # SQLite caps it at its compile-time maximum
 
-    def __init__(self, path: str | Path, views: Sequence[ViewLayout], timeout: float = 0.25):
+    def __init__(self, path: str | Path, views: Sequence[ViewLayout], timeout: float = 0.25,
+                 check_seconds: float = 1.0):
         super().__init__(views)
         self.path = Path(path)
         self.timeout = timeout
+        # How often a read checks that the file is still the one its connection has open:
+        # a file replaced (a new materialization copied in) or deleted is noticed within this.
+        self.check_seconds = check_seconds
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file the connections read
+        self._generation = 0  # bumped when the file changed: each thread reopens its connection
+        self._checked = float("-inf")
+
+    def _check_file(self) -> None:
+        now = time.monotonic()
+        if now - self._checked < self.check_seconds:
+            return
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+            identity = (st.st_dev, st.st_ino)
+        except OSError:
+            identity = None
+        if identity != self._identity:
+            with self._lock:
+                if identity != self._identity:
+                    if self._identity is not None:
+                        log.warning("online store file %s was %s; reopening", self.path,
+                                    "deleted" if identity is None else "replaced")
+                    self._identity, self._generation = identity, self._generation + 1
+        if identity is None:
+            raise StoreReadError(f"{self.path}: no online store (run `couponrank materialize`)")
 
     def _conn(self) -> sqlite3.Connection:
+        self._check_file()
         conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.generation != self._generation:
+            with self._lock:
+                self._conns.remove(conn)
+            conn.close()
+            conn = self._local.conn = None
         if conn is None:
+            generation = self._generation
             if not self.path.is_file():
                 raise StoreReadError(f"{self.path}: no online store (run `couponrank materialize`)")
             # read-only: the server never writes; materialize may write while we read
@@ -167,6 +215,8 @@ class SqliteReader(StoreReader):
             # read thread has its own), instead of copies in per-connection caches
             conn.execute(f"PRAGMA mmap_size={self.MMAP_BYTES}")
             self._local.conn = conn
+            self._local.generation = generation
+            self._local.busy_ms = round(self.timeout * 1000)
             with self._lock:
                 self._conns.append(conn)
         return conn
@@ -179,11 +229,22 @@ class SqliteReader(StoreReader):
         try:
             rows = self._conn().execute(sql, list(row_of)).fetchall()
         except sqlite3.Error as exc:
-            raise StoreReadError(f"{self.path}: reading {layout.table}: {exc}") from exc
+            busy = getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY") or "locked" in str(exc)
+            raise StoreReadError(f"{self.path}: reading {layout.table}: {exc}", busy=busy) from exc
         for key, feature, raw in rows:
             j = column.get(feature)
             if j is not None:
                 out[row_of[key], j] = decode_value(raw)
+
+    def bound_wait(self, seconds: float) -> None:
+        """SQLite waits for a writer's lock up to its busy timeout, on the RPC thread:
+        set this thread's connection's timeout to what the caller's deadline leaves
+        (one PRAGMA, only when it changes by a millisecond or more)."""
+        ms = max(1, round(min(seconds, self.timeout) * 1000))
+        conn = self._conn()
+        if self._local.busy_ms != ms:
+            conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._local.busy_ms = ms
 
     def close(self) -> None:
         with self._lock:

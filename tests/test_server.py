@@ -454,6 +454,76 @@ def test_calls_beyond_running_and_queued_are_shed_at_once(built, monkeypatch):
         running.stop(0).wait(5)
 
 
+def test_a_locked_sqlite_store_is_waited_for_only_within_the_deadline(built, server, client):
+    """A writer holding the SQLite file's lock: the read waits what the caller's
+    deadline leaves (not the fixed store timeout), and the answer is the popularity
+    ranking with DEADLINE_PRESSURE, inside the deadline."""
+    import sqlite3
+
+    assert server.ranker.read_inline and server.ranker.config.store_timeout == 0.25
+    writer = sqlite3.connect(built.repo / "data" / "online_store.db", timeout=1, isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        res = client.rank_coupons("u000001", placement="home", request_time=_request_time(built).to_pydatetime(),
+                                  timeout=0.15)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert res.degraded and res.degraded_reason == "DEADLINE_PRESSURE" and res.ranked, res.degraded_detail
+    assert "locked" in res.degraded_detail
+    after = client.rank_coupons("u000001", placement="home", request_time=_request_time(built).to_pydatetime())
+    assert not after.degraded  # no cooldown: the store was not to blame
+
+
+def test_a_replaced_or_deleted_sqlite_store_is_noticed_and_reopened(built, catalog, tmp_path):
+    """The store file deleted: degraded answers (not stale data); a new file moved into
+    its place (here: one where nobody has used any coupon): read from then on."""
+    import os
+    import shutil
+    import sqlite3
+
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    repo = tmp_path / "features"
+    shutil.copytree(built.repo, repo)
+    store = repo / "data" / "online_store.db"
+    T = _request_time(built)
+    usage = pd.read_parquet(repo / "data" / "user_coupon_usage.parquet").sort_values("event_timestamp", kind="stable")
+    usage = usage.drop_duplicates(["user_id", "coupon_id"], keep="last")
+    limit = dict(zip(catalog.ids, catalog.columns["coupon_per_user_limit"]))
+    active = set(catalog.ids[catalog.active(T.timestamp())])
+    usage = usage[usage.coupon_id.astype(str).isin(active)]
+    hit = usage[usage.ucp_redemptions_total >= usage.coupon_id.astype(str).map(limit)]
+    hit = hit.sort_values(["user_id", "coupon_id"], kind="stable").iloc[0]
+    user, coupon = str(hit.user_id), str(hit.coupon_id)
+
+    running = serve(repo, built.models, port=0, config=ServerConfig(store_cooldown=0.0), clock=UNIX_CLOCK)
+    running.ranker.online.reader.check_seconds = 0.0  # check the file at every read
+    ask = dict(candidate_ids=[coupon], placement="home", cart_total_minor=10_000_000, request_time=T.to_pydatetime())
+    try:
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=5.0) as c:
+            first = c.rank_coupons(user, **ask)
+            assert not first.degraded and [i.reason for i in first.ineligible] == ["PER_USER_LIMIT_REACHED"]
+
+            fresh = tmp_path / "fresh.db"
+            shutil.copy2(store, fresh)
+            with sqlite3.connect(fresh) as db:
+                (table,) = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                      "AND name LIKE '%user_coupon_usage'").fetchone()
+                db.execute(f'DELETE FROM "{table}"')
+            os.remove(store)
+            gone = c.rank_coupons(user, **ask)
+            assert gone.degraded and gone.degraded_reason == "FEATURE_STORE_UNAVAILABLE"
+
+            os.replace(fresh, store)
+            back = c.rank_coupons(user, **ask)
+            assert not back.degraded and [r.coupon_id for r in back.ranked] == [coupon]  # the new file's data
+    finally:
+        running.stop(0).wait(5)
+
+
 def test_online_store_failure_degrades_to_popularity(built, server, client, catalog, monkeypatch):
     T = _request_time(built).to_pydatetime()
 
@@ -724,3 +794,15 @@ def test_catalog_reloads_when_its_source_changes(built, tmp_path):
     (tmp_path / "data" / ATTRIBUTES_FILE).write_text("not parquet")
     os.utime(tmp_path / "data" / ATTRIBUTES_FILE, (time.time() + 10, time.time() + 10))
     assert not holder.refresh() and len(holder.current) == len(before) - 1  # a bad file keeps the old one
+    # a valid but empty or sharply shrunken catalogue is refused too (a broken build, most likely)
+    for share, stamp in ((0.0, 15), (0.4, 20)):
+        attrs.iloc[: int(share * len(attrs))].to_parquet(tmp_path / "data" / ATTRIBUTES_FILE)
+        os.utime(tmp_path / "data" / ATTRIBUTES_FILE, (time.time() + stamp, time.time() + stamp))
+        assert not holder.refresh() and len(holder.current) == len(before) - 1, share
+        assert not holder.refresh()  # refused once, not at every check until the file changes
+    # ... and a server does not start on an empty one
+    from couponrank.server.catalog import CatalogError
+
+    attrs.iloc[:0].to_parquet(tmp_path / "data" / ATTRIBUTES_FILE)
+    with pytest.raises(CatalogError, match="no coupon"):
+        CatalogHolder(tmp_path, refresh_seconds=0)
