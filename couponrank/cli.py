@@ -149,7 +149,7 @@ def cmd_serve(args) -> None:
     import logging
 
     from couponrank.server.catalog import CatalogError
-    from couponrank.server.main import run
+    from couponrank.server.main import TlsConfigError, run
     from couponrank.server.model import ModelMismatchError
     from couponrank.server.service import ServerConfig, currencies
     from couponrank.training.artifact import ArtifactError
@@ -162,6 +162,7 @@ def cmd_serve(args) -> None:
                           catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
                           drain_seconds=args.drain, reflection=args.reflection,
                           max_queued=None if args.max_queued < 0 else args.max_queued, admission=args.admission,
+                          tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -169,22 +170,28 @@ def cmd_serve(args) -> None:
             workers=args.workers,
             on_start=lambda port, version: print(
                 f"serving model {version} on {args.host}:{port} ({args.online} online store"
+                + (", mutual TLS" if args.tls_client_ca else ", TLS" if args.tls_cert else ", plaintext")
                 + (f", {args.workers} processes" if args.workers > 1 else "") + "); SIGTERM to stop", flush=True))
-    except (ModelMismatchError, ArtifactError, CatalogError, OSError, RuntimeError) as exc:
+    except (ModelMismatchError, ArtifactError, CatalogError, TlsConfigError, OSError, RuntimeError) as exc:
         raise CliError(f"{exc} (server not started)") from exc
 
 
 def cmd_rank(args) -> None:
     from decimal import Decimal, InvalidOperation
 
-    from couponrank.client import CouponRankClient, CouponRankError
+    from couponrank.client import CouponRankClient, CouponRankError, tls_credentials
 
+    try:
+        credentials = (tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
+                       if args.tls_ca or args.tls_cert or args.tls_key else None)
+    except (OSError, ValueError) as exc:
+        raise CliError(f"TLS: {exc}") from exc
     try:
         minor = int((Decimal(args.cart_total) * 100).to_integral_value())
     except InvalidOperation as exc:
         raise CliError(f"--cart-total: not an amount: {args.cart_total!r}") from exc
     split = (lambda text: [v for v in (text or "").split(",") if v])
-    with CouponRankClient(args.addr, timeout=args.timeout) as client:
+    with CouponRankClient(args.addr, timeout=args.timeout, credentials=credentials) as client:
         try:
             result = client.rank_coupons(
                 args.user, candidate_ids=split(args.candidates), placement=args.placement,
@@ -324,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--drain", type=float, default=2.0,
                     help="on SIGTERM, seconds health reads NOT_SERVING while calls are still answered, before "
                          "new calls are refused (default: %(default)s)")
+    sp.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain (with --tls-key)")
+    sp.add_argument("--tls-key", metavar="PEM", help="the TLS certificate's private key")
+    sp.add_argument("--tls-client-ca", metavar="PEM",
+                    help="mutual TLS: accept only clients with a certificate signed by this CA")
     sp.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
                     help="gRPC server reflection, for grpcurl and ghz (default: on)")
     sp.add_argument("--currencies", default="USD",
@@ -345,6 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--time", help="request time, ISO-8601 UTC (default: the server's now)")
     sp.add_argument("--explain", action="store_true", help="show each coupon's top feature contributions")
     sp.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt (default: %(default)s)")
+    sp.add_argument("--tls-ca", metavar="PEM", help="TLS: trust this CA (with neither --tls-* option: plaintext)")
+    sp.add_argument("--tls-cert", metavar="PEM", help="mutual TLS: this client's certificate (with --tls-key)")
+    sp.add_argument("--tls-key", metavar="PEM", help="mutual TLS: this client's key")
 
     sp = add("features", cmd_features, "Print the online features of one user and coupon.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO))

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh Debian machine, idempotently:
-# Debian's redis-server (Redis online-store tests), a Python venv with the pinned
+# Debian's redis-server (Redis online-store tests) and openssl (TLS test certificates), a Python venv with the pinned
 # dependencies, and the Go / Java client toolchains' dependencies.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,11 +8,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-if ! command -v redis-server >/dev/null; then
-  echo "setup: installing redis-server from Debian's packages"
+# redis-server: the Redis online-store tests; openssl: the TLS tests' certificates
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]} from Debian's packages"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q redis-server
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"
 fi
 
 # Python: reinstall only when pyproject.toml changed since the last setup.

@@ -137,6 +137,31 @@ class RunningServer:
         self.server.wait_for_termination()
 
 
+class TlsConfigError(ValueError):
+    """The TLS options are incomplete or a file cannot be read; the message names it."""
+
+
+def _pem(path: str, what: str) -> bytes:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise TlsConfigError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    if b"-----BEGIN " not in data:
+        raise TlsConfigError(f"{path}: the {what} is not in PEM format")
+    return data
+
+
+def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
+    """TLS (``tls_cert`` + ``tls_key``) or mutual TLS (+ ``tls_client_ca``); None: plaintext."""
+    if not (config.tls_cert or config.tls_key or config.tls_client_ca):
+        return None
+    if not (config.tls_cert and config.tls_key):
+        raise TlsConfigError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+    pair = (_pem(config.tls_key, "TLS key"), _pem(config.tls_cert, "TLS certificate"))
+    ca = _pem(config.tls_client_ca, "client CA certificate") if config.tls_client_ca else None
+    return grpc.ssl_server_credentials([pair], root_certificates=ca, require_client_auth=ca is not None)
+
+
 def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
           host: str = "127.0.0.1", ranker: Ranker | None = None,
           clock: Callable[[], float] = unix_now) -> RunningServer:
@@ -144,6 +169,7 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     returns at once with the running server. ``clock`` (unix seconds) is the request
     time of requests that set none."""
     config = config or ServerConfig()
+    credentials = server_credentials(config)  # before loading anything: a bad TLS file fails fast
     ranker = ranker or build_ranker(repo, model, online, config)
     servicer = CouponRankingServicer(ranker, clock)
     # Load shedding, part 1: at most max_workers calls running and max_queued waiting;
@@ -156,7 +182,8 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if config.reflection:
         reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    bound = (server.add_secure_port(f"{host}:{port}", credentials) if credentials
+             else server.add_insecure_port(f"{host}:{port}"))
     if bound == 0:
         ranker.close()
         raise OSError(f"cannot listen on {host}:{port}")

@@ -95,6 +95,11 @@ class ServerConfig:
     grace_seconds: float = 5.0  # on SIGTERM: time in-flight calls get to finish
     drain_seconds: float = 0.0  # on SIGTERM: NOT_SERVING but still answering, before the listener closes
     reflection: bool = True  # gRPC server reflection (the API is public: protos/)
+    # TLS: PEM files of the server's certificate chain and key; with tls_client_ca, mutual
+    # TLS: only clients with a certificate signed by that CA get in. None: plaintext.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
 
 # ISO 4217 currencies whose minor unit is not 1/100 of the major unit.

@@ -8,7 +8,8 @@ from .client import (
     RankedCoupon,
     RankResult,
     Reason,
+    tls_credentials,
 )
 
 __all__ = ["CouponRankClient", "CouponRankError", "IneligibleCoupon", "ModelInfo", "RankedCoupon",
-           "RankResult", "Reason"]
+           "RankResult", "Reason", "tls_credentials"]

@@ -121,9 +121,25 @@ def to_result(resp: pb.RankCouponsResponse) -> RankResult:
     )
 
 
+def tls_credentials(ca_file: str | None = None, cert_file: str | None = None,
+                    key_file: str | None = None) -> grpc.ChannelCredentials:
+    """TLS for :class:`CouponRankClient`: trust ``ca_file`` (PEM; None: the system's
+    roots) and, for a server that asks for mutual TLS, present ``cert_file`` with
+    ``key_file``."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("a client certificate needs its key, and a key its certificate")
+
+    def read(path):
+        return None if path is None else open(path, "rb").read()
+
+    return grpc.ssl_channel_credentials(read(ca_file), read(key_file), read(cert_file))
+
+
 class CouponRankClient:
     def __init__(self, target: str, timeout: float = 0.5, max_attempts: int = 3,
-                 backoff: float = 0.05, max_backoff: float = 1.0, channel: grpc.Channel | None = None):
+                 backoff: float = 0.05, max_backoff: float = 1.0, channel: grpc.Channel | None = None,
+                 credentials: grpc.ChannelCredentials | None = None):
+        """``credentials``: TLS (:func:`tls_credentials`); None: plaintext."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
         self.target = target
@@ -131,7 +147,8 @@ class CouponRankClient:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
-        self._channel = channel or grpc.insecure_channel(target)
+        self._channel = channel or (grpc.secure_channel(target, credentials) if credentials
+                                    else grpc.insecure_channel(target))
         self._stub = pb_grpc.CouponRankingServiceStub(self._channel)
 
     # -------------------------------------------------------------- plumbing
