@@ -163,6 +163,7 @@ def cmd_serve(args) -> None:
                           drain_seconds=args.drain, reflection=args.reflection,
                           max_queued=None if args.max_queued < 0 else args.max_queued, admission=args.admission,
                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
+                          metrics_port=args.metrics_port, metrics_host=args.metrics_host,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -335,6 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tls-key", metavar="PEM", help="the TLS certificate's private key")
     sp.add_argument("--tls-client-ca", metavar="PEM",
                     help="mutual TLS: accept only clients with a certificate signed by this CA")
+    sp.add_argument("--metrics-port", type=int,
+                    help="Prometheus /metrics on this port, on --metrics-host (default: off; with --workers N, "
+                         "worker i uses PORT + i)")
+    sp.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics (default: %(default)s)")
     sp.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
                     help="gRPC server reflection, for grpcurl and ghz (default: on)")
     sp.add_argument("--currencies", default="USD",

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -100,6 +100,7 @@ class RunningServer:
     port: int
     servicer: CouponRankingServicer
     health: health.HealthServicer
+    metrics_port: int | None = None  # Prometheus /metrics, when on
 
     @property
     def ranker(self) -> Ranker:
@@ -128,6 +129,8 @@ class RunningServer:
                 stopped = stop_now()
             stopped.wait()
             self.ranker.close()
+            if self.servicer.metrics is not None:
+                self.servicer.metrics.close()
             done.set()
 
         threading.Thread(target=finish, args=(None if drain > 0 else stop_now(),), name="stop", daemon=True).start()
@@ -172,6 +175,13 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     credentials = server_credentials(config)  # before loading anything: a bad TLS file fails fast
     ranker = ranker or build_ranker(repo, model, online, config)
     servicer = CouponRankingServicer(ranker, clock)
+    metrics = None
+    if config.metrics_port is not None:
+        from couponrank.server.metrics import Metrics
+
+        metrics = servicer.metrics = ranker.metrics = Metrics()
+        metrics.model.info({"version": ranker.model.version, "scorer": ranker.model.scorer.name})
+        metrics.source_age.set_function(lambda: unix_now() - max(ranker.catalog.current.mtimes))
     # Load shedding, part 1: at most max_workers calls running and max_queued waiting;
     # gRPC answers any call beyond that RESOURCE_EXHAUSTED at once, without queueing it.
     bound = None if config.max_queued is None else config.max_workers + config.max_queued
@@ -187,6 +197,13 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     if bound == 0:
         ranker.close()
         raise OSError(f"cannot listen on {host}:{port}")
+    metrics_port = None
+    if metrics is not None:
+        try:
+            metrics_port = metrics.serve_http(config.metrics_port, config.metrics_host)
+        except OSError as exc:
+            ranker.close()
+            raise OSError(f"cannot serve metrics on {config.metrics_host}:{config.metrics_port} ({exc})") from None
     server.start()
     ranker.catalog.start()
     ranker.online.start()
@@ -194,7 +211,7 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving model %s on %s:%d (%d coupons in the catalogue)", ranker.model.version, host, bound,
              len(ranker.catalog.current))
-    return RunningServer(server, bound, servicer, health_servicer)
+    return RunningServer(server, bound, servicer, health_servicer, metrics_port)
 
 
 def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
@@ -259,8 +276,11 @@ def run_workers(repo: Path, model: Path, port: int, online: str, config: ServerC
         port = sock.getsockname()[1]
         ctx = multiprocessing.get_context("spawn")  # gRPC must not be forked once started
         ready = ctx.Queue()
-        procs = [ctx.Process(target=_worker, args=(repo, model, port, online, config, host, ready,
-                                                       logging.getLogger().getEffectiveLevel()),
+        # metrics: worker i on metrics_port + i (each process counts its own calls)
+        procs = [ctx.Process(target=_worker, args=(repo, model, port, online,
+                                                   config if config.metrics_port is None else
+                                                   replace(config, metrics_port=config.metrics_port + i),
+                                                   host, ready, logging.getLogger().getEffectiveLevel()),
                              name=f"couponrank-worker-{i}", daemon=False) for i in range(workers)]
         for p in procs:
             p.start()

@@ -100,6 +100,8 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    metrics_port: int | None = None  # Prometheus /metrics on metrics_host:port (0: a free port); None: off
+    metrics_host: str = "127.0.0.1"
 
 
 # ISO 4217 currencies whose minor unit is not 1/100 of the major unit.
@@ -177,6 +179,7 @@ class RankOutcome:
     degraded_reason: str | None = None
     degraded_detail: str = ""
     note: str = ""  # why nothing is ranked (stages.empty_note); "" when something is
+    n_candidates: int = 0  # candidates considered: named, or active at the request time
 
 
 # ------------------------------------------------------------------ validation
@@ -303,6 +306,7 @@ class Ranker:
         self.read_inline = (online.reader.kind == "sqlite") if inline is None else bool(inline)
         self._store_down_until = 0.0
         self._closed = False
+        self.metrics = None  # server/metrics.py, when the server exposes metrics
 
     def close(self) -> None:
         if not self._closed:
@@ -327,6 +331,7 @@ class Ranker:
     def rank(self, req: RankRequest, time_remaining: Callable[[], float | None] = lambda: None) -> RankOutcome:
         cat = self.catalog.current  # one catalogue for the whole request, even across a reload
         outcome, n_candidates = self._rank(req, cat, time_remaining)
+        outcome.n_candidates = n_candidates
         if not outcome.ranked:
             outcome.note = stages.empty_note(req, cat, n_candidates, req.now)
         return outcome
@@ -379,12 +384,17 @@ class Ranker:
         left = time_remaining()
         if left is not None:
             timeout = min(timeout, max(left - self.config.deadline_reserve, 0.001))
+        started = time.perf_counter()
         try:
             if self.read_inline:
                 self.online.reader.bound_wait(timeout)  # a locked SQLite file: wait no longer than the deadline allows
-                return self.online.read(user_id, list(ids), list(categories)), "", ""
-            future = self.submit_read(user_id, ids, categories)
-            return future.result(timeout=timeout), "", ""
+                read = self.online.read(user_id, list(ids), list(categories))
+            else:
+                future = self.submit_read(user_id, ids, categories)
+                read = future.result(timeout=timeout)
+            if self.metrics is not None:
+                self.metrics.online_read.observe(time.perf_counter() - started)
+            return read, "", ""
         except FutureTimeout:
             future.cancel()
             if timeout < self.config.store_timeout:  # the caller's deadline, not the store, was short
@@ -442,6 +452,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         self.config = ranker.config
         self.clock = clock
         self.admission = Admission()
+        self.metrics = None  # server/metrics.py, when the server exposes metrics
         self._model_info = self._build_model_info(ranker.model)
 
     @staticmethod
@@ -463,6 +474,8 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         started = time.monotonic()
         left = context.time_remaining()
         if self.config.admission and self.admission.refuse(left):
+            if self.metrics is not None:
+                self.metrics.refused.labels("deadline_shorter_than_typical_answer").inc()
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                           f"refused before any work: {left * 1000:.1f} ms left, answers take "
                           f"{self.admission.typical * 1000:.1f} ms")
@@ -479,6 +492,12 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
             context.abort(grpc.StatusCode.INTERNAL, "internal error while ranking; see the server log")
         if not outcome.degraded_reason:  # a full answer: what admission expects a call to cost
             self.admission.observe(time.monotonic() - started)
+        if self.metrics is not None:
+            m = self.metrics
+            m.answers.labels(outcome.degraded_reason or "none").inc()
+            m.candidates.observe(outcome.n_candidates)
+            for _, reason, _ in outcome.ineligible:
+                m.ineligible.labels(reason.name).inc()
         return to_response(outcome, request.request_id or uuid.uuid4().hex)
 
     def GetModelInfo(self, request, context):
@@ -505,11 +524,16 @@ def _parse(message_type, data: bytes, context):
 def generic_handler(servicer: CouponRankingServicer) -> grpc.GenericRpcHandler:
     """CouponRankingService's methods with the request bytes handed to the servicer
     undecoded (request_deserializer None), responses serialized as usual."""
+    def counted(name, handler):
+        return handler if servicer.metrics is None else servicer.metrics.observed(SERVICE_NAME, name, handler)
+
     methods = {
         "RankCoupons": grpc.unary_unary_rpc_method_handler(
-            servicer.rank_coupons_bytes, response_serializer=pb.RankCouponsResponse.SerializeToString),
+            counted("RankCoupons", servicer.rank_coupons_bytes),
+            response_serializer=pb.RankCouponsResponse.SerializeToString),
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
-            servicer.get_model_info_bytes, response_serializer=pb.GetModelInfoResponse.SerializeToString),
+            counted("GetModelInfo", servicer.get_model_info_bytes),
+            response_serializer=pb.GetModelInfoResponse.SerializeToString),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 

@@ -679,6 +679,54 @@ def test_stopping_drains_then_refuses_and_reflection_can_be_off(built):
         assert refused.value.code == grpc.StatusCode.UNAVAILABLE
 
 
+def test_prometheus_metrics_count_calls_codes_and_rankings(built):
+    """--metrics-port: the standard gRPC server metrics by method and code, and the
+    ranking ones, scraped over HTTP from a real server after known calls."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    running = serve(built.repo, built.models, port=0, config=ServerConfig(metrics_port=0), clock=UNIX_CLOCK)
+    target = f"127.0.0.1:{running.port}"
+    try:
+        with CouponRankClient(target, timeout=5.0) as c:
+            for _ in range(3):
+                c.rank_coupons("u000001", placement="home", cart_total_minor=0)
+            c.rank_coupons("u000001", candidate_ids=["c-nope"], placement="home")
+            with pytest.raises(CouponRankError):
+                c.rank_coupons("", placement="home")
+        with grpc.insecure_channel(target) as channel:
+            with pytest.raises(grpc.RpcError):
+                channel.unary_unary(f"/{pb.DESCRIPTOR.services_by_name['CouponRankingService'].full_name}"
+                                    "/RankCoupons")(b"\xff", timeout=5)
+        text = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode()
+    finally:
+        running.stop(0).wait(5)
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+    def value(name, **labels):
+        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+    grpc_labels = dict(grpc_type="unary", grpc_service="couponrank.v1.CouponRankingService", grpc_method="RankCoupons")
+    assert value("grpc_server_started_total", **grpc_labels) == 6
+    assert value("grpc_server_handled_total", **grpc_labels, grpc_code="OK") == 4
+    assert value("grpc_server_handled_total", **grpc_labels, grpc_code="INVALID_ARGUMENT") == 2
+    assert value("grpc_server_handling_seconds_count", **grpc_labels) == 6
+    assert value("couponrank_answers_total", degraded_reason="none") == 4
+    assert value("couponrank_ineligible_total", reason="UNKNOWN_COUPON") == 1
+    assert value("couponrank_ineligible_total", reason="MIN_SPEND_NOT_MET") >= 1  # an empty cart at home
+    assert value("couponrank_candidates_count") == 4
+    assert value("couponrank_online_read_seconds_count") >= 3
+    assert value("couponrank_model_info", version=_artifact(built).version, scorer="lleaves") == 1
+    assert value("couponrank_feature_source_age_seconds") > 0
+    assert "u000001" not in text  # no user ids in labels
+
+
 def test_reflection_lists_the_service(target):
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
