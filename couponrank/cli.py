@@ -84,6 +84,27 @@ def cmd_materialize(args) -> None:
     print(f"materialized {args.repo} into the {args.online} online store")
 
 
+def cmd_promote(args) -> None:
+    from couponrank.training.artifact import ArtifactError, promote
+
+    try:
+        art = promote(Path(args.models), args.version)
+    except ArtifactError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{args.models}/LATEST -> {art.version}; a server on {args.models} swaps it in at its next check "
+          "(or now, on SIGHUP)")
+
+
+def cmd_rollback(args) -> None:
+    from couponrank.training.artifact import ArtifactError, rollback
+
+    try:
+        version = rollback(Path(args.models))
+    except ArtifactError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{args.models}/LATEST -> {version} (rolled back)")
+
+
 def cmd_features(args) -> None:
     from couponrank.features import repo
 
@@ -164,6 +185,7 @@ def cmd_serve(args) -> None:
                           max_queued=None if args.max_queued < 0 else args.max_queued, admission=args.admission,
                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                          model_refresh_seconds=args.model_refresh,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -336,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tls-key", metavar="PEM", help="the TLS certificate's private key")
     sp.add_argument("--tls-client-ca", metavar="PEM",
                     help="mutual TLS: accept only clients with a certificate signed by this CA")
+    sp.add_argument("--model-refresh", type=float, default=10.0,
+                    help="serving a models folder: seconds between checks of its LATEST for a new version to "
+                         "swap in (default: %(default)s; 0: only on SIGHUP)")
     sp.add_argument("--metrics-port", type=int,
                     help="Prometheus /metrics on this port, on --metrics-host (default: off; with --workers N, "
                          "worker i uses PORT + i)")
@@ -364,6 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tls-ca", metavar="PEM", help="TLS: trust this CA (with neither --tls-* option: plaintext)")
     sp.add_argument("--tls-cert", metavar="PEM", help="mutual TLS: this client's certificate (with --tls-key)")
     sp.add_argument("--tls-key", metavar="PEM", help="mutual TLS: this client's key")
+
+    sp = add("promote", cmd_promote, "Serve a model version next: verify it and point the models folder's "
+             "LATEST at it (running servers swap it in without a restart).")
+    sp.add_argument("version", help="a version folder's name under --models")
+    sp.add_argument("--models", default=str(DEFAULT_MODELS), help="models folder (default: %(default)s)")
+    sp = add("rollback", cmd_rollback, "Point LATEST back at the version served before the current one.")
+    sp.add_argument("--models", default=str(DEFAULT_MODELS), help="models folder (default: %(default)s)")
 
     sp = add("features", cmd_features, "Print the online features of one user and coupon.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO))

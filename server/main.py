@@ -65,7 +65,8 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
     config = config or ServerConfig()
     store = store if store is not None else build_store(repo, online)
     ranker_model = RankerModel.load(Path(model), config.scorer)
-    ranker_model.check_features(feature_names(store))
+    registry_features = feature_names(store)
+    ranker_model.check_features(registry_features)
     catalog = CatalogHolder(Path(repo), config.catalog_refresh_seconds)
     features = OnlineFeatures(store, coupon_ids=lambda: catalog.current.ids,
                               refresh_seconds=config.coupon_features_seconds, timeout=config.store_timeout)
@@ -73,6 +74,7 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
     if not_in_catalog:
         raise ModelMismatchError(f"coupon_attributes features the catalogue cannot serve: {', '.join(not_in_catalog)}")
     ranker = Ranker(catalog, features, ranker_model, config)
+    ranker.registry_features = registry_features  # what a hot-reloaded model is checked against
     _warm_up(ranker)
     return ranker
 
@@ -101,6 +103,7 @@ class RunningServer:
     servicer: CouponRankingServicer
     health: health.HealthServicer
     metrics_port: int | None = None  # Prometheus /metrics, when on
+    reloader: object | None = None  # server/reload.py ModelReloader, when serving a models folder
 
     @property
     def ranker(self) -> Ranker:
@@ -118,6 +121,8 @@ class RunningServer:
         done = threading.Event()
 
         def stop_now() -> threading.Event:  # no new calls from here on
+            if self.reloader is not None:
+                self.reloader.stop()
             stopped = self.server.stop(grace)
             self.ranker.catalog.stop()
             self.ranker.online.coupons.stop()
@@ -204,14 +209,22 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
         except OSError as exc:
             ranker.close()
             raise OSError(f"cannot serve metrics on {config.metrics_host}:{config.metrics_port} ({exc})") from None
+    reloader = None
+    if (Path(model) / "LATEST").is_file():
+        from couponrank.server.reload import ModelReloader
+
+        reloader = ModelReloader(ranker, Path(model), getattr(ranker, "registry_features", ranker.model.features),
+                                 config.scorer, config.model_refresh_seconds)
     server.start()
     ranker.catalog.start()
     ranker.online.start()
+    if reloader is not None:
+        reloader.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving model %s on %s:%d (%d coupons in the catalogue)", ranker.model.version, host, bound,
              len(ranker.catalog.current))
-    return RunningServer(server, bound, servicer, health_servicer, metrics_port)
+    return RunningServer(server, bound, servicer, health_servicer, metrics_port, reloader)
 
 
 def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,
@@ -231,6 +244,7 @@ def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", conf
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    _reload_on_sighup(running)
     running.wait()
 
 
@@ -250,7 +264,19 @@ def _worker(repo, model, port, online, config, host, ready, log_level) -> None:
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    _reload_on_sighup(running)
     running.wait()
+
+
+def _reload_on_sighup(running: RunningServer) -> None:
+    """SIGHUP: look at LATEST now (it used to end the process, undrained)."""
+    def hup(_signum, _frame):
+        if running.reloader is not None:
+            running.reloader.check_soon()
+        else:
+            log.info("SIGHUP: serving a version folder, not a models folder; nothing to reload")
+
+    signal.signal(signal.SIGHUP, hup)
 
 
 def run_workers(repo: Path, model: Path, port: int, online: str, config: ServerConfig | None, host: str,
@@ -304,7 +330,13 @@ def run_workers(repo: Path, model: Path, port: int, online: str, config: ServerC
             if p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
+    def hup(_signum, _frame):  # each worker reloads on its own
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    signal.signal(signal.SIGHUP, hup)
     for p in procs:
         p.join()

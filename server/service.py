@@ -100,6 +100,7 @@ class ServerConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    model_refresh_seconds: float = 10.0  # serving a models folder: how often LATEST is checked (0: only SIGHUP)
     metrics_port: int | None = None  # Prometheus /metrics on metrics_host:port (0: a free port); None: off
     metrics_host: str = "127.0.0.1"
 
@@ -330,13 +331,15 @@ class Ranker:
 
     def rank(self, req: RankRequest, time_remaining: Callable[[], float | None] = lambda: None) -> RankOutcome:
         cat = self.catalog.current  # one catalogue for the whole request, even across a reload
-        outcome, n_candidates = self._rank(req, cat, time_remaining)
+        model = self.model  # one model too: a hot swap (server/reload.py) never splits a request
+        outcome, n_candidates = self._rank(req, cat, model, time_remaining)
         outcome.n_candidates = n_candidates
         if not outcome.ranked:
             outcome.note = stages.empty_note(req, cat, n_candidates, req.now)
         return outcome
 
-    def _rank(self, req: RankRequest, cat, time_remaining: Callable[[], float | None]) -> tuple[RankOutcome, int]:
+    def _rank(self, req: RankRequest, cat, model: RankerModel,
+              time_remaining: Callable[[], float | None]) -> tuple[RankOutcome, int]:
         """The stages in order; also returns the number of candidates."""
         self._checkpoint(time_remaining, "candidate selection")
         cands = stages.candidates(req, cat, req.now)
@@ -344,7 +347,7 @@ class Ranker:
         ineligible = [(cands.ids[i], r, d) for i, r, d in static.dropped()]
         kept = cands.subset(static.keep)
         if len(kept) == 0:
-            return RankOutcome([], ineligible, self.model.version), len(cands)
+            return RankOutcome([], ineligible, model.version), len(cands)
 
         self._checkpoint(time_remaining, "the online feature read")
         categories = cat.take("coupon_target_category", kept.rows)
@@ -362,15 +365,15 @@ class Ranker:
 
         self._checkpoint(time_remaining, "scoring")
         features = join_features(read, cat, kept.rows, req, self.online.catalog_features)
-        X = stages.assemble(features, self.model.features)
-        scores = stages.score(self.model, X)
+        X = stages.assemble(features, model.features)
+        scores = stages.score(model, X)
         top = stages.order(scores, kept.ids, req.top_k)
         ranked = [RankedItem(kept.ids[i], float(scores[i])) for i in top]
         if req.explain and len(top):
             self._checkpoint(time_remaining, "explanations")
-            for item, reasons in zip(ranked, self.model.explain(X[top], self.config.max_reasons)):
+            for item, reasons in zip(ranked, model.explain(X[top], self.config.max_reasons)):
                 item.reasons = reasons
-        return RankOutcome(ranked, ineligible, self.model.version, cold_start=cold), len(cands)
+        return RankOutcome(ranked, ineligible, model.version, cold_start=cold), len(cands)
 
     def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
               time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
@@ -501,7 +504,11 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         return to_response(outcome, request.request_id or uuid.uuid4().hex)
 
     def GetModelInfo(self, request, context):
-        return self._model_info
+        info = self._model_info
+        model = self.ranker.model
+        if info.model_version != model.version:  # swapped since (server/reload.py)
+            info = self._model_info = self._build_model_info(model)
+        return info
 
     # The server deserializes requests itself (see :func:`generic_handler`): a
     # malformed message gets INVALID_ARGUMENT, not grpcio's INTERNAL "Exception

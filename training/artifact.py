@@ -51,9 +51,47 @@ def write_artifact(models_dir: Path, version: str, model_text: str, features: di
     (tmp / "metadata.json").write_text(json.dumps(metadata, indent=2, default=str))
     final = models_dir / version
     tmp.rename(final)
+    set_latest(models_dir, version)
+    return final
+
+
+def set_latest(models_dir: Path, version: str) -> None:
+    """Point LATEST at ``version`` (atomically) and append it to HISTORY, the order
+    versions were served in (what `couponrank rollback` walks back)."""
+    models_dir = Path(models_dir)
     (models_dir / "LATEST.tmp").write_text(version + "\n")
     (models_dir / "LATEST.tmp").replace(models_dir / "LATEST")
-    return final
+    with open(models_dir / "HISTORY", "a") as history:
+        history.write(version + "\n")
+
+
+def promote(models_dir: Path, version: str) -> Artifact:
+    """Serve ``version`` next: verified first (checksums), then LATEST points at it."""
+    models_dir = Path(models_dir)
+    if not (models_dir / version / "metadata.json").is_file():
+        raise ArtifactError(f"{models_dir / version}: no such model version")
+    art = load_artifact(models_dir / version)
+    set_latest(models_dir, version)
+    return art
+
+
+def rollback(models_dir: Path) -> str:
+    """LATEST back to the version served before the current one (by HISTORY); returns it."""
+    models_dir = Path(models_dir)
+    try:
+        current = (models_dir / "LATEST").read_text().strip()
+        history = [v for v in (models_dir / "HISTORY").read_text().split() if v]
+    except OSError as exc:
+        raise ArtifactError(f"{models_dir}: no LATEST or HISTORY to roll back ({exc.strerror})") from None
+    while history and history[-1] == current:
+        history.pop()
+    earlier = [v for v in history if v != current and (models_dir / v / "metadata.json").is_file()]
+    if not earlier:
+        raise ArtifactError(f"{models_dir}: no version before {current} to roll back to")
+    previous = earlier[-1]
+    load_artifact(models_dir / previous)
+    set_latest(models_dir, previous)
+    return previous
 
 
 def resolve(path: Path) -> Path:

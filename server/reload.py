@@ -1,0 +1,73 @@
+"""Hot model reload: serve the artifact a models folder's LATEST names, without a restart.
+
+When the server was started on a models folder (one with a LATEST file), it checks
+LATEST every ``model_refresh_seconds`` and on SIGHUP. A new version is loaded off the
+request path the way a starting server loads one (checksums, model.txt tried in a
+child process, the trees compiled or their cache checked and smoke-scored against
+LightGBM, features checked against the registry), then swapped in with one attribute
+assignment: a request takes the model once at its start (``Ranker.rank``), so every
+answer comes whole from the old model or the new. A version that fails any check is
+refused and logged; the old one keeps serving, and the same bad version is not tried
+again until LATEST changes.
+
+``couponrank promote VERSION`` and ``couponrank rollback`` write LATEST (and the
+folder's HISTORY); a running server picks the change up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from couponrank.server.model import RankerModel
+from couponrank.server.periodic import Periodic
+
+log = logging.getLogger(__name__)
+
+
+class ModelReloader:
+    def __init__(self, ranker, models: Path, registry_features: Sequence[str], scorer: str = "auto",
+                 refresh_seconds: float = 10.0):
+        self.ranker = ranker
+        self.models = Path(models)
+        self.registry_features = list(registry_features)
+        self.scorer = scorer
+        self._lock = threading.Lock()  # one reload at a time (timer and SIGHUP)
+        self._refused: str | None = None
+        self._periodic = Periodic("model-reload", refresh_seconds, self.check)
+
+    def latest(self) -> str | None:
+        try:
+            return (self.models / "LATEST").read_text().strip() or None
+        except OSError:
+            return None
+
+    def check(self) -> bool:
+        """Load and swap in LATEST's version if it is new; True when swapped."""
+        with self._lock:
+            version = self.latest()
+            if version is None or version == self.ranker.model.version or version == self._refused:
+                return False
+            try:
+                model = RankerModel.load(self.models / version, self.scorer)
+                model.check_features(self.registry_features)
+            except Exception as exc:  # any failure: keep serving the old model
+                self._refused = version
+                log.error("model %s refused, still serving %s: %s", version, self.ranker.model.version, exc)
+                return False
+            old, self.ranker.model = self.ranker.model, model
+            self._refused = None
+            log.info("model swapped: %s -> %s (%s scorer)", old.version, model.version, model.scorer.name)
+            return True
+
+    def check_soon(self) -> None:
+        """From a signal handler: reload on a thread of its own."""
+        threading.Thread(target=self.check, name="model-reload-now", daemon=True).start()
+
+    def start(self) -> None:
+        self._periodic.start()
+
+    def stop(self) -> None:
+        self._periodic.stop()
