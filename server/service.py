@@ -332,29 +332,30 @@ class Ranker:
     def rank(self, req: RankRequest, time_remaining: Callable[[], float | None] = lambda: None) -> RankOutcome:
         cat = self.catalog.current  # one catalogue for the whole request, even across a reload
         model = self.model  # one model too: a hot swap (server/reload.py) never splits a request
-        outcome, n_candidates = self._rank(req, cat, model, time_remaining)
-        outcome.n_candidates = n_candidates
+        outcome = self._rank(req, cat, model, time_remaining)
         if not outcome.ranked:
-            outcome.note = stages.empty_note(req, cat, n_candidates, req.now)
+            outcome.note = stages.empty_note(req, cat, outcome.n_candidates, req.now)
         return outcome
 
     def _rank(self, req: RankRequest, cat, model: RankerModel,
-              time_remaining: Callable[[], float | None]) -> tuple[RankOutcome, int]:
-        """The stages in order; also returns the number of candidates."""
+              time_remaining: Callable[[], float | None]) -> RankOutcome:
+        """The stages in order."""
         self._checkpoint(time_remaining, "candidate selection")
         cands = stages.candidates(req, cat, req.now)
         static = stages.eligibility(req, cat, cands, req.now)
         ineligible = [(cands.ids[i], r, d) for i, r, d in static.dropped()]
         kept = cands.subset(static.keep)
         if len(kept) == 0:
-            return RankOutcome([], ineligible, model.version), len(cands)
+            return RankOutcome([], ineligible, model.version, n_candidates=len(cands))
 
         self._checkpoint(time_remaining, "the online feature read")
         categories = cat.take("coupon_target_category", kept.rows)
         read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
         if read is None:
             self._checkpoint(time_remaining, "the fallback ranking")  # no answer past the deadline
-            return self._fallback(req, cat, kept, ineligible, problem, cause), len(cands)
+            outcome = self._fallback(req, cat, kept, ineligible, problem, cause)
+            outcome.n_candidates = len(cands)
+            return outcome
 
         usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),
                                    read.get("coupon_budget_used_frac"))
@@ -373,7 +374,7 @@ class Ranker:
             self._checkpoint(time_remaining, "explanations")
             for item, reasons in zip(ranked, model.explain(X[top], self.config.max_reasons)):
                 item.reasons = reasons
-        return RankOutcome(ranked, ineligible, model.version, cold_start=cold), len(cands)
+        return RankOutcome(ranked, ineligible, model.version, cold_start=cold, n_candidates=len(cands))
 
     def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
               time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
