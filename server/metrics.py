@@ -11,6 +11,11 @@ The ranking ones: answers by degraded reason, candidates dropped by ineligibilit
 reason, candidates per request, online-read latency, calls refused before work, the
 loaded model (an info metric) and the age of the feature sources. No label holds a
 user or coupon id.
+
+Feast sets PROMETHEUS_MULTIPROC_DIR when imported, which puts prometheus_client in
+multiprocess mode: values live in mmap files there, one set per process, so two
+servers in one process (tests) add to the same counters. A server is one process
+(``--workers``: one per worker, each on its own port), so what it exposes is its own.
 """
 
 from __future__ import annotations
@@ -18,7 +23,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+
+
+from couponrank.server.stages import Reason
+
+INELIGIBILITY_REASONS = tuple(r.name for r in Reason if r is not Reason.ELIGIBLE)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 GRPC_LABELS = ("grpc_type", "grpc_service", "grpc_method")
@@ -48,6 +59,13 @@ class Metrics:
         self.source_age = Gauge("couponrank_feature_source_age_seconds", "Seconds since the coupon feature "
                                 "sources (written by build-features) last changed.", registry=r)
         self._http = None
+        # Every label value a series can take exists from the start at 0 (as
+        # go-grpc-prometheus's InitializeMetrics does): rate() sees the first event.
+        for reason in ("none", "FEATURE_STORE_UNAVAILABLE", "DEADLINE_PRESSURE", "MODEL_UNAVAILABLE"):
+            self.answers.labels(reason)
+        for reason in INELIGIBILITY_REASONS:
+            self.ineligible.labels(reason)
+        self.refused.labels("deadline_shorter_than_typical_answer")
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics on ``host:port`` (port 0: a free one); returns the port."""
@@ -64,6 +82,8 @@ class Metrics:
         """``handler(data, context)`` counted and timed under the standard gRPC names."""
         labels = ("unary", service, method)
         started, handling = self.started.labels(*labels), self.handling.labels(*labels)
+        for code in grpc.StatusCode:
+            self.handled.labels(*labels, code.name)
 
         def wrapper(data, context):
             started.inc()

@@ -59,6 +59,8 @@ class ModelReloader:
                 return False
             old, self.ranker.model = self.ranker.model, model
             self._refused = None
+            if self.ranker.metrics is not None:  # server/metrics.py: the info metric follows the swap
+                self.ranker.metrics.model.info({"version": model.version, "scorer": model.scorer.name})
             log.info("model swapped: %s -> %s (%s scorer)", old.version, model.version, model.scorer.name)
             return True
 

@@ -49,7 +49,8 @@ def test_swaps_under_load_fail_no_request_and_a_damaged_version_is_refused(built
     from pinned import UNIX_CLOCK
 
     folder, first = models
-    running = serve(built.repo, folder, port=0, config=ServerConfig(model_refresh_seconds=0), clock=UNIX_CLOCK)
+    running = serve(built.repo, folder, port=0, config=ServerConfig(model_refresh_seconds=0, metrics_port=0),
+                    clock=UNIX_CLOCK)
     assert running.reloader is not None and running.ranker.model.version == first
     stop, failures, seen = threading.Event(), [], set()
 
@@ -69,6 +70,8 @@ def test_swaps_under_load_fail_no_request_and_a_damaged_version_is_refused(built
             assert main(["promote", version, "--models", str(folder)]) == 0
             assert running.reloader.check()
             assert running.ranker.model.version == version
+            info = {"version": version, "scorer": running.ranker.model.scorer.name}
+            assert running.servicer.metrics.registry.get_sample_value("couponrank_model_info", info) == 1
         with CouponRankClient(f"127.0.0.1:{running.port}", timeout=10.0) as c:
             assert c.model_info().model_version == first
 

@@ -692,6 +692,16 @@ def test_prometheus_metrics_count_calls_codes_and_rankings(built):
 
     running = serve(built.repo, built.models, port=0, config=ServerConfig(metrics_port=0), clock=UNIX_CLOCK)
     target = f"127.0.0.1:{running.port}"
+    url = f"http://127.0.0.1:{running.metrics_port}/metrics"
+
+    def scrape() -> dict:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return text, {(s.name, tuple(sorted(s.labels.items()))): s.value
+                      for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+    # counters are per process (Feast's import puts prometheus_client in multiprocess
+    # mode), and other servers in this test process counted too: compare with a baseline
+    _, before = scrape()
     try:
         with CouponRankClient(target, timeout=5.0) as c:
             for _ in range(3):
@@ -703,14 +713,13 @@ def test_prometheus_metrics_count_calls_codes_and_rankings(built):
             with pytest.raises(grpc.RpcError):
                 channel.unary_unary(f"/{pb.DESCRIPTOR.services_by_name['CouponRankingService'].full_name}"
                                     "/RankCoupons")(b"\xff", timeout=5)
-        text = urllib.request.urlopen(f"http://127.0.0.1:{running.metrics_port}/metrics", timeout=5).read().decode()
+        text, after = scrape()
     finally:
         running.stop(0).wait(5)
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for fam in text_string_to_metric_families(text) for s in fam.samples}
 
     def value(name, **labels):
-        return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - (0.0 if name.endswith(("_info", "_seconds")) else before.get(key, 0.0))
 
     grpc_labels = dict(grpc_type="unary", grpc_service="couponrank.v1.CouponRankingService", grpc_method="RankCoupons")
     assert value("grpc_server_started_total", **grpc_labels) == 6
