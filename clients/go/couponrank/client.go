@@ -21,6 +21,13 @@
 //	}
 //	for _, rc := range res.Coupons { ... }
 //
+// RankOrEmpty does the same but never returns a nil result: on error, an
+// empty ranking and the error, for a checkout that goes on without coupons.
+// ParseMoney/FormatMoney convert decimal amounts, RequestTime a time.Time;
+// WithTLS, WithClientCertificate and WithServerName set up TLS from files.
+// Package couponranktest is a fake server for the tests of code using this
+// client.
+//
 // A Client is safe for concurrent use; create one per process and share it.
 package couponrank
 
@@ -132,8 +139,39 @@ func (c *Client) MaxAttempts() int { return c.opts.maxAttempts }
 // status.Code(err). A degraded ranking (res.Degraded) is a success, not an
 // error.
 func (c *Client) RankCoupons(ctx context.Context, req *couponrankv1.RankCouponsRequest, callOpts ...grpc.CallOption) (*RankResult, error) {
+	res, _, err := c.rank(ctx, req, callOpts)
+	return res, err
+}
+
+// RankOrEmpty is RankCoupons for callers that must carry on without a
+// ranking, such as a checkout: it never returns a nil result. On success it
+// returns what RankCoupons does. On any error it returns an empty ranking
+// (no coupons, no ineligible coupons, RequestID the request's request_id,
+// Attempts the attempts made) together with the error, for the caller to
+// log (status.Code(err)) before going on without coupons:
+//
+//	res, err := client.RankOrEmpty(ctx, req)
+//	if err != nil {
+//		log.Printf("coupons skipped: %s: %v", couponrank.CodeName(status.Code(err)), err)
+//	}
+//	show(res.Coupons) // empty on error
+//
+// It waits no longer than RankCoupons: until ctx's deadline or, when ctx has
+// none, the client's timeout (WithTimeout, default DefaultTimeout), retries
+// included; a server that is down or slow does not block the checkout beyond
+// that. Set the timeout (or ctx's deadline) to what the checkout can afford.
+func (c *Client) RankOrEmpty(ctx context.Context, req *couponrankv1.RankCouponsRequest, callOpts ...grpc.CallOption) (*RankResult, error) {
+	res, attempts, err := c.rank(ctx, req, callOpts)
+	if err != nil {
+		res = newRankResult(&couponrankv1.RankCouponsResponse{RequestId: req.GetRequestId()})
+		res.Attempts = attempts
+	}
+	return res, err
+}
+
+func (c *Client) rank(ctx context.Context, req *couponrankv1.RankCouponsRequest, callOpts []grpc.CallOption) (*RankResult, int, error) {
 	if req == nil {
-		return nil, status.Error(codes.InvalidArgument, "couponrank: nil request")
+		return nil, 0, status.Error(codes.InvalidArgument, "couponrank: nil request")
 	}
 	var resp *couponrankv1.RankCouponsResponse
 	attempts, err := c.invoke(ctx, func(ctx context.Context) error {
@@ -142,11 +180,11 @@ func (c *Client) RankCoupons(ctx context.Context, req *couponrankv1.RankCouponsR
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, attempts, err
 	}
 	res := newRankResult(resp)
 	res.Attempts = attempts
-	return res, nil
+	return res, attempts, nil
 }
 
 // GetModelInfo describes the model the server has loaded, with the same

@@ -1,4 +1,4 @@
-package couponrank
+package couponrank_test
 
 import (
 	"context"
@@ -10,21 +10,28 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/couponrank/couponrank/clients/go/couponrank"
+	"github.com/couponrank/couponrank/clients/go/couponranktest"
 	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
-	"github.com/couponrank/couponrank/clients/go/internal/fakeserver"
 )
 
-// dialFake starts a fake server on bufconn and returns a client for it. The
-// backoff is short so retry tests run fast.
-func dialFake(t *testing.T, srv *fakeserver.Server, opts ...Option) *Client {
+// fake starts a fake server answering with h (nil: the default answer).
+func fake(t *testing.T, h couponranktest.Handler) *couponranktest.Server {
 	t.Helper()
-	all := append([]Option{
-		WithBackoff(time.Millisecond, 5*time.Millisecond),
-		WithDialOptions(fakeserver.StartBufconn(t, srv)...),
-	}, opts...)
-	c, err := Dial(fakeserver.BufconnTarget, all...)
+	srv := couponranktest.Start(t)
+	srv.SetHandler(h)
+	return srv
+}
+
+// dialFake returns a client for srv. The backoff is short so retry tests run
+// fast.
+func dialFake(t *testing.T, srv *couponranktest.Server, opts ...couponrank.Option) *couponrank.Client {
+	t.Helper()
+	all := append([]couponrank.Option{couponrank.WithBackoff(time.Millisecond, 5*time.Millisecond)}, opts...)
+	c, err := srv.Client(all...)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -32,7 +39,7 @@ func dialFake(t *testing.T, srv *fakeserver.Server, opts ...Option) *Client {
 	return c
 }
 
-func failWith(code codes.Code, times int) fakeserver.RankFunc {
+func failWith(code codes.Code, times int) couponranktest.Handler {
 	return func(_ context.Context, n int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
 		if n <= times {
 			return nil, status.Errorf(code, "failure %d", n)
@@ -46,21 +53,21 @@ func rankReq() *couponrankv1.RankCouponsRequest {
 }
 
 func TestDefaults(t *testing.T) {
-	c, err := Dial("localhost:1")
+	c, err := couponrank.Dial("localhost:1")
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
 	defer c.Close()
-	if c.Timeout() != DefaultTimeout || c.MaxAttempts() != DefaultMaxAttempts {
+	if c.Timeout() != couponrank.DefaultTimeout || c.MaxAttempts() != couponrank.DefaultMaxAttempts {
 		t.Errorf("defaults: timeout %v attempts %d", c.Timeout(), c.MaxAttempts())
 	}
-	if c.opts.initialBackoff != DefaultInitialBackoff || c.opts.maxBackoff != DefaultMaxBackoff {
-		t.Errorf("default backoff: %v..%v", c.opts.initialBackoff, c.opts.maxBackoff)
+	if initial, max := couponrank.Backoff(c); initial != couponrank.DefaultInitialBackoff || max != couponrank.DefaultMaxBackoff {
+		t.Errorf("default backoff: %v..%v", initial, max)
 	}
 }
 
 func TestOptionsApplied(t *testing.T) {
-	c, err := Dial("localhost:1", WithTimeout(2*time.Second), WithMaxAttempts(5), WithBackoff(time.Millisecond, 9*time.Millisecond), nil)
+	c, err := couponrank.Dial("localhost:1", couponrank.WithTimeout(2*time.Second), couponrank.WithMaxAttempts(5), couponrank.WithBackoff(time.Millisecond, 9*time.Millisecond), nil)
 	if err != nil {
 		t.Fatalf("Dial: %v", err)
 	}
@@ -68,24 +75,24 @@ func TestOptionsApplied(t *testing.T) {
 	if c.Timeout() != 2*time.Second || c.MaxAttempts() != 5 {
 		t.Errorf("got timeout %v attempts %d", c.Timeout(), c.MaxAttempts())
 	}
-	if c.opts.initialBackoff != time.Millisecond || c.opts.maxBackoff != 9*time.Millisecond {
-		t.Errorf("got backoff %v..%v", c.opts.initialBackoff, c.opts.maxBackoff)
+	if initial, max := couponrank.Backoff(c); initial != time.Millisecond || max != 9*time.Millisecond {
+		t.Errorf("got backoff %v..%v", initial, max)
 	}
 }
 
 func TestInvalidOptions(t *testing.T) {
-	cases := map[string]Option{
-		"zero timeout":        WithTimeout(0),
-		"negative timeout":    WithTimeout(-time.Second),
-		"zero attempts":       WithMaxAttempts(0),
-		"too many attempts":   WithMaxAttempts(MaxAttemptsLimit + 1),
-		"zero backoff":        WithBackoff(0, time.Second),
-		"max below initial":   WithBackoff(time.Second, time.Millisecond),
-		"nil transport creds": WithTransportCredentials(nil),
+	cases := map[string]couponrank.Option{
+		"zero timeout":        couponrank.WithTimeout(0),
+		"negative timeout":    couponrank.WithTimeout(-time.Second),
+		"zero attempts":       couponrank.WithMaxAttempts(0),
+		"too many attempts":   couponrank.WithMaxAttempts(couponrank.MaxAttemptsLimit + 1),
+		"zero backoff":        couponrank.WithBackoff(0, time.Second),
+		"max below initial":   couponrank.WithBackoff(time.Second, time.Millisecond),
+		"nil transport creds": couponrank.WithTransportCredentials(nil),
 	}
 	for name, opt := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, err := Dial("localhost:1", opt)
+			c, err := couponrank.Dial("localhost:1", opt)
 			if err == nil {
 				c.Close()
 				t.Fatal("Dial accepted an invalid option")
@@ -95,23 +102,23 @@ func TestInvalidOptions(t *testing.T) {
 			}
 		})
 	}
-	if _, err := Dial(""); err == nil {
+	if _, err := couponrank.Dial(""); err == nil {
 		t.Error("Dial accepted an empty target")
 	}
-	if _, err := NewClient(nil); err == nil {
+	if _, err := couponrank.NewClient(nil); err == nil {
 		t.Error("NewClient accepted a nil connection")
 	}
 }
 
 func TestRetriesUnavailableThenSucceeds(t *testing.T) {
-	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 2)}
-	c := dialFake(t, srv, WithMaxAttempts(3))
+	srv := fake(t, failWith(codes.Unavailable, 2))
+	c := dialFake(t, srv, couponrank.WithMaxAttempts(3))
 	res, err := c.RankCoupons(context.Background(), rankReq())
 	if err != nil {
 		t.Fatalf("RankCoupons: %v", err)
 	}
-	if res.Attempts != 3 || srv.Calls() != 3 {
-		t.Errorf("attempts %d, server calls %d; want 3 and 3", res.Attempts, srv.Calls())
+	if res.Attempts != 3 || len(srv.Calls()) != 3 {
+		t.Errorf("attempts %d, server calls %d; want 3 and 3", res.Attempts, len(srv.Calls()))
 	}
 	if res.ModelVersion != "m1" || res.RequestID != "r-1" {
 		t.Errorf("unexpected result %+v", res)
@@ -119,25 +126,25 @@ func TestRetriesUnavailableThenSucceeds(t *testing.T) {
 }
 
 func TestRetriesAreBounded(t *testing.T) {
-	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
-	c := dialFake(t, srv, WithMaxAttempts(4), WithTimeout(5*time.Second))
+	srv := fake(t, failWith(codes.Unavailable, 1000))
+	c := dialFake(t, srv, couponrank.WithMaxAttempts(4), couponrank.WithTimeout(5*time.Second))
 	_, err := c.RankCoupons(context.Background(), rankReq())
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("got %v, want UNAVAILABLE", err)
 	}
-	if srv.Calls() != 4 {
-		t.Errorf("server calls %d, want 4", srv.Calls())
+	if len(srv.Calls()) != 4 {
+		t.Errorf("server calls %d, want 4", len(srv.Calls()))
 	}
 }
 
 func TestMaxAttemptsOneDisablesRetries(t *testing.T) {
-	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1)}
-	c := dialFake(t, srv, WithMaxAttempts(1))
+	srv := fake(t, failWith(codes.Unavailable, 1))
+	c := dialFake(t, srv, couponrank.WithMaxAttempts(1))
 	if _, err := c.RankCoupons(context.Background(), rankReq()); status.Code(err) != codes.Unavailable {
 		t.Fatalf("got %v, want UNAVAILABLE", err)
 	}
-	if srv.Calls() != 1 {
-		t.Errorf("server calls %d, want 1", srv.Calls())
+	if len(srv.Calls()) != 1 {
+		t.Errorf("server calls %d, want 1", len(srv.Calls()))
 	}
 }
 
@@ -147,15 +154,15 @@ func TestOtherCodesAreNotRetried(t *testing.T) {
 		codes.ResourceExhausted, codes.FailedPrecondition, codes.Aborted, codes.Unimplemented,
 		codes.NotFound, codes.PermissionDenied, codes.Unauthenticated, codes.Canceled,
 	} {
-		t.Run(CodeName(code), func(t *testing.T) {
-			srv := &fakeserver.Server{Rank: failWith(code, 1000)}
-			c := dialFake(t, srv, WithMaxAttempts(5))
+		t.Run(couponrank.CodeName(code), func(t *testing.T) {
+			srv := fake(t, failWith(code, 1000))
+			c := dialFake(t, srv, couponrank.WithMaxAttempts(5))
 			_, err := c.RankCoupons(context.Background(), rankReq())
 			if status.Code(err) != code {
 				t.Fatalf("got %v, want %v", err, code)
 			}
-			if srv.Calls() != 1 {
-				t.Errorf("server calls %d, want 1 (no retry)", srv.Calls())
+			if len(srv.Calls()) != 1 {
+				t.Errorf("server calls %d, want 1 (no retry)", len(srv.Calls()))
 			}
 		})
 	}
@@ -176,8 +183,8 @@ func TestRetriesWhenServerIsDown(t *testing.T) {
 		attempts.Add(1)
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	c, err := Dial(addr, WithMaxAttempts(3), WithBackoff(time.Millisecond, 2*time.Millisecond),
-		WithTimeout(5*time.Second), WithDialOptions(grpc.WithUnaryInterceptor(count)))
+	c, err := couponrank.Dial(addr, couponrank.WithMaxAttempts(3), couponrank.WithBackoff(time.Millisecond, 2*time.Millisecond),
+		couponrank.WithTimeout(5*time.Second), couponrank.WithDialOptions(grpc.WithUnaryInterceptor(count)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,14 +199,14 @@ func TestRetriesWhenServerIsDown(t *testing.T) {
 }
 
 func TestDefaultTimeoutWhenContextHasNone(t *testing.T) {
-	srv := &fakeserver.Server{}
-	c := dialFake(t, srv, WithTimeout(300*time.Millisecond))
+	srv := fake(t, nil)
+	c := dialFake(t, srv, couponrank.WithTimeout(300*time.Millisecond))
 	before := time.Now()
 	if _, err := c.RankCoupons(context.Background(), rankReq()); err != nil {
 		t.Fatal(err)
 	}
-	deadline, ok := srv.Contexts()[0].Deadline()
-	if !ok {
+	deadline := srv.Calls()[0].Deadline
+	if deadline.IsZero() {
 		t.Fatal("server saw no deadline")
 	}
 	// The deadline travels as a timeout the server adds to its own clock.
@@ -209,16 +216,16 @@ func TestDefaultTimeoutWhenContextHasNone(t *testing.T) {
 }
 
 func TestContextDeadlineWins(t *testing.T) {
-	srv := &fakeserver.Server{}
-	c := dialFake(t, srv, WithTimeout(100*time.Millisecond))
+	srv := fake(t, nil)
+	c := dialFake(t, srv, couponrank.WithTimeout(100*time.Millisecond))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	want, _ := ctx.Deadline()
 	if _, err := c.RankCoupons(ctx, rankReq()); err != nil {
 		t.Fatal(err)
 	}
-	got, ok := srv.Contexts()[0].Deadline()
-	if !ok {
+	got := srv.Calls()[0].Deadline
+	if got.IsZero() {
 		t.Fatal("server saw no deadline")
 	}
 	// The deadline travels as a timeout, so allow for transit time.
@@ -228,11 +235,8 @@ func TestContextDeadlineWins(t *testing.T) {
 }
 
 func TestDeadlineExceededIsNotRetried(t *testing.T) {
-	srv := &fakeserver.Server{Rank: func(ctx context.Context, _ int, _ *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
-		<-ctx.Done()
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}}
-	c := dialFake(t, srv, WithTimeout(100*time.Millisecond), WithMaxAttempts(5))
+	srv := fake(t, couponranktest.Hang)
+	c := dialFake(t, srv, couponrank.WithTimeout(100*time.Millisecond), couponrank.WithMaxAttempts(5))
 	start := time.Now()
 	_, err := c.RankCoupons(context.Background(), rankReq())
 	if status.Code(err) != codes.DeadlineExceeded {
@@ -241,27 +245,27 @@ func TestDeadlineExceededIsNotRetried(t *testing.T) {
 	if el := time.Since(start); el > time.Second {
 		t.Errorf("call took %v, want about 100ms", el)
 	}
-	if srv.Calls() != 1 {
-		t.Errorf("server calls %d, want 1", srv.Calls())
+	if len(srv.Calls()) != 1 {
+		t.Errorf("server calls %d, want 1", len(srv.Calls()))
 	}
 }
 
 func TestNoRetryWhenBackoffWouldPassDeadline(t *testing.T) {
-	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
-	c := dialFake(t, srv, WithTimeout(50*time.Millisecond), WithMaxAttempts(5), WithBackoff(time.Second, time.Second))
+	srv := fake(t, failWith(codes.Unavailable, 1000))
+	c := dialFake(t, srv, couponrank.WithTimeout(50*time.Millisecond), couponrank.WithMaxAttempts(5), couponrank.WithBackoff(time.Second, time.Second))
 	start := time.Now()
 	_, err := c.RankCoupons(context.Background(), rankReq())
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("got %v, want the last UNAVAILABLE", err)
 	}
-	if srv.Calls() != 1 || time.Since(start) > 500*time.Millisecond {
-		t.Errorf("server calls %d after %v; want 1 call, no sleep", srv.Calls(), time.Since(start))
+	if len(srv.Calls()) != 1 || time.Since(start) > 500*time.Millisecond {
+		t.Errorf("server calls %d after %v; want 1 call, no sleep", len(srv.Calls()), time.Since(start))
 	}
 }
 
 func TestCancelDuringBackoff(t *testing.T) {
-	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
-	c := dialFake(t, srv, WithMaxAttempts(5), WithBackoff(time.Second, time.Second), WithTimeout(10*time.Second))
+	srv := fake(t, failWith(codes.Unavailable, 1000))
+	c := dialFake(t, srv, couponrank.WithMaxAttempts(5), couponrank.WithBackoff(time.Second, time.Second), couponrank.WithTimeout(10*time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, err := c.RankCoupons(ctx, rankReq())
@@ -271,14 +275,14 @@ func TestCancelDuringBackoff(t *testing.T) {
 }
 
 func TestBackoffDoublesUpToMax(t *testing.T) {
-	srv := &fakeserver.Server{Rank: failWith(codes.Unavailable, 1000)}
-	c := dialFake(t, srv, WithMaxAttempts(5), WithBackoff(10*time.Millisecond, 25*time.Millisecond), WithTimeout(10*time.Second))
-	c.opts.jitter = 0
+	srv := fake(t, failWith(codes.Unavailable, 1000))
+	c := dialFake(t, srv, couponrank.WithMaxAttempts(5), couponrank.WithBackoff(10*time.Millisecond, 25*time.Millisecond), couponrank.WithTimeout(10*time.Second))
+	couponrank.SetJitter(c, 0)
 	var slept []time.Duration
-	c.sleep = func(_ context.Context, d time.Duration) error {
+	couponrank.SetSleep(c, func(_ context.Context, d time.Duration) error {
 		slept = append(slept, d)
 		return nil
-	}
+	})
 	if _, err := c.RankCoupons(context.Background(), rankReq()); status.Code(err) != codes.Unavailable {
 		t.Fatalf("got %v", err)
 	}
@@ -295,7 +299,7 @@ func TestBackoffDoublesUpToMax(t *testing.T) {
 
 func TestJitterStaysInRange(t *testing.T) {
 	for range 1000 {
-		d := jittered(100*time.Millisecond, 0.2)
+		d := couponrank.Jittered(100*time.Millisecond, 0.2)
 		if d < 80*time.Millisecond || d > 120*time.Millisecond {
 			t.Fatalf("jittered 100ms to %v", d)
 		}
@@ -318,13 +322,12 @@ func TestResultMapping(t *testing.T) {
 		DegradedReason: couponrankv1.DegradedReason_DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE,
 		DegradedDetail: "redis down",
 	}
-	srv := &fakeserver.Server{Rank: func(context.Context, int, *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
-		return resp, nil
-	}}
+	srv := fake(t, nil)
+	srv.SetResponses(resp)
 	c := dialFake(t, srv)
 	req := &couponrankv1.RankCouponsRequest{
 		UserId: "u-1", TopK: 2, Explain: true,
-		Context: &couponrankv1.RequestContext{Placement: couponrankv1.Placement_PLACEMENT_CART, CartTotal: Money("EUR", 1234)},
+		Context: &couponrankv1.RequestContext{Placement: couponrankv1.Placement_PLACEMENT_CART, CartTotal: couponrank.Money("EUR", 1234)},
 	}
 	res, err := c.RankCoupons(context.Background(), req)
 	if err != nil {
@@ -333,10 +336,10 @@ func TestResultMapping(t *testing.T) {
 	if got := strings.Join(res.CouponIDs(), ","); got != "c1,c2" {
 		t.Errorf("coupon ids %q", got)
 	}
-	if r := res.Coupons[0]; r.Rank != 1 || r.Score != 0.9 || len(r.Reasons) != 1 || r.Reasons[0] != (Reason{"f", 2, 0.5}) {
+	if r := res.Coupons[0]; r.Rank != 1 || r.Score != 0.9 || len(r.Reasons) != 1 || r.Reasons[0] != (couponrank.Reason{Feature: "f", Value: 2, Contribution: 0.5}) {
 		t.Errorf("first coupon %+v", r)
 	}
-	if len(res.Ineligible) != 1 || res.Ineligible[0] != (IneligibleCoupon{"c3", couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_EXPIRED, "ended"}) {
+	if len(res.Ineligible) != 1 || res.Ineligible[0] != (couponrank.IneligibleCoupon{CouponID: "c3", Reason: couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_EXPIRED, Detail: "ended"}) {
 		t.Errorf("ineligible %+v", res.Ineligible)
 	}
 	if res.RequestID != "r-9" || res.ModelVersion != "m7" || !res.ColdStart || !res.Degraded ||
@@ -351,9 +354,8 @@ func TestResultMapping(t *testing.T) {
 
 func TestResultNote(t *testing.T) {
 	const note = "no coupon is active at 2026-12-02T10:00:00Z; the catalogue's coupons are valid 2026-06-01 .. 2026-07-31"
-	srv := &fakeserver.Server{Rank: func(context.Context, int, *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
-		return &couponrankv1.RankCouponsResponse{RequestId: "r-1", Note: note}, nil
-	}}
+	srv := fake(t, nil)
+	srv.SetResponses(&couponrankv1.RankCouponsResponse{RequestId: "r-1", Note: note})
 	res, err := dialFake(t, srv).RankCoupons(context.Background(), &couponrankv1.RankCouponsRequest{UserId: "u-1"})
 	if err != nil {
 		t.Fatal(err)
@@ -362,24 +364,25 @@ func TestResultNote(t *testing.T) {
 		t.Errorf("coupons %v, note %q; want none and %q", res.Coupons, res.Note, note)
 	}
 	// The fake's default answer is an empty catalogue's, with its note.
-	res, err = dialFake(t, &fakeserver.Server{}).RankCoupons(context.Background(), &couponrankv1.RankCouponsRequest{UserId: "u-1"})
+	res, err = dialFake(t, fake(t, nil)).RankCoupons(context.Background(), &couponrankv1.RankCouponsRequest{UserId: "u-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Note != fakeserver.EmptyCatalogueNote {
+	if res.Note != couponranktest.EmptyCatalogueNote {
 		t.Errorf("default note %q", res.Note)
 	}
 }
 
 func TestNilRequest(t *testing.T) {
-	c := dialFake(t, &fakeserver.Server{})
+	c := dialFake(t, fake(t, nil))
 	if _, err := c.RankCoupons(context.Background(), nil); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("got %v, want INVALID_ARGUMENT", err)
 	}
 }
 
 func TestGetModelInfo(t *testing.T) {
-	srv := &fakeserver.Server{ModelInfo: &couponrankv1.GetModelInfoResponse{ModelVersion: "m3", FeatureNames: []string{"a", "b"}, Metrics: map[string]float64{"auc": 0.8}}}
+	srv := fake(t, nil)
+	srv.SetModelInfo(&couponrankv1.GetModelInfoResponse{ModelVersion: "m3", FeatureNames: []string{"a", "b"}, Metrics: map[string]float64{"auc": 0.8}})
 	c := dialFake(t, srv)
 	info, err := c.GetModelInfo(context.Background())
 	if err != nil {
@@ -391,13 +394,13 @@ func TestGetModelInfo(t *testing.T) {
 }
 
 func TestNewClientDoesNotCloseBorrowedConn(t *testing.T) {
-	srv := &fakeserver.Server{}
-	conn, err := grpc.NewClient(fakeserver.BufconnTarget, fakeserver.StartBufconn(t, srv)...)
+	srv := fake(t, nil)
+	conn, err := grpc.NewClient(srv.Addr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	c, err := NewClient(conn, WithMaxAttempts(2))
+	c, err := couponrank.NewClient(conn, couponrank.WithMaxAttempts(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,29 +420,29 @@ func TestParsePlacement(t *testing.T) {
 		"PLACEMENT_PRODUCT_PAGE": couponrankv1.Placement_PLACEMENT_PRODUCT_PAGE,
 		"order_confirmation":     couponrankv1.Placement_PLACEMENT_ORDER_CONFIRMATION,
 	} {
-		got, err := ParsePlacement(in)
+		got, err := couponrank.ParsePlacement(in)
 		if err != nil || got != want {
 			t.Errorf("ParsePlacement(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	if _, err := ParsePlacement("basket"); err == nil {
+	if _, err := couponrank.ParsePlacement("basket"); err == nil {
 		t.Error("ParsePlacement accepted an unknown placement")
 	}
 }
 
 func TestCodeName(t *testing.T) {
-	if CodeName(codes.Unavailable) != "UNAVAILABLE" || CodeName(codes.DeadlineExceeded) != "DEADLINE_EXCEEDED" || CodeName(codes.Canceled) != "CANCELLED" {
+	if couponrank.CodeName(codes.Unavailable) != "UNAVAILABLE" || couponrank.CodeName(codes.DeadlineExceeded) != "DEADLINE_EXCEEDED" || couponrank.CodeName(codes.Canceled) != "CANCELLED" {
 		t.Error("wrong canonical code names")
 	}
 	for c := codes.OK; c <= codes.Unauthenticated; c++ {
-		if strings.HasPrefix(CodeName(c), "CODE(") {
+		if strings.HasPrefix(couponrank.CodeName(c), "CODE(") {
 			t.Errorf("no name for %v", c)
 		}
 	}
 }
 
 func TestWaitForReady(t *testing.T) {
-	c := dialFake(t, &fakeserver.Server{})
+	c := dialFake(t, fake(t, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := c.WaitForReady(ctx); err != nil {
@@ -453,7 +456,7 @@ func TestWaitForReady(t *testing.T) {
 	}
 	addr := lis.Addr().String()
 	lis.Close()
-	down, err := Dial(addr)
+	down, err := couponrank.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package couponrank
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/couponrank/couponrank/clients/go/internal/tlsfiles"
 )
 
 // Defaults used by Dial and NewClient when no option overrides them.
@@ -39,6 +42,12 @@ type options struct {
 	jitter         float64
 	creds          credentials.TransportCredentials
 	dialOptions    []grpc.DialOption
+
+	// Set by WithTLS, WithClientCertificate and WithServerName; turned into
+	// creds by buildOptions once all options are in.
+	tls                       bool
+	caFile, certFile, keyFile string
+	serverName                string
 }
 
 func defaultOptions() options {
@@ -60,6 +69,9 @@ func buildOptions(opts []Option) (options, error) {
 		if err := opt(&o); err != nil {
 			return options{}, fmt.Errorf("couponrank: %w", err)
 		}
+	}
+	if err := o.buildTLS(); err != nil {
+		return options{}, fmt.Errorf("couponrank: %w", err)
 	}
 	return o, nil
 }
@@ -105,9 +117,10 @@ func WithBackoff(initial, max time.Duration) Option {
 }
 
 // WithTransportCredentials sets the connection's transport security, e.g.
-// credentials.NewTLS(cfg). Without it Dial uses plaintext (insecure
-// credentials), which suits a service mesh that terminates TLS in a sidecar.
-// Ignored by NewClient, which uses the connection it is given.
+// credentials.NewTLS(cfg). Without it (or WithTLS) Dial uses plaintext
+// (insecure credentials), which suits a service mesh that terminates TLS in a
+// sidecar. WithTLS is the simpler way to TLS from files. Ignored by
+// NewClient, which uses the connection it is given.
 func WithTransportCredentials(c credentials.TransportCredentials) Option {
 	return func(o *options) error {
 		if c == nil {
@@ -116,6 +129,82 @@ func WithTransportCredentials(c credentials.TransportCredentials) Option {
 		o.creds = c
 		return nil
 	}
+}
+
+// WithTLS makes Dial connect over TLS, checking the server's certificate
+// against the CA certificates (PEM) in caFile, or against the system's roots
+// when caFile is "". Without it (and without WithTransportCredentials) Dial
+// uses plaintext. The file is read when the client is built: Dial fails,
+// naming the file, when it cannot be read or holds no certificate. Cannot be
+// combined with WithTransportCredentials. Ignored by NewClient.
+//
+// A server whose certificate the client does not trust fails every call with
+// codes.Unavailable (the handshake fails, so nothing reached the server).
+func WithTLS(caFile string) Option {
+	return func(o *options) error {
+		o.tls, o.caFile = true, caFile
+		return nil
+	}
+}
+
+// WithClientCertificate presents the certificate in certFile (PEM, with any
+// intermediates after it) and its private key in keyFile (PEM) to the server,
+// for mutual TLS. It needs WithTLS. The files are read when the client is
+// built: Dial fails, naming the file, when one cannot be read or parsed.
+func WithClientCertificate(certFile, keyFile string) Option {
+	return func(o *options) error {
+		if certFile == "" || keyFile == "" {
+			return fmt.Errorf("client certificate needs both a certificate file and a key file, got %q and %q", certFile, keyFile)
+		}
+		o.certFile, o.keyFile = certFile, keyFile
+		return nil
+	}
+}
+
+// WithServerName sets the name the server's certificate must hold, in place
+// of the host of Dial's target; it is also sent as the TLS SNI. Use it when
+// the target is an IP address or a load balancer's name. It needs WithTLS.
+func WithServerName(name string) Option {
+	return func(o *options) error {
+		if name == "" {
+			return errors.New("server name must not be empty")
+		}
+		o.serverName = name
+		return nil
+	}
+}
+
+// buildTLS checks the TLS options together and turns them into creds.
+func (o *options) buildTLS() error {
+	if !o.tls {
+		if o.certFile != "" {
+			return errors.New("WithClientCertificate needs WithTLS (a CA file, or \"\" for the system roots)")
+		}
+		if o.serverName != "" {
+			return errors.New("WithServerName needs WithTLS (a CA file, or \"\" for the system roots)")
+		}
+		return nil
+	}
+	if o.creds != nil {
+		return errors.New("WithTLS and WithTransportCredentials cannot be used together")
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.serverName}
+	if o.caFile != "" {
+		pool, err := tlsfiles.CertPool("TLS CA file", o.caFile)
+		if err != nil {
+			return err
+		}
+		cfg.RootCAs = pool
+	}
+	if o.certFile != "" {
+		cert, err := tlsfiles.KeyPair("client certificate", o.certFile, o.keyFile)
+		if err != nil {
+			return err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	o.creds = credentials.NewTLS(cfg)
+	return nil
 }
 
 // WithDialOptions adds grpc.DialOptions (interceptors, a custom dialer,

@@ -32,6 +32,8 @@ type RankResult struct {
 	// Ineligible reasons instead.
 	Note string
 	// Attempts is the number of RPC attempts the call took (1 = no retry).
+	// In RankOrEmpty's empty result: the attempts that failed (0 for a nil
+	// request).
 	Attempts int
 	// Response is the raw protobuf response.
 	Response *couponrankv1.RankCouponsResponse

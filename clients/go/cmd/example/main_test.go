@@ -2,29 +2,25 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/couponrank/couponrank/clients/go/couponranktest"
 	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
-	"github.com/couponrank/couponrank/clients/go/internal/fakeserver"
 )
 
-func startServer(t *testing.T) (string, *fakeserver.Server) {
-	srv := &fakeserver.Server{
-		Rank: func(_ context.Context, _ int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
-			return &couponrankv1.RankCouponsResponse{
-				RequestId:     "srv-1",
-				RankedCoupons: []*couponrankv1.RankedCoupon{{CouponId: "c1", Rank: 1, Score: 0.75}},
-				ModelVersion:  "m1",
-			}, nil
-		},
-		ModelInfo: &couponrankv1.GetModelInfoResponse{ModelVersion: "m1", FeatureNames: []string{"f1"}},
-	}
-	return fakeserver.StartTCP(t, srv), srv
+func startServer(t *testing.T) (string, *couponranktest.Server) {
+	srv := couponranktest.Start(t)
+	srv.SetResponses(&couponrankv1.RankCouponsResponse{
+		RequestId:     "srv-1",
+		RankedCoupons: []*couponrankv1.RankedCoupon{{CouponId: "c1", Rank: 1, Score: 0.75}},
+		ModelVersion:  "m1",
+	})
+	srv.SetModelInfo(&couponrankv1.GetModelInfoResponse{ModelVersion: "m1", FeatureNames: []string{"f1"}})
+	return srv.Addr(), srv
 }
 
 func TestSingleRequest(t *testing.T) {
@@ -46,12 +42,12 @@ func TestSingleRequest(t *testing.T) {
 }
 
 func TestSingleRequestNothingRanked(t *testing.T) {
-	addr := fakeserver.StartTCP(t, &fakeserver.Server{}) // nothing ranked, with a note
+	addr := couponranktest.Start(t).Addr() // nothing ranked, with a note
 	var out, errb bytes.Buffer
 	if code := run([]string{"-addr", addr, "-user", "u1"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	if want := "nothing ranked: " + fakeserver.EmptyCatalogueNote + "\n"; !strings.Contains(out.String(), want) {
+	if want := "nothing ranked: " + couponranktest.EmptyCatalogueNote + "\n"; !strings.Contains(out.String(), want) {
 		t.Errorf("output lacks %q:\n%s", want, out.String())
 	}
 }

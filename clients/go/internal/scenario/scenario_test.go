@@ -12,9 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/couponrank/couponrank/clients/go/couponrank"
+	"github.com/couponrank/couponrank/clients/go/couponranktest"
 	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
-	"github.com/couponrank/couponrank/clients/go/internal/fakeserver"
 )
 
 const input = `[
@@ -71,7 +70,8 @@ func TestParseRejectsUnknownKeys(t *testing.T) {
 }
 
 func TestRunAllOutput(t *testing.T) {
-	srv := &fakeserver.Server{Rank: func(_ context.Context, _ int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
+	srv := couponranktest.Start(t)
+	srv.SetHandler(func(_ context.Context, _ int, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
 		if req.GetUserId() == "bad" {
 			return nil, status.Error(codes.InvalidArgument, "bad user")
 		}
@@ -85,8 +85,8 @@ func TestRunAllOutput(t *testing.T) {
 			ModelVersion:      "m1",
 			ColdStart:         req.GetUserId() == "u2",
 		}, nil
-	}}
-	c, err := couponrank.Dial(fakeserver.BufconnTarget, couponrank.WithDialOptions(fakeserver.StartBufconn(t, srv)...))
+	})
+	c, err := srv.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,16 +143,16 @@ func TestRunAllOutput(t *testing.T) {
 		t.Errorf("line 3: %s", lines[3])
 	}
 	// The scenario's deadline_ms reached the server.
-	dl, ok := srv.Contexts()[0].Deadline()
-	if !ok || time.Until(dl) > 2*time.Second {
-		t.Errorf("scenario deadline not propagated: %v %v", dl, ok)
+	dl := srv.Calls()[0].Deadline
+	if dl.IsZero() || time.Until(dl) > 2*time.Second {
+		t.Errorf("scenario deadline not propagated: %v", dl)
 	}
 }
 
 // An empty ranking prints empty lists and the server's note saying why.
 func TestEmptyRankingPrintsEmptyLists(t *testing.T) {
-	srv := &fakeserver.Server{} // answers nothing ranked, Note fakeserver.EmptyCatalogueNote
-	c, err := couponrank.Dial(fakeserver.BufconnTarget, couponrank.WithDialOptions(fakeserver.StartBufconn(t, srv)...))
+	srv := couponranktest.Start(t) // answers nothing ranked, Note couponranktest.EmptyCatalogueNote
+	c, err := srv.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
