@@ -9,14 +9,23 @@ import com.google.common.util.concurrent.FutureCallback;
 import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
+import io.grpc.ChannelCredentials;
 import io.grpc.ConnectivityState;
 import io.grpc.Context;
 import io.grpc.Deadline;
+import io.grpc.Grpc;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
+import io.grpc.TlsChannelCredentials;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.nio.file.Path;
+import java.security.PrivateKey;
+import java.security.cert.X509Certificate;
 import java.time.Duration;
+import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.CancellationException;
 import java.util.concurrent.CompletableFuture;
@@ -41,6 +50,10 @@ import java.util.function.Function;
  *   <li><b>Retries on UNAVAILABLE only</b>, at most {@linkplain Builder#maxAttempts maxAttempts}
  *       attempts in total, with exponential backoff and jitter, and never past the deadline. Every
  *       other status is returned at once.
+ *   <li><b>Fail-open calls.</b> {@link #rankOrEmpty} never throws: on any failure it returns an
+ *       empty ranking and the error, within the same deadline.
+ *   <li><b>TLS and mutual TLS</b> with the builder's {@link Builder#trustCertificates}, {@link
+ *       Builder#clientCertificate} and {@link Builder#overrideAuthority}.
  * </ul>
  *
  * <p>Failures surface as {@link StatusRuntimeException} (blocking calls) or complete the future
@@ -94,11 +107,23 @@ public final class CouponRankClient implements AutoCloseable {
       this.channel = b.channel;
       this.ownsChannel = false;
     } else {
-      ManagedChannelBuilder<?> cb = ManagedChannelBuilder.forTarget(b.target);
-      if (b.plaintext) {
-        cb.usePlaintext();
+      ManagedChannelBuilder<?> cb;
+      if (b.tlsCredentials != null) {
+        try {
+          cb = Grpc.newChannelBuilder(b.target, b.tlsCredentials);
+        } catch (RuntimeException e) { // the transport rejected the credentials
+          throw new IllegalArgumentException("TLS options: " + e.getMessage(), e);
+        }
       } else {
-        cb.useTransportSecurity();
+        cb = ManagedChannelBuilder.forTarget(b.target);
+        if (b.usesTls()) {
+          cb.useTransportSecurity();
+        } else {
+          cb.usePlaintext();
+        }
+      }
+      if (b.authority != null) {
+        cb.overrideAuthority(b.authority);
       }
       // gRPC's own retries are off: this class retries UNAVAILABLE itself, and two layers
       // would multiply attempts.
@@ -175,6 +200,33 @@ public final class CouponRankClient implements AutoCloseable {
       RankCouponsRequest request, Duration deadline) {
     Objects.requireNonNull(request, "request");
     return callAsync(deadline, stub -> stub.rankCoupons(request));
+  }
+
+  /**
+   * Ranks coupons and never throws: for a page that must render without coupons rather than fail
+   * (checkout). Same deadline and retries as {@link #rankCoupons(RankCouponsRequest)}, so it
+   * returns by the deadline (the default deadline when neither the call nor the Context sets
+   * one), give or take the time for the transport to notice it.
+   *
+   * @return the server's response, or on any failure (UNAVAILABLE after the retries,
+   *     INVALID_ARGUMENT, DEADLINE_EXCEEDED, a closed client, even a null request) an empty
+   *     ranking that keeps the request's {@code request_id}, with the error in {@link
+   *     FailOpenResult#error()} for logging. Never null.
+   */
+  public FailOpenResult rankOrEmpty(RankCouponsRequest request) {
+    return rankOrEmpty(request, null);
+  }
+
+  /**
+   * Like {@link #rankOrEmpty(RankCouponsRequest)} with an explicit deadline for this call ({@code
+   * null}: the Context's, else the default). An invalid deadline is reported as the result's error.
+   */
+  public FailOpenResult rankOrEmpty(RankCouponsRequest request, Duration deadline) {
+    try {
+      return FailOpenResult.ok(rankCoupons(request, deadline));
+    } catch (RuntimeException e) {
+      return FailOpenResult.failed(request, e);
+    }
   }
 
   /**
@@ -386,7 +438,12 @@ public final class CouponRankClient implements AutoCloseable {
   public static final class Builder {
     private String target;
     private ManagedChannel channel;
-    private boolean plaintext = true;
+    private Boolean plaintext; // null: plaintext unless a TLS option is set
+    private Path trustCertificates;
+    private Path clientCertChain;
+    private Path clientPrivateKey;
+    private String authority;
+    private ChannelCredentials tlsCredentials; // made by build() from the TLS options
     private Duration defaultDeadline = DEFAULT_DEADLINE;
     private int maxAttempts = DEFAULT_MAX_ATTEMPTS;
     private Duration initialBackoff = DEFAULT_INITIAL_BACKOFF;
@@ -416,11 +473,52 @@ public final class CouponRankClient implements AutoCloseable {
 
     /**
      * Plaintext (the default, for a service mesh that terminates TLS in a sidecar) or TLS with
-     * the JVM's trust store. Ignored with {@link #channel}.
+     * the JVM's trust store. Ignored with {@link #channel}. Any of {@link #trustCertificates} and
+     * {@link #clientCertificate} switches to TLS by itself; {@code usePlaintext(true)} with one of
+     * them is rejected by {@link #build}.
      */
     public Builder usePlaintext(boolean plaintext) {
       this.plaintext = plaintext;
       return this;
+    }
+
+    /**
+     * TLS, trusting the CA certificates of this PEM file instead of the JVM's trust store (for a
+     * private CA). Read and checked by {@link #build}. Not with {@link #channel}.
+     */
+    public Builder trustCertificates(Path caCertificatesPem) {
+      this.trustCertificates = caCertificatesPem;
+      return this;
+    }
+
+    /**
+     * Mutual TLS: presents this certificate chain (PEM, the client's certificate first) with its
+     * private key (PEM, unencrypted PKCS#8: {@code -----BEGIN PRIVATE KEY-----}) to a server that
+     * asks for one. Read and checked by {@link #build}, including that the key belongs to the
+     * certificate. Not with {@link #channel}.
+     */
+    public Builder clientCertificate(Path certificateChainPem, Path privateKeyPem) {
+      this.clientCertChain = certificateChainPem;
+      this.clientPrivateKey = privateKeyPem;
+      return this;
+    }
+
+    /**
+     * The server name to send and, with TLS, to verify the server's certificate against, instead
+     * of the host of {@link #target}: e.g. {@code target("10.0.0.7:50051")} with {@code
+     * overrideAuthority("couponrank.internal")}. Not with {@link #channel}.
+     */
+    public Builder overrideAuthority(String authority) {
+      this.authority = authority;
+      return this;
+    }
+
+    private boolean hasTlsFiles() {
+      return trustCertificates != null || clientCertChain != null || clientPrivateKey != null;
+    }
+
+    private boolean usesTls() {
+      return plaintext == null ? hasTlsFiles() : !plaintext;
     }
 
     /**
@@ -469,6 +567,19 @@ public final class CouponRankClient implements AutoCloseable {
       if (channel != null && target != null) {
         throw new IllegalArgumentException("set target or channel, not both");
       }
+      if (channel != null && (hasTlsFiles() || authority != null)) {
+        throw new IllegalArgumentException(
+            "trustCertificates, clientCertificate and overrideAuthority configure the channel the"
+                + " client creates: not with channel(...)");
+      }
+      if (hasTlsFiles() && Boolean.TRUE.equals(plaintext)) {
+        throw new IllegalArgumentException(
+            "usePlaintext(true) contradicts trustCertificates/clientCertificate (TLS)");
+      }
+      if (authority != null && authority.isEmpty()) {
+        throw new IllegalArgumentException("overrideAuthority must not be empty");
+      }
+      tlsCredentials = hasTlsFiles() ? tlsCredentials() : null;
       if (defaultDeadline == null || defaultDeadline.isNegative() || defaultDeadline.isZero()) {
         throw new IllegalArgumentException("defaultDeadline must be positive: " + defaultDeadline);
       }
@@ -485,6 +596,38 @@ public final class CouponRankClient implements AutoCloseable {
             "backoff needs 0 < initial <= max: " + initialBackoff + ", " + maxBackoff);
       }
       return new CouponRankClient(this);
+    }
+
+    /** Reads and checks the TLS files; every error names the file. */
+    private ChannelCredentials tlsCredentials() {
+      TlsChannelCredentials.Builder tls = TlsChannelCredentials.newBuilder();
+      if (trustCertificates != null) {
+        byte[] pem = PemFiles.read("trustCertificates", trustCertificates);
+        PemFiles.certificates("trustCertificates", trustCertificates, pem);
+        try {
+          tls.trustManager(new ByteArrayInputStream(pem));
+        } catch (IOException | RuntimeException e) {
+          throw new IllegalArgumentException(
+              "trustCertificates: " + trustCertificates + ": " + e.getMessage(), e);
+        }
+      }
+      if (clientCertChain != null || clientPrivateKey != null) {
+        if (clientCertChain == null || clientPrivateKey == null) {
+          throw new IllegalArgumentException("clientCertificate needs a certificate chain and a private key");
+        }
+        byte[] chainPem = PemFiles.read("clientCertificate", clientCertChain);
+        byte[] keyPem = PemFiles.read("clientCertificate", clientPrivateKey);
+        List<X509Certificate> chain = PemFiles.certificates("clientCertificate", clientCertChain, chainPem);
+        PrivateKey key = PemFiles.privateKey("clientCertificate", clientPrivateKey, keyPem);
+        PemFiles.checkKeyMatches("clientCertificate", clientCertChain, chain.get(0), clientPrivateKey, key);
+        try {
+          tls.keyManager(new ByteArrayInputStream(chainPem), new ByteArrayInputStream(keyPem));
+        } catch (IOException | RuntimeException e) {
+          throw new IllegalArgumentException(
+              "clientCertificate: " + clientCertChain + ", " + clientPrivateKey + ": " + e.getMessage(), e);
+        }
+      }
+      return tls.build();
     }
   }
 }

@@ -7,8 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.couponrank.v1.CouponRankingServiceGrpc;
-import com.couponrank.v1.GetModelInfoRequest;
+import com.couponrank.client.testing.FakeCouponRankServer;
 import com.couponrank.v1.GetModelInfoResponse;
 import com.couponrank.v1.RankCouponsRequest;
 import com.couponrank.v1.RankCouponsResponse;
@@ -16,67 +15,30 @@ import com.couponrank.v1.RankedCoupon;
 import io.grpc.Context;
 import io.grpc.Deadline;
 import io.grpc.ManagedChannel;
-import io.grpc.Server;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
-import io.grpc.inprocess.InProcessChannelBuilder;
-import io.grpc.inprocess.InProcessServerBuilder;
-import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.net.ServerSocket;
 import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.function.Function;
 import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 
-/** Tests against a real gRPC server running in process (InProcessServer). */
+/** Tests against a real gRPC server running in process (FakeCouponRankServer, in-process mode). */
 @Timeout(30)
 class CouponRankClientTest {
 
-  /** A fake service: answers RankCoupons with {@code handler}, recording calls and deadlines. */
-  static final class FakeService extends CouponRankingServiceGrpc.CouponRankingServiceImplBase {
-    final AtomicInteger calls = new AtomicInteger();
-    final List<Deadline> deadlines = new CopyOnWriteArrayList<>();
-    final List<RankCouponsRequest> requests = new CopyOnWriteArrayList<>();
-    volatile Function<Integer, RankCouponsResponse> handler =
-        n -> RankCouponsResponse.newBuilder().setModelVersion("m1").build();
-
-    @Override
-    public void rankCoupons(RankCouponsRequest req, StreamObserver<RankCouponsResponse> obs) {
-      int n = calls.incrementAndGet();
-      deadlines.add(Context.current().getDeadline());
-      requests.add(req);
-      try {
-        RankCouponsResponse res = handler.apply(n);
-        if (res == null) {
-          return; // never answer: the client's deadline must fire
-        }
-        obs.onNext(res.toBuilder().setRequestId(req.getRequestId()).build());
-        obs.onCompleted();
-      } catch (StatusRuntimeException e) {
-        obs.onError(e);
-      }
-    }
-
-    @Override
-    public void getModelInfo(GetModelInfoRequest req, StreamObserver<GetModelInfoResponse> obs) {
-      obs.onNext(GetModelInfoResponse.newBuilder().setModelVersion("m1").addFeatureNames("f1").build());
-      obs.onCompleted();
-    }
-  }
-
-  static Function<Integer, RankCouponsResponse> failFirst(int times, Status.Code code) {
-    return n -> {
+  static FakeCouponRankServer.Handler failFirst(int times, Status.Code code) {
+    return (req, n) -> {
       if (n <= times) {
         throw Status.fromCode(code).withDescription("failure " + n).asRuntimeException();
       }
@@ -87,15 +49,18 @@ class CouponRankClientTest {
     };
   }
 
-  private final FakeService service = new FakeService();
-  private Server server;
+  private FakeCouponRankServer server;
   private ManagedChannel channel;
   private CouponRankClient client;
 
-  private CouponRankClient start(CouponRankClient.Builder builder) throws IOException {
-    String name = InProcessServerBuilder.generateName();
-    server = InProcessServerBuilder.forName(name).directExecutor().addService(service).build().start();
-    channel = InProcessChannelBuilder.forName(name).directExecutor().build();
+  @BeforeEach
+  void startServer() throws IOException {
+    server = FakeCouponRankServer.newBuilder().inProcess().start();
+  }
+
+  /** A client from {@code builder} on an in-process channel to the fake server. */
+  private CouponRankClient start(CouponRankClient.Builder builder) {
+    channel = server.newChannel();
     client = builder.channel(channel).build();
     return client;
   }
@@ -117,7 +82,7 @@ class CouponRankClientTest {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
     }
     if (server != null) {
-      server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      server.close();
     }
   }
 
@@ -155,29 +120,29 @@ class CouponRankClientTest {
 
   @Test
   void retriesUnavailableThenSucceeds() throws IOException {
-    service.handler = failFirst(2, Status.Code.UNAVAILABLE);
+    server.handler(failFirst(2, Status.Code.UNAVAILABLE));
     start(fastRetries().maxAttempts(3));
     RankCouponsResponse res = client.rankCoupons(request());
     assertEquals("c1", res.getRankedCoupons(0).getCouponId());
     assertEquals("r-1", res.getRequestId());
-    assertEquals(3, service.calls.get());
+    assertEquals(3, server.rankCouponsCalls());
   }
 
   @Test
   void retriesAreBounded() throws IOException {
-    service.handler = failFirst(1000, Status.Code.UNAVAILABLE);
+    server.handler(failFirst(1000, Status.Code.UNAVAILABLE));
     start(fastRetries().maxAttempts(4).defaultDeadline(Duration.ofSeconds(10)));
     StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> client.rankCoupons(request()));
     assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
-    assertEquals(4, service.calls.get());
+    assertEquals(4, server.rankCouponsCalls());
   }
 
   @Test
   void maxAttemptsOneDisablesRetries() throws IOException {
-    service.handler = failFirst(1, Status.Code.UNAVAILABLE);
+    server.handler(failFirst(1, Status.Code.UNAVAILABLE));
     start(fastRetries().maxAttempts(1));
     assertThrows(StatusRuntimeException.class, () -> client.rankCoupons(request()));
-    assertEquals(1, service.calls.get());
+    assertEquals(1, server.rankCouponsCalls());
   }
 
   @ParameterizedTest
@@ -186,11 +151,11 @@ class CouponRankClientTest {
       names = {"OK", "UNAVAILABLE"},
       mode = EnumSource.Mode.EXCLUDE)
   void otherCodesAreNotRetried(Status.Code code) throws IOException {
-    service.handler = failFirst(1000, code);
+    server.handler(failFirst(1000, code));
     start(fastRetries().maxAttempts(5));
     StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> client.rankCoupons(request()));
     assertEquals(code, e.getStatus().getCode());
-    assertEquals(1, service.calls.get(), "no retry for " + code);
+    assertEquals(1, server.rankCouponsCalls(), "no retry for " + code);
   }
 
   @ParameterizedTest
@@ -198,43 +163,43 @@ class CouponRankClientTest {
       value = Status.Code.class,
       names = {"INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "INTERNAL", "RESOURCE_EXHAUSTED"})
   void otherCodesAreNotRetriedAsync(Status.Code code) throws IOException {
-    service.handler = failFirst(1000, code);
+    server.handler(failFirst(1000, code));
     start(fastRetries().maxAttempts(5));
     ExecutionException e =
         assertThrows(ExecutionException.class, () -> client.rankCouponsAsync(request()).get());
     assertEquals(code, Status.fromThrowable(e.getCause()).getCode());
-    assertEquals(1, service.calls.get());
+    assertEquals(1, server.rankCouponsCalls());
   }
 
   @Test
   void asyncRetriesUnavailableThenSucceeds() throws Exception {
-    service.handler = failFirst(2, Status.Code.UNAVAILABLE);
+    server.handler(failFirst(2, Status.Code.UNAVAILABLE));
     start(fastRetries().maxAttempts(3));
     RankCouponsResponse res = client.rankCouponsAsync(request()).get(5, TimeUnit.SECONDS);
     assertEquals("c1", res.getRankedCoupons(0).getCouponId());
-    assertEquals(3, service.calls.get());
+    assertEquals(3, server.rankCouponsCalls());
   }
 
   @Test
   void asyncRetriesAreBounded() throws Exception {
-    service.handler = failFirst(1000, Status.Code.UNAVAILABLE);
+    server.handler(failFirst(1000, Status.Code.UNAVAILABLE));
     start(fastRetries().maxAttempts(3).defaultDeadline(Duration.ofSeconds(10)));
     ExecutionException e =
         assertThrows(ExecutionException.class, () -> client.rankCouponsAsync(request()).get(5, TimeUnit.SECONDS));
     assertInstanceOf(StatusRuntimeException.class, e.getCause());
     assertEquals(Status.Code.UNAVAILABLE, Status.fromThrowable(e.getCause()).getCode());
-    assertEquals(3, service.calls.get());
+    assertEquals(3, server.rankCouponsCalls());
   }
 
   @Test
   void noRetryWhenBackoffWouldPassTheDeadline() throws IOException {
-    service.handler = failFirst(1000, Status.Code.UNAVAILABLE);
+    server.handler(failFirst(1000, Status.Code.UNAVAILABLE));
     start(CouponRankClient.newBuilder().maxAttempts(5).backoff(Duration.ofSeconds(1), Duration.ofSeconds(1))
         .defaultDeadline(Duration.ofMillis(100)));
     long start = System.nanoTime();
     StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> client.rankCoupons(request()));
     assertEquals(Status.Code.UNAVAILABLE, e.getStatus().getCode());
-    assertEquals(1, service.calls.get());
+    assertEquals(1, server.rankCouponsCalls());
     assertTrue(System.nanoTime() - start < TimeUnit.MILLISECONDS.toNanos(500), "did not sleep");
   }
 
@@ -275,7 +240,7 @@ class CouponRankClientTest {
   void defaultDeadlineReachesServer() throws IOException {
     start(fastRetries().defaultDeadline(Duration.ofMillis(300)));
     client.rankCoupons(request());
-    Deadline seen = service.deadlines.get(0);
+    Deadline seen = server.calls().get(0).deadline();
     assertNotNull(seen, "server saw no deadline");
     long left = seen.timeRemaining(TimeUnit.MILLISECONDS);
     assertTrue(left > 150 && left <= 300, "server deadline in " + left + " ms, want about 300");
@@ -285,7 +250,7 @@ class CouponRankClientTest {
   void explicitDeadlineReachesServer() throws IOException {
     start(fastRetries().defaultDeadline(Duration.ofMillis(100)));
     client.rankCoupons(request(), Duration.ofSeconds(5));
-    long left = service.deadlines.get(0).timeRemaining(TimeUnit.MILLISECONDS);
+    long left = server.calls().get(0).deadline().timeRemaining(TimeUnit.MILLISECONDS);
     assertTrue(left > 4000 && left <= 5000, "server deadline in " + left + " ms, want about 5000");
   }
 
@@ -302,44 +267,44 @@ class CouponRankClientTest {
       ctx.cancel(null);
       timer.shutdownNow();
     }
-    for (Deadline seen : service.deadlines) {
-      long left = seen.timeRemaining(TimeUnit.MILLISECONDS);
+    for (FakeCouponRankServer.ReceivedCall call : server.calls()) {
+      long left = call.deadline().timeRemaining(TimeUnit.MILLISECONDS);
       assertTrue(left > 2000 && left <= 3000, "server deadline in " + left + " ms, want about 3000");
     }
-    assertEquals(2, service.deadlines.size());
+    assertEquals(2, server.calls().size());
   }
 
   @Test
   void deadlineExceededIsNotRetried() throws IOException {
-    service.handler = n -> null; // never answers
+    server.handler((req, n) -> null); // never answers
     start(CouponRankClient.newBuilder().maxAttempts(5).defaultDeadline(Duration.ofMillis(100)));
     long start = System.nanoTime();
     StatusRuntimeException e = assertThrows(StatusRuntimeException.class, () -> client.rankCoupons(request()));
     assertEquals(Status.Code.DEADLINE_EXCEEDED, e.getStatus().getCode());
-    assertEquals(1, service.calls.get());
+    assertEquals(1, server.rankCouponsCalls());
     assertTrue(System.nanoTime() - start < TimeUnit.SECONDS.toNanos(2));
   }
 
   @Test
   void asyncDeadlineExceeded() throws IOException {
-    service.handler = n -> null;
+    server.handler((req, n) -> null);
     start(CouponRankClient.newBuilder().maxAttempts(5).defaultDeadline(Duration.ofMillis(100)));
     ExecutionException e =
         assertThrows(ExecutionException.class, () -> client.rankCouponsAsync(request()).get(5, TimeUnit.SECONDS));
     assertEquals(Status.Code.DEADLINE_EXCEEDED, Status.fromThrowable(e.getCause()).getCode());
-    assertEquals(1, service.calls.get());
+    assertEquals(1, server.rankCouponsCalls());
   }
 
   @Test
   void cancellingTheFutureCancelsTheCall() throws Exception {
     CountDownLatch cancelled = new CountDownLatch(1);
     CountDownLatch received = new CountDownLatch(1);
-    service.handler =
-        n -> {
+    server.handler(
+        (req, n) -> {
           Context.current().addListener(c -> cancelled.countDown(), Runnable::run);
           received.countDown();
           return null;
-        };
+        });
     start(CouponRankClient.newBuilder().defaultDeadline(Duration.ofSeconds(20)));
     CompletableFuture<RankCouponsResponse> f = client.rankCouponsAsync(request());
     assertTrue(received.await(5, TimeUnit.SECONDS));
@@ -351,6 +316,7 @@ class CouponRankClientTest {
 
   @Test
   void getModelInfo() throws IOException {
+    server.modelInfo(GetModelInfoResponse.newBuilder().setModelVersion("m1").addFeatureNames("f1").build());
     start(fastRetries());
     GetModelInfoResponse info = client.getModelInfo();
     assertEquals("m1", info.getModelVersion());

@@ -13,6 +13,8 @@ import java.net.URLClassLoader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -23,9 +25,10 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The README's Java snippet compiles against this client (javac, the test class path) and, when
- * scripts/test.sh runs a contract server, runs against it and prints at least one ranked coupon
- * ({@code 1 COUPON_ID SCORE ...}).
+ * The root README's Java snippet compiles against this client (javac, the test class path) and,
+ * when scripts/test.sh runs a contract server, runs against it and prints at least one ranked
+ * coupon ({@code 1 COUPON_ID SCORE ...}). Every Java snippet of this client's README.md compiles
+ * too, and those that name no {@code .target(} (fake server, conversions) also run.
  */
 @Timeout(120)
 class ReadmeSnippetTest {
@@ -75,5 +78,64 @@ class ReadmeSnippetTest {
     assertTrue(
         Pattern.compile("(?m)^1 c\\S+ ").matcher(out).find(),
         "the README's Java snippet ranked no coupon:\n" + out);
+  }
+
+  /** What a snippet of clients/java/README.md may use without importing it. */
+  private static final String SNIPPET_IMPORTS =
+      String.join(
+          "\n",
+          "import static org.junit.jupiter.api.Assertions.*;",
+          "import com.couponrank.client.*;",
+          "import com.couponrank.client.testing.*;",
+          "import com.couponrank.v1.*;",
+          "import com.google.protobuf.Timestamp;",
+          "import io.grpc.Status;",
+          "import io.grpc.StatusRuntimeException;",
+          "import java.math.BigDecimal;",
+          "import java.nio.file.Path;",
+          "import java.time.*;",
+          "import java.util.*;",
+          "import java.util.concurrent.CompletableFuture;",
+          "");
+
+  @Test
+  void clientReadmeSnippetsCompileAndLocalOnesRun(@TempDir Path tmp) throws Exception {
+    String readme = Files.readString(Path.of("README.md"));
+    Matcher blocks = Pattern.compile("(?ms)^```java\n(.*?)^```").matcher(readme);
+    List<String> sources = new ArrayList<>();
+    List<String> runnable = new ArrayList<>();
+    for (int i = 0; blocks.find(); i++) {
+      String name = "ClientReadmeSnippet" + i;
+      Path src = tmp.resolve(name + ".java");
+      Files.writeString(
+          src,
+          SNIPPET_IMPORTS + "public class " + name + " {\n  public void run() throws Exception {\n"
+              + blocks.group(1) + "  }\n}\n");
+      sources.add(src.toString());
+      if (!blocks.group(1).contains(".target(")) {
+        runnable.add(name);
+      }
+    }
+    assertTrue(sources.size() >= 4, "clients/java/README.md should have its Java snippets; found " + sources.size());
+    Path classes = Files.createDirectories(tmp.resolve("classes"));
+    List<String> args =
+        new ArrayList<>(
+            List.of(
+                "-classpath",
+                System.getProperty("surefire.test.class.path", System.getProperty("java.class.path")),
+                "-d",
+                classes.toString()));
+    args.addAll(sources);
+    ByteArrayOutputStream diagnostics = new ByteArrayOutputStream();
+    int rc = ToolProvider.getSystemJavaCompiler().run(null, diagnostics, diagnostics, args.toArray(new String[0]));
+    assertEquals(0, rc, "javac on clients/java/README.md's Java snippets:\n" + diagnostics);
+    assertTrue(runnable.size() >= 2, "expected the fake-server and conversion snippets to run: " + runnable);
+    try (URLClassLoader loader =
+        new URLClassLoader(new URL[] {classes.toUri().toURL()}, getClass().getClassLoader())) {
+      for (String name : runnable) {
+        Class<?> c = loader.loadClass(name);
+        c.getMethod("run").invoke(c.getConstructor().newInstance());
+      }
+    }
   }
 }

@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import com.couponrank.v1.CouponRankingServiceGrpc;
+import com.couponrank.client.testing.FakeCouponRankServer;
 import com.couponrank.v1.IneligibilityReason;
 import com.couponrank.v1.IneligibleCoupon;
 import com.couponrank.v1.Placement;
@@ -15,23 +15,16 @@ import com.couponrank.v1.RankCouponsResponse;
 import com.couponrank.v1.RankedCoupon;
 import com.couponrank.v1.Reason;
 import com.couponrank.v1.RequestContext;
-import io.grpc.Context;
-import io.grpc.Deadline;
-import io.grpc.Server;
 import io.grpc.Status;
-import io.grpc.netty.shaded.io.grpc.netty.NettyServerBuilder;
-import io.grpc.stub.StreamObserver;
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.io.StringReader;
-import java.net.InetSocketAddress;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
-import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -40,7 +33,8 @@ import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
 
 /**
- * The scenario format and the Example CLI, end to end over a real Netty server on 127.0.0.1. The
+ * The scenario format and the Example CLI, end to end over a real Netty server on 127.0.0.1
+ * (FakeCouponRankServer). The
  * expected lines are the Go client's output for the same input (internal/scenario tests), except
  * for number formatting.
  */
@@ -60,57 +54,40 @@ class ScenarioRunnerTest {
 
   static final String NOTE = "no coupon is active at 2026-12-02T10:00:00Z; \"c1\" .. \"c3\" are valid 2026-06-01 .. 2026-07-31";
 
-  static final class Service extends CouponRankingServiceGrpc.CouponRankingServiceImplBase {
-    final List<RankCouponsRequest> requests = new CopyOnWriteArrayList<>();
-    final List<Deadline> deadlines = new CopyOnWriteArrayList<>();
-
-    @Override
-    public void rankCoupons(RankCouponsRequest req, StreamObserver<RankCouponsResponse> obs) {
-      requests.add(req);
-      deadlines.add(Context.current().getDeadline());
-      if (req.getUserId().equals("bad")) {
-        obs.onError(Status.INVALID_ARGUMENT.withDescription("bad user").asRuntimeException());
-        return;
-      }
-      if (req.getUserId().equals("none")) { // nothing ranked: the server says why
-        obs.onNext(RankCouponsResponse.newBuilder().setModelVersion("m1").setNote(NOTE).build());
-        obs.onCompleted();
-        return;
-      }
-      obs.onNext(
-          RankCouponsResponse.newBuilder()
-              .setRequestId(req.getRequestId())
-              .addRankedCoupons(
-                  RankedCoupon.newBuilder().setCouponId("c2").setRank(1).setScore(1.5)
-                      .addReasons(Reason.newBuilder().setFeature("f1").setValue(Double.NaN).setContribution(0.25)))
-              .addRankedCoupons(RankedCoupon.newBuilder().setCouponId("c1").setRank(2).setScore(1e-7))
-              .addIneligibleCoupons(
-                  IneligibleCoupon.newBuilder().setCouponId("c3")
-                      .setReason(IneligibilityReason.INELIGIBILITY_REASON_MIN_SPEND_NOT_MET))
-              .setModelVersion("m1")
-              .setColdStart(req.getUserId().equals("u2"))
-              .build());
-      obs.onCompleted();
+  /** The fake server's answers: errors for "bad", a note for "none", else a fixed ranking. */
+  static RankCouponsResponse answer(RankCouponsRequest req, int n) {
+    if (req.getUserId().equals("bad")) {
+      throw Status.INVALID_ARGUMENT.withDescription("bad user").asRuntimeException();
     }
+    if (req.getUserId().equals("none")) { // nothing ranked: the server says why
+      return RankCouponsResponse.newBuilder().setModelVersion("m1").setNote(NOTE).build();
+    }
+    return RankCouponsResponse.newBuilder()
+        .setRequestId(req.getRequestId())
+        .addRankedCoupons(
+            RankedCoupon.newBuilder().setCouponId("c2").setRank(1).setScore(1.5)
+                .addReasons(Reason.newBuilder().setFeature("f1").setValue(Double.NaN).setContribution(0.25)))
+        .addRankedCoupons(RankedCoupon.newBuilder().setCouponId("c1").setRank(2).setScore(1e-7))
+        .addIneligibleCoupons(
+            IneligibleCoupon.newBuilder().setCouponId("c3")
+                .setReason(IneligibilityReason.INELIGIBILITY_REASON_MIN_SPEND_NOT_MET))
+        .setModelVersion("m1")
+        .setColdStart(req.getUserId().equals("u2"))
+        .build();
   }
 
-  private final Service service = new Service();
-  private Server server;
+  private FakeCouponRankServer server;
   private String addr;
 
   @BeforeEach
   void startServer() throws Exception {
-    server =
-        NettyServerBuilder.forAddress(new InetSocketAddress("127.0.0.1", 0))
-            .addService(service)
-            .build()
-            .start();
-    addr = "127.0.0.1:" + server.getPort();
+    server = FakeCouponRankServer.start().handler(ScenarioRunnerTest::answer); // Netty, 127.0.0.1
+    addr = server.target();
   }
 
   @AfterEach
-  void stopServer() throws InterruptedException {
-    server.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+  void stopServer() {
+    server.close();
   }
 
   @Test
@@ -190,9 +167,9 @@ class ScenarioRunnerTest {
     assertTrue(lines[3].startsWith("{\"index\":3,\"name\":\"bad placement\",\"ok\":false,\"error_code\":\"CLIENT_ERROR\""), lines[3]);
 
     // The first request went out as written, with the scenario's deadline.
-    RankCouponsRequest sent = service.requests.get(0);
+    RankCouponsRequest sent = server.requests().get(0);
     assertEquals(4599, sent.getContext().getCartTotal().getAmountMinor());
-    long left = service.deadlines.get(0).timeRemaining(TimeUnit.MILLISECONDS);
+    long left = server.calls().get(0).deadline().timeRemaining(TimeUnit.MILLISECONDS);
     assertTrue(left > 1000 && left <= 2000, "deadline in " + left + " ms");
   }
 
@@ -245,7 +222,7 @@ class ScenarioRunnerTest {
             System.in, new PrintStream(out, true, StandardCharsets.UTF_8), System.err);
     assertEquals(0, code);
     assertTrue(out.toString(StandardCharsets.UTF_8).contains("c2"));
-    RankCouponsRequest sent = service.requests.get(0);
+    RankCouponsRequest sent = server.requests().get(0);
     assertEquals(List.of("c1", "c2"), sent.getCandidateCouponIdsList());
     assertEquals(Placement.PLACEMENT_CART, sent.getContext().getPlacement());
     assertEquals(1999, sent.getContext().getCartTotal().getAmountMinor());
@@ -265,7 +242,7 @@ class ScenarioRunnerTest {
 
   @Test
   void exampleModelInfo() {
-    // The fake does not implement GetModelInfo: UNIMPLEMENTED, exit 1.
+    server.failModelInfo(Status.UNIMPLEMENTED); // as a server without the method: exit 1
     ByteArrayOutputStream err = new ByteArrayOutputStream();
     assertEquals(1, Example.run(new String[] {"-addr", addr, "-model-info"}, System.in, System.out,
         new PrintStream(err, true, StandardCharsets.UTF_8)));
