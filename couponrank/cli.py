@@ -169,6 +169,7 @@ def _print_table(table) -> None:
 def cmd_serve(args) -> None:
     import logging
 
+    from couponrank.server.callers import CallersConfigError
     from couponrank.server.catalog import CatalogError
     from couponrank.server.main import TlsConfigError, run
     from couponrank.server.model import ModelMismatchError
@@ -185,7 +186,8 @@ def cmd_serve(args) -> None:
                           max_queued=None if args.max_queued < 0 else args.max_queued, admission=args.admission,
                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-                          model_refresh_seconds=args.model_refresh,
+                          model_refresh_seconds=args.model_refresh, store_check_seconds=args.store_check,
+                          callers_file=args.callers,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -195,26 +197,33 @@ def cmd_serve(args) -> None:
                 f"serving model {version} on {args.host}:{port} ({args.online} online store"
                 + (", mutual TLS" if args.tls_client_ca else ", TLS" if args.tls_cert else ", plaintext")
                 + (f", {args.workers} processes" if args.workers > 1 else "") + "); SIGTERM to stop", flush=True))
-    except (ModelMismatchError, ArtifactError, CatalogError, TlsConfigError, OSError, RuntimeError) as exc:
+    except (ModelMismatchError, ArtifactError, CatalogError, TlsConfigError, CallersConfigError, OSError,
+            RuntimeError) as exc:
         raise CliError(f"{exc} (server not started)") from exc
 
 
 def cmd_rank(args) -> None:
-    from decimal import Decimal, InvalidOperation
-
-    from couponrank.client import CouponRankClient, CouponRankError, tls_credentials
+    from couponrank.client import CouponRankClient, CouponRankError, money, tls_credentials
 
     try:
         credentials = (tls_credentials(args.tls_ca, args.tls_cert, args.tls_key)
                        if args.tls_ca or args.tls_cert or args.tls_key else None)
     except (OSError, ValueError) as exc:
         raise CliError(f"TLS: {exc}") from exc
+    token = None
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            raise CliError(f"{args.token_file}: cannot read the token ({exc.strerror})") from exc
+        if not token or any(c.isspace() for c in token):
+            raise CliError(f"{args.token_file}: expected one bearer token on one line")
     try:
-        minor = int((Decimal(args.cart_total) * 100).to_integral_value())
-    except InvalidOperation as exc:
-        raise CliError(f"--cart-total: not an amount: {args.cart_total!r}") from exc
+        minor = money(args.cart_total, args.currency.upper()).amount_minor
+    except ValueError as exc:
+        raise CliError(f"--cart-total/--currency: {exc}") from exc
     split = (lambda text: [v for v in (text or "").split(",") if v])
-    with CouponRankClient(args.addr, timeout=args.timeout, credentials=credentials) as client:
+    with CouponRankClient(args.addr, timeout=args.timeout, credentials=credentials, token=token) as client:
         try:
             result = client.rank_coupons(
                 args.user, candidate_ids=split(args.candidates), placement=args.placement,
@@ -224,6 +233,14 @@ def cmd_rank(args) -> None:
         except CouponRankError as exc:
             raise CliError(str(exc)) from exc
     print_ranking(args.user, result)
+
+
+def cmd_token(args) -> None:
+    from couponrank.server.callers import new_token, token_hash
+
+    token = new_token()
+    print(f"token: {token}")
+    print(f'callers file entry: token_sha256 = "{token_hash(token)}"')
 
 
 def print_ranking(user: str, result, limit: int | None = None) -> None:
@@ -340,6 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not refuse calls whose deadline leaves less than a typical answer's time")
     sp.add_argument("--store-timeout", type=float, default=0.25,
                     help="seconds to wait for the online store before the fallback ranking (default: %(default)s)")
+    sp.add_argument("--store-check", type=float, default=5.0,
+                    help="seconds between probes of the online store for being empty (emptied Redis, never "
+                         "materialized): answers degrade and health reads NOT_SERVING while it is "
+                         "(default: %(default)s; 0: off)")
     sp.add_argument("--catalog-refresh", type=float, default=300.0,
                     help="seconds between checks for a new coupon catalogue (default: %(default)s)")
     sp.add_argument("--coupon-refresh", type=float, default=60.0,
@@ -365,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Prometheus /metrics on this port, on --metrics-host (default: off; with --workers N, "
                          "worker i uses PORT + i)")
     sp.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics (default: %(default)s)")
+    sp.add_argument("--callers", metavar="TOML",
+                    help="who may call and see what: mTLS certificate names and bearer-token hashes with their "
+                         "right to see user features in explanations (docs/privacy.md; default: everyone "
+                         "anonymous, explanations name coupon and request features only)")
     sp.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
                     help="gRPC server reflection, for grpcurl and ghz (default: on)")
     sp.add_argument("--currencies", default="USD",
@@ -389,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tls-ca", metavar="PEM", help="TLS: trust this CA (with neither --tls-* option: plaintext)")
     sp.add_argument("--tls-cert", metavar="PEM", help="mutual TLS: this client's certificate (with --tls-key)")
     sp.add_argument("--tls-key", metavar="PEM", help="mutual TLS: this client's key")
+    sp.add_argument("--token-file", metavar="FILE",
+                    help="a file holding this caller's bearer token (see `couponrank token` and serve --callers)")
+
+    add("token", cmd_token, "Make a new bearer token for a caller: prints the token (give it to the caller, "
+        "e.g. in a file for rank --token-file) and the line for the server's --callers file.")
 
     sp = add("promote", cmd_promote, "Serve a model version next: verify it and point the models folder's "
              "LATEST at it (running servers swap it in without a restart).")

@@ -67,6 +67,11 @@ OUTPUTS = (
     "ctx_days_since_last_redemption",
 )
 
+# Outputs computed from the user's own behaviour (the rest come from the request and
+# the coupon): the server names them in explanations only to callers allowed to see
+# user features (server/callers.py).
+USER_OUTPUTS = ("ctx_days_since_last_event", "ctx_days_since_last_order", "ctx_days_since_last_redemption")
+
 # Outputs LightGBM treats as categorical.
 CATEGORICAL_OUTPUTS = ("ctx_placement", "ctx_coupon_type", "ctx_coupon_scope")
 

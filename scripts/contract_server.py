@@ -257,6 +257,12 @@ class InProcess:
     def time_remaining(self):
         return self.remaining
 
+    def invocation_metadata(self):  # an anonymous caller, as the clients' calls are
+        return ()
+
+    def auth_context(self):
+        return {}
+
     def abort(self, code, details):
         raise _Aborted(code, details)
 

@@ -33,10 +33,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from couponrank.clock import unix_now
+from couponrank.server.callers import Callers
 from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
 from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.online import OnlineFeatures
 from couponrank.server.service import SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig, generic_handler
+from couponrank.server.store_watch import StoreWatch
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,7 @@ class RunningServer:
     health: health.HealthServicer
     metrics_port: int | None = None  # Prometheus /metrics, when on
     reloader: object | None = None  # server/reload.py ModelReloader, when serving a models folder
+    store_watch: StoreWatch | None = None
 
     @property
     def ranker(self) -> Ranker:
@@ -123,6 +126,8 @@ class RunningServer:
         def stop_now() -> threading.Event:  # no new calls from here on
             if self.reloader is not None:
                 self.reloader.stop()
+            if self.store_watch is not None:
+                self.store_watch.stop()
             stopped = self.server.stop(grace)
             self.ranker.catalog.stop()
             self.ranker.online.coupons.stop()
@@ -177,9 +182,13 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     returns at once with the running server. ``clock`` (unix seconds) is the request
     time of requests that set none."""
     config = config or ServerConfig()
-    credentials = server_credentials(config)  # before loading anything: a bad TLS file fails fast
+    credentials = server_credentials(config)  # before loading anything: a bad TLS or callers file fails fast
+    callers = Callers.load(config.callers_file) if config.callers_file else Callers()
+    if callers.uses_tokens and credentials is None:
+        log.warning("bearer tokens over plaintext: anyone on the network path can read them; serve TLS "
+                    "(--tls-cert/--tls-key) unless the listener is loopback only")
     ranker = ranker or build_ranker(repo, model, online, config)
-    servicer = CouponRankingServicer(ranker, clock)
+    servicer = CouponRankingServicer(ranker, clock, callers)
     metrics = None
     if config.metrics_port is not None:
         from couponrank.server.metrics import Metrics
@@ -215,16 +224,28 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
 
         reloader = ModelReloader(ranker, Path(model), getattr(ranker, "registry_features", ranker.model.features),
                                  config.scorer, config.model_refresh_seconds)
+    def set_health(empty: bool) -> None:
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if empty else health_pb2.HealthCheckResponse.SERVING
+        for name in ("", SERVICE_NAME):
+            health_servicer.set(name, status)
+
+    store_watch = StoreWatch(ranker, set_health, config.store_check_seconds)
+    if config.store_check_seconds > 0:
+        try:  # on the read pool: a dead store cannot hold the start-up
+            ranker.submit(store_watch.check).result(timeout=WARM_UP_TIMEOUT)
+        except Exception as exc:
+            log.warning("online store probe at start failed (%s); probing again every %.0f s",
+                        type(exc).__name__, config.store_check_seconds)
     server.start()
     ranker.catalog.start()
     ranker.online.start()
+    store_watch.start()
     if reloader is not None:
         reloader.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    set_health(bool(ranker.store_empty))
     log.info("serving model %s on %s:%d (%d coupons in the catalogue)", ranker.model.version, host, bound,
              len(ranker.catalog.current))
-    return RunningServer(server, bound, servicer, health_servicer, metrics_port, reloader)
+    return RunningServer(server, bound, servicer, health_servicer, metrics_port, reloader, store_watch)
 
 
 def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", config: ServerConfig | None = None,

@@ -115,13 +115,15 @@ class RankerModel:
         c = np.asarray(self.booster.predict(X, pred_contrib=True, num_threads=1), dtype=np.float64)
         return c[:, :-1], c[:, -1]
 
-    def explain(self, X: np.ndarray, max_reasons: int = 10) -> list[list[Explanation]]:
+    def explain(self, X: np.ndarray, max_reasons: int = 10,
+                shown: np.ndarray | None = None) -> list[list[Explanation]]:
         """Per row, the features with a non-zero contribution, largest |contribution|
-        first (ties by model order), at most ``max_reasons`` (0: all)."""
+        first (ties by model order), at most ``max_reasons`` (0: all); ``shown``: a
+        mask over the model's features, the only ones named (None: all)."""
         contrib, _ = self.contributions(X)
         out = []
         for i in range(len(X)):
-            nz = np.flatnonzero(contrib[i] != 0)
+            nz = np.flatnonzero((contrib[i] != 0) if shown is None else (contrib[i] != 0) & shown)
             nz = nz[np.argsort(-np.abs(contrib[i, nz]), kind="stable")]
             if max_reasons > 0:
                 nz = nz[:max_reasons]

@@ -142,6 +142,13 @@ class OnlineFeatures:
                 raise ValueError(f"feature view {view}: join key(s) {sorted(unknown)} cannot be filled from a "
                                  f"RankCoupons request (only {USER_KEY}, {COUPON_KEY}, {CATEGORY_KEY})")
         self.live_views = [v for v, keys in self.join_keys.items() if set(keys) != {COUPON_KEY}]
+        # What any caller may see in explanations (server/callers.py): the coupon's own
+        # features and those computed from the request and the coupon alone; the rest
+        # describe the user's behaviour.
+        self.public_features = sorted(
+            {n for v, keys in self.join_keys.items() if set(keys) == {COUPON_KEY} for n in self.view_features[v]}
+            | set(self.catalog_features)
+            | (set(self.computed_features) - set(request_features.USER_OUTPUTS)))
         self.coupons = CouponFeatureCache(self.reader, [v for v in self.view_features if v not in self.live_views],
                                           coupon_ids, refresh_seconds)
 

@@ -50,6 +50,7 @@ from couponrank.clock import unix_now
 from couponrank.schema import PLACEMENTS
 from couponrank.server import stages
 from couponrank.server.catalog import DEFAULT_REFRESH_SECONDS, CatalogHolder
+from couponrank.server.callers import ANONYMOUS, Caller, Callers, Unauthenticated
 from couponrank.server.model import Explanation, RankerModel
 from couponrank.server.online import DEFAULT_COUPON_REFRESH_SECONDS, OnlineFeatures, join_features
 from couponrank.server.stages import Candidates, RankRequest, Reason
@@ -103,11 +104,24 @@ class ServerConfig:
     model_refresh_seconds: float = 10.0  # serving a models folder: how often LATEST is checked (0: only SIGHUP)
     metrics_port: int | None = None  # Prometheus /metrics on metrics_host:port (0: a free port); None: off
     metrics_host: str = "127.0.0.1"
+    # Who may call and see what (server/callers.py); None: everyone is anonymous, and
+    # explanations name only coupon and request features.
+    callers_file: str | None = None
+    # How often the online store is probed for being empty (server/store_watch.py): an
+    # empty store degrades answers and turns health NOT_SERVING. 0: never probed.
+    store_check_seconds: float = 5.0
 
 
 # ISO 4217 currencies whose minor unit is not 1/100 of the major unit.
-MINOR_UNIT_DIGITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "PYG": 0, "UGX": 0, "XAF": 0, "XOF": 0,
-                     "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
+MINOR_UNIT_DIGITS = {
+    # no minor unit
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0,
+    "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    # thousandths
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    # ten-thousandths (units of account)
+    "CLF": 4, "UYW": 4,
+}
 
 
 def currencies(codes) -> dict[str, int]:
@@ -205,7 +219,7 @@ def _check_size(where: str, value: str, field_name: str | None = None) -> None:
 
 
 def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
-                  clock: Callable[[], float] = unix_now) -> RankRequest:
+                  clock: Callable[[], float] = unix_now, caller: Caller = ANONYMOUS) -> RankRequest:
     """Validate a RankCouponsRequest; raises InvalidArgument naming the field."""
     if not request.user_id:
         raise InvalidArgument("user_id", "must not be empty")
@@ -257,7 +271,8 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
         user_id=request.user_id, candidate_ids=ids, placement=placement, cart_total=cart_total,
         cart_categories=tuple(ctx.cart_categories), cart_brands=tuple(ctx.cart_brands),
         cart_merchants=tuple(ctx.cart_merchant_ids), now=now,
-        top_k=request.top_k or config.default_top_k, explain=request.explain)
+        top_k=request.top_k or config.default_top_k, explain=request.explain,
+        explain_user_features=caller.sees_user_features)
 
 
 # ------------------------------------------------------------------ the ranking path
@@ -306,6 +321,7 @@ class Ranker:
         inline = self.config.read_on_rpc_thread
         self.read_inline = (online.reader.kind == "sqlite") if inline is None else bool(inline)
         self._store_down_until = 0.0
+        self.store_empty = ""  # why the online store is taken to be empty (server/store_watch.py); "" when not
         self._closed = False
         self.metrics = None  # server/metrics.py, when the server exposes metrics
 
@@ -372,7 +388,8 @@ class Ranker:
         ranked = [RankedItem(kept.ids[i], float(scores[i])) for i in top]
         if req.explain and len(top):
             self._checkpoint(time_remaining, "explanations")
-            for item, reasons in zip(ranked, model.explain(X[top], self.config.max_reasons)):
+            shown = None if req.explain_user_features else np.isin(model.features, self.online.public_features)
+            for item, reasons in zip(ranked, model.explain(X[top], self.config.max_reasons, shown)):
                 item.reasons = reasons
         return RankOutcome(ranked, ineligible, model.version, cold_start=cold, n_candidates=len(cands))
 
@@ -380,6 +397,8 @@ class Ranker:
               time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
         """The online read under a timeout bounded by the deadline: (features, "", "")
         or (None, why not, degraded reason)."""
+        if self.store_empty:
+            return None, self.store_empty, FEATURE_STORE_UNAVAILABLE
         now = time.monotonic()
         if now < self._store_down_until:
             return None, (f"online store failed recently; not asked again for another "
@@ -451,10 +470,11 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
     """``clock``: unix seconds, the request time of a request without ``request_time``
     (injected by tests and pinned demos; the wall clock otherwise)."""
 
-    def __init__(self, ranker: Ranker, clock: Callable[[], float] = unix_now):
+    def __init__(self, ranker: Ranker, clock: Callable[[], float] = unix_now, callers: Callers | None = None):
         self.ranker = ranker
         self.config = ranker.config
         self.clock = clock
+        self.callers = callers or Callers()
         self.admission = Admission()
         self.metrics = None  # server/metrics.py, when the server exposes metrics
         self._model_info = self._build_model_info(ranker.model)
@@ -474,8 +494,15 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
                 getattr(info, target).CopyFrom(ts)
         return info
 
+    def _caller(self, context) -> Caller:
+        try:
+            return self.callers.identify(context.invocation_metadata(), context.auth_context())
+        except Unauthenticated as exc:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+
     def RankCoupons(self, request, context):
         started = time.monotonic()
+        caller = self._caller(context)
         left = context.time_remaining()
         if self.config.admission and self.admission.refuse(left):
             if self.metrics is not None:
@@ -484,7 +511,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
                           f"refused before any work: {left * 1000:.1f} ms left, answers take "
                           f"{self.admission.typical * 1000:.1f} ms")
         try:
-            req = parse_request(request, self.config, self.clock)
+            req = parse_request(request, self.config, self.clock, caller)
         except InvalidArgument as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         try:
@@ -505,6 +532,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         return to_response(outcome, request.request_id or uuid.uuid4().hex)
 
     def GetModelInfo(self, request, context):
+        self._caller(context)
         info = self._model_info
         model = self.ranker.model
         if info.model_version != model.version:  # swapped since (server/reload.py)

@@ -38,14 +38,28 @@ def built(tmp_path_factory) -> Built:
     return Built(raw, repo, models, last_snapshot(repo))
 
 
+TRUSTED_TOKEN = "test-token-for-a-caller-who-sees-user-features"
+
+
+@pytest.fixture(scope="session")
+def callers_file(tmp_path_factory) -> Path:
+    """A callers file naming one caller (TRUSTED_TOKEN) allowed to see user features."""
+    from couponrank.server.callers import token_hash
+
+    path = tmp_path_factory.mktemp("callers") / "callers.toml"
+    path.write_text(f'[callers.data-science]\ntoken_sha256 = "{token_hash(TRUSTED_TOKEN)}"\nexplain = "all"\n')
+    return path
+
+
 @pytest.fixture(scope="module")
-def server(built):
+def server(built, callers_file):
     from couponrank.server.main import serve
     from couponrank.server.service import ServerConfig
     from pinned import UNIX_CLOCK
 
     # every non-zero contribution in explanations; no store cooldown (tests break the store on purpose)
-    config = ServerConfig(max_reasons=0, store_cooldown=0.0, catalog_refresh_seconds=0)
+    config = ServerConfig(max_reasons=0, store_cooldown=0.0, catalog_refresh_seconds=0,
+                          callers_file=str(callers_file))
     running = serve(built.repo, built.models, port=0, host="127.0.0.1", config=config, clock=UNIX_CLOCK)
     yield running
     running.stop(0).wait(5)
@@ -61,6 +75,15 @@ def client(target):
     from couponrank.client import CouponRankClient
 
     with CouponRankClient(target, timeout=5.0) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def trusted_client(target):
+    """A client the server lets see user features in explanations."""
+    from couponrank.client import CouponRankClient
+
+    with CouponRankClient(target, timeout=5.0, token=TRUSTED_TOKEN) as c:
         yield c
 
 

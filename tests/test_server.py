@@ -229,7 +229,9 @@ def test_per_user_limit_from_the_online_store(built, client, catalog):
     assert [(i.coupon_id, i.reason) for i in res.ineligible] == [(str(hit.coupon_id), "PER_USER_LIMIT_REACHED")]
 
 
-def test_explanations_add_up_to_the_score(built, client):
+def test_explanations_add_up_to_the_score(built, trusted_client):
+    """For a caller allowed to see every feature (server/callers.py)."""
+    client = trusted_client
     art = _artifact(built)
     booster = lgb.Booster(model_file=str(art.model_file))
     bias = booster.predict(np.zeros((1, len(art.features))), pred_contrib=True)[0, -1]
@@ -371,6 +373,12 @@ class _FakeContext:
 
     def time_remaining(self):
         return self.remaining
+
+    def invocation_metadata(self):
+        return ()
+
+    def auth_context(self):
+        return {}
 
     def abort(self, code, details):
         self.aborted = (code, details)

@@ -94,3 +94,33 @@ def test_bad_tls_options_are_refused_naming_the_file(built, pki, tmp_path, capsy
                      "--tls-cert", str(cert), "--tls-key", str(key)]) == 2
         err = capsys.readouterr().err
         assert name in err and "server not started" in err and "Traceback" not in err
+
+
+def test_a_client_certificate_names_the_caller_and_its_rights(built, pki, tmp_path):
+    """mTLS identity (server/callers.py): the certificate's common name picks the
+    caller entry; only a caller with explain = "all" sees the user's features."""
+    import pandas as pd
+
+    from couponrank.server.callers import Callers
+
+    callers = tmp_path / "callers.toml"
+    callers.write_text('[callers.console]\ncertificate_name = "test-client"\nexplain = "all"\n')
+    config = ServerConfig(tls_cert=str(pki / "server.pem"), tls_key=str(pki / "server.key"),
+                          tls_client_ca=str(pki / "ca.pem"), callers_file=str(callers), max_reasons=0)
+    running = serve(built.repo, built.models, port=0, config=config, clock=UNIX_CLOCK)
+    private = set(running.ranker.model.features) - set(running.ranker.online.public_features)
+    creds = tls_credentials(str(pki / "ca.pem"), str(pki / "client.pem"), str(pki / "client.key"))
+    at = (built.last_snapshot + pd.Timedelta(hours=10)).to_pydatetime()
+
+    def shown() -> set[str]:
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=5.0, credentials=creds) as c:
+            result = c.rank_coupons("u000001", placement="home", explain=True, top_k=5, request_time=at)
+        return {r.feature for coupon in result.ranked for r in coupon.reasons}
+
+    try:
+        assert shown() & private
+        callers.write_text('[callers.console]\ncertificate_name = "another-client"\nexplain = "all"\n')
+        running.servicer.callers = Callers.load(callers)
+        assert shown() and not shown() & private
+    finally:
+        running.stop(0).wait(5)

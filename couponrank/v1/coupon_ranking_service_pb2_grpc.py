@@ -78,8 +78,14 @@ class CouponRankingServiceServicer:
         `context.request_time` is outside 0001-01-01 .. 9999-12-31 UTC or has
         nanos outside 0 .. 999,999,999; `top_k` is negative. The message quotes
         at most 32 characters of the caller's value.
+        * UNAUTHENTICATED: the call carries `authorization` metadata that is not
+        "Bearer <token>" or whose token names no caller the server knows. A call
+        without `authorization` is anonymous and is answered (see `explain`).
         * DEADLINE_EXCEEDED: the caller's deadline passed before an answer was
-        ready.
+        ready, or the deadline leaves less time than a typical answer takes (the
+        call is refused before any work).
+        * RESOURCE_EXHAUSTED: the server is running and queueing as many calls as
+        it takes; retry later, or against another replica.
         * UNAVAILABLE: the server cannot answer at all right now (for example it is
         still starting or shutting down). Safe to retry with backoff.
         """

@@ -241,12 +241,16 @@ type RankCouponsRequest struct {
 	// response. When empty, the server assigns one and returns it. At most 128
 	// bytes (UTF-8).
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	// The user the coupons are ranked for. Required. A user the feature store
-	// does not know is still ranked, with population defaults (see
-	// `RankCouponsResponse.cold_start`). At most 128 bytes (UTF-8).
+	// The user the coupons are ranked for. Required. The shop's own
+	// pseudonymous user id, the `user_id` of the events the features were built
+	// from (docs/data.md); never an e-mail address or another direct identifier
+	// (docs/privacy.md). A user the feature store does not know is still ranked,
+	// with population defaults (see `RankCouponsResponse.cold_start`). At most
+	// 128 bytes (UTF-8).
 	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// The coupons to consider. Empty means every coupon that is active at
-	// `context.request_time`. Duplicate ids are rejected with INVALID_ARGUMENT
+	// The coupons to consider, by the `coupon_id` of the server's coupon
+	// catalogue (the coupons table, docs/data.md). Empty means every coupon that
+	// is active at `context.request_time`. Duplicate ids are rejected with INVALID_ARGUMENT
 	// (they usually mean a caller bug); ids the server does not know are returned in `ineligible_coupons` with
 	// `INELIGIBILITY_REASON_UNKNOWN_COUPON`. At most the server's limit of
 	// candidates (500 by default), each at most 128 bytes (UTF-8).
@@ -254,11 +258,16 @@ type RankCouponsRequest struct {
 	// Where and in what shopping state the coupons will be shown.
 	Context *RequestContext `protobuf:"bytes,4,opt,name=context,proto3" json:"context,omitempty"`
 	// The maximum number of coupons to return in `ranked_coupons`. 0 means the
-	// server's default; negative values are rejected with INVALID_ARGUMENT.
-	// Does not limit `ineligible_coupons`.
+	// server's default (10 unless the server is configured otherwise); negative
+	// values are rejected with INVALID_ARGUMENT. There is no other maximum: a
+	// value above the number of eligible candidates returns them all (so at most
+	// the candidate limit, 500 by default). Does not limit `ineligible_coupons`.
 	TopK int32 `protobuf:"varint,5,opt,name=top_k,json=topK,proto3" json:"top_k,omitempty"`
 	// When true, each ranked coupon carries the feature contributions that
-	// explain its score (`RankedCoupon.reasons`). Costs extra server time.
+	// explain its score (`RankedCoupon.reasons`). Costs extra server time. Only
+	// callers the server allows to (by mutual-TLS certificate or bearer token)
+	// see features of the user's own behaviour; for everyone else the reasons
+	// name coupon and request features only (docs/privacy.md).
 	Explain       bool `protobuf:"varint,6,opt,name=explain,proto3" json:"explain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -345,7 +354,9 @@ type RequestContext struct {
 	// treated as empty (a total of zero), so coupons with a minimum spend are
 	// ineligible with `INELIGIBILITY_REASON_MIN_SPEND_NOT_MET`.
 	CartTotal *Money `protobuf:"bytes,2,opt,name=cart_total,json=cartTotal,proto3" json:"cart_total,omitempty"`
-	// The categories of the items in the cart, one entry per distinct category.
+	// The categories of the items in the cart, one entry per distinct category,
+	// in the vocabulary of the items' `category` (docs/data.md); brands and
+	// merchant ids likewise follow the items' `brand` and `merchant_id`.
 	// At most 10,000 entries of at most 128 bytes (UTF-8) each; the same limits
 	// hold for `cart_brands` and `cart_merchant_ids`.
 	CartCategories []string `protobuf:"bytes,3,rep,name=cart_categories,json=cartCategories,proto3" json:"cart_categories,omitempty"`
@@ -636,8 +647,11 @@ type RankedCoupon struct {
 	CouponId string `protobuf:"bytes,1,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"`
 	// The coupon's position in the ranking: 1 for the best coupon.
 	Rank int32 `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
-	// The model's score for this coupon; higher is better. Only comparable
-	// between coupons scored by the same `model_version`.
+	// The model's score for this coupon; higher is better. A ranking score (the
+	// model's raw output, in arbitrary units), not a probability: it orders
+	// coupons for this request and is only comparable between coupons scored by
+	// the same `model_version`. In a degraded answer it is the coupon's cached
+	// 30-day redemption rate instead.
 	Score float64 `protobuf:"fixed64,3,opt,name=score,proto3" json:"score,omitempty"`
 	// The features that contributed most to `score`, in decreasing order of
 	// absolute contribution. Set only when the request asked for `explain`.

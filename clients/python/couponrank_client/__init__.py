@@ -8,8 +8,12 @@ from .client import (
     RankedCoupon,
     RankResult,
     Reason,
+    empty_result,
+    money,
+    money_amount,
+    timestamp,
     tls_credentials,
 )
 
 __all__ = ["CouponRankClient", "CouponRankError", "IneligibleCoupon", "ModelInfo", "RankedCoupon",
-           "RankResult", "Reason", "tls_credentials"]
+           "RankResult", "Reason", "empty_result", "money", "money_amount", "timestamp", "tls_credentials"]

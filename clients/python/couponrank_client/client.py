@@ -7,7 +7,9 @@
 
 Calls that fail with UNAVAILABLE are retried (up to ``max_attempts`` in all, with
 exponential backoff and jitter); every other failure raises :class:`CouponRankError`
-at once, as the contract says only UNAVAILABLE is worth retrying.
+at once, as the contract says only UNAVAILABLE is worth retrying. A checkout that
+must never wait on coupons calls :meth:`CouponRankClient.rank_coupons_or_empty`
+instead: an empty ranking and the error on any failure, never an exception.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 import grpc
 
@@ -121,6 +126,62 @@ def to_result(resp: pb.RankCouponsResponse) -> RankResult:
     )
 
 
+# ISO 4217 currencies whose minor unit is not 1/100 of the major unit (the rest: 2 digits).
+MINOR_UNIT_DIGITS = {
+    # no minor unit
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0,
+    "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    # thousandths
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    # ten-thousandths (units of account)
+    "CLF": 4, "UYW": 4,
+}
+
+
+def money(amount: str | Decimal | int, currency: str) -> pb.Money:
+    """A Money from a decimal amount in major units: ``money("19.99", "USD")`` is 1999
+    cents; ``money(1500, "JPY")`` is 1500 yen. Raises ValueError for a currency code
+    that is not three upper-case letters or an amount with more decimals than the
+    currency's minor unit has (no silent rounding). Floats are refused: 19.99 is
+    not exact in binary; pass a string or a Decimal."""
+    if not (isinstance(currency, str) and len(currency) == 3 and currency.isascii() and currency.isupper()
+            and currency.isalpha()):
+        raise ValueError(f"currency: expected an ISO 4217 code such as 'USD', got {currency!r}")
+    if isinstance(amount, float):
+        raise ValueError("amount: pass a str or Decimal, not a float (binary floats are not exact)")
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, TypeError):
+        raise ValueError(f"amount: not a decimal number: {str(amount)[:32]!r}") from None
+    if not value.is_finite():
+        raise ValueError(f"amount: not a finite number: {amount!r}")
+    digits = MINOR_UNIT_DIGITS.get(currency, 2)
+    minor = value.scaleb(digits)
+    if minor != minor.to_integral_value():
+        raise ValueError(f"amount: {amount} {currency} has more than {digits} decimal(s)")
+    return pb.Money(currency_code=currency, amount_minor=int(minor))
+
+
+def money_amount(m: pb.Money) -> Decimal:
+    """The amount of a Money in major units, exactly (``Decimal("19.99")``)."""
+    return Decimal(m.amount_minor).scaleb(-MINOR_UNIT_DIGITS.get(m.currency_code, 2))
+
+
+def timestamp(when: datetime) -> Timestamp:
+    """A request time from a datetime (naive ones are taken as UTC). For "now", leave
+    ``request_time`` unset: the server's clock is used."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    ts = Timestamp()
+    ts.FromDatetime(when)
+    return ts
+
+
+def empty_result(request_id: str = "") -> RankResult:
+    """What a fail-open caller shows when ranking failed: no coupons."""
+    return RankResult(request_id, (), (), "", False, False, "", "", "")
+
+
 def tls_credentials(ca_file: str | None = None, cert_file: str | None = None,
                     key_file: str | None = None) -> grpc.ChannelCredentials:
     """TLS for :class:`CouponRankClient`: trust ``ca_file`` (PEM; None: the system's
@@ -138,10 +199,15 @@ def tls_credentials(ca_file: str | None = None, cert_file: str | None = None,
 class CouponRankClient:
     def __init__(self, target: str, timeout: float = 0.5, max_attempts: int = 3,
                  backoff: float = 0.05, max_backoff: float = 1.0, channel: grpc.Channel | None = None,
-                 credentials: grpc.ChannelCredentials | None = None):
-        """``credentials``: TLS (:func:`tls_credentials`); None: plaintext."""
+                 credentials: grpc.ChannelCredentials | None = None, token: str | None = None):
+        """``credentials``: TLS (:func:`tls_credentials`); None: plaintext. ``token``: a
+        bearer token naming this caller to the server (its ``--callers`` file), sent
+        as ``authorization`` metadata on every call; use it over TLS."""
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        if token is not None and (not token or any(c.isspace() for c in token)):
+            raise ValueError("token must be a non-empty string without spaces")
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.target = target
         self.timeout = timeout
         self.max_attempts = max_attempts
@@ -158,7 +224,7 @@ class CouponRankClient:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         for attempt in range(1, self.max_attempts + 1):
             try:
-                return method(request, timeout=max(deadline - time.monotonic(), 0.0))
+                return method(request, timeout=max(deadline - time.monotonic(), 0.0), metadata=self._metadata)
             except grpc.RpcError as exc:
                 code = exc.code()
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
@@ -188,6 +254,16 @@ class CouponRankClient:
                                         candidate_coupon_ids=list(candidate_ids), context=ctx,
                                         top_k=top_k, explain=explain)
         return self.rank(request, timeout)
+
+    def rank_coupons_or_empty(self, user_id: str, *args, **kwargs) -> tuple[RankResult, Exception | None]:
+        """Fail open: :meth:`rank_coupons` with the same arguments, but on any error
+        (the server down, a deadline, a bad argument, a bug) an empty ranking and the
+        error, for the caller to log, instead of an exception. The checkout waits at
+        most the client's timeout, retries included."""
+        try:
+            return self.rank_coupons(user_id, *args, **kwargs), None
+        except Exception as exc:  # fail open on anything: coupons must never block a checkout
+            return empty_result(kwargs.get("request_id", "")), exc
 
     def rank(self, request: pb.RankCouponsRequest, timeout: float | None = None) -> RankResult:
         """Send a RankCouponsRequest built by the caller (every field as given; e.g. no
