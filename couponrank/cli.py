@@ -174,10 +174,10 @@ def cmd_serve(args) -> None:
     from couponrank.server.main import TlsConfigError, run
     from couponrank.server.model import ModelMismatchError
     from couponrank.server.service import ServerConfig, currencies
+    from couponrank.server.telemetry import configure_logging
     from couponrank.training.artifact import ArtifactError
 
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(logging.WARNING if args.quiet else logging.INFO, args.log_format)
     if args.workers < 1 or args.threads < 1:
         raise CliError("--workers and --threads must be at least 1")
     config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout, max_workers=args.threads,
@@ -187,7 +187,7 @@ def cmd_serve(args) -> None:
                           tls_cert=args.tls_cert, tls_key=args.tls_key, tls_client_ca=args.tls_client_ca,
                           metrics_port=args.metrics_port, metrics_host=args.metrics_host,
                           model_refresh_seconds=args.model_refresh, store_check_seconds=args.store_check,
-                          callers_file=args.callers,
+                          callers_file=args.callers, otlp_endpoint=args.otlp_endpoint, log_format=args.log_format,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
     try:
@@ -386,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Prometheus /metrics on this port, on --metrics-host (default: off; with --workers N, "
                          "worker i uses PORT + i)")
     sp.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics (default: %(default)s)")
+    sp.add_argument("--log-format", choices=["text", "json"], default="text",
+                    help="text lines, or one JSON object per line with the trace id when tracing "
+                         "(default: %(default)s)")
+    sp.add_argument("--otlp-endpoint", metavar="URL",
+                    help="OpenTelemetry tracing: export a span per RPC, with stage spans, over OTLP/gRPC to this "
+                         "collector, e.g. http://127.0.0.1:4317 (https:// for TLS) (default: off)")
     sp.add_argument("--callers", metavar="TOML",
                     help="who may call and see what: mTLS certificate names and bearer-token hashes with their "
                          "right to see user features in explanations (docs/privacy.md; default: everyone "

@@ -39,6 +39,7 @@ from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.online import OnlineFeatures
 from couponrank.server.service import SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig, generic_handler
 from couponrank.server.store_watch import StoreWatch
+from couponrank.server.telemetry import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class RunningServer:
             self.ranker.close()
             if self.servicer.metrics is not None:
                 self.servicer.metrics.close()
+            if self.servicer.tracing is not None:
+                self.servicer.tracing.close()  # exports the spans still batched
             done.set()
 
         threading.Thread(target=finish, args=(None if drain > 0 else stop_now(),), name="stop", daemon=True).start()
@@ -189,6 +192,10 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
                     "(--tls-cert/--tls-key) unless the listener is loopback only")
     ranker = ranker or build_ranker(repo, model, online, config)
     servicer = CouponRankingServicer(ranker, clock, callers)
+    if config.otlp_endpoint:
+        from couponrank.server.telemetry import Tracing
+
+        servicer.tracing = ranker.tracing = Tracing(config.otlp_endpoint)
     metrics = None
     if config.metrics_port is not None:
         from couponrank.server.metrics import Metrics
@@ -276,7 +283,7 @@ def run(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", conf
 # connections over them. Each process loads its own registry, model and caches.
 
 def _worker(repo, model, port, online, config, host, ready, log_level) -> None:
-    logging.basicConfig(level=log_level, format=f"%(asctime)s %(levelname)s worker {os.getpid()} %(name)s: %(message)s")
+    configure_logging(log_level, config.log_format, prefix=f"worker {os.getpid()} ")
     running = serve(repo, model, port, online, config, host)
     ready.put((running.port, running.ranker.model.version))
 

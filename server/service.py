@@ -45,6 +45,7 @@ from datetime import datetime
 import grpc
 import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
+from opentelemetry import trace
 
 from couponrank.clock import unix_now
 from couponrank.schema import PLACEMENTS
@@ -55,6 +56,7 @@ from couponrank.server.model import Explanation, RankerModel
 from couponrank.server.online import DEFAULT_COUPON_REFRESH_SECONDS, OnlineFeatures, join_features
 from couponrank.server.stages import Candidates, RankRequest, Reason
 from couponrank.server.store_reader import StoreReadError
+from couponrank.server.telemetry import stage_span
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
@@ -107,6 +109,10 @@ class ServerConfig:
     # Who may call and see what (server/callers.py); None: everyone is anonymous, and
     # explanations name only coupon and request features.
     callers_file: str | None = None
+    # OpenTelemetry: export a span per RPC (with stage spans) over OTLP/gRPC to this
+    # endpoint, e.g. http://127.0.0.1:4317 (server/telemetry.py); None: no tracing.
+    otlp_endpoint: str | None = None
+    log_format: str = "text"  # text or json (server/telemetry.py); worker processes set up their logs with it
     # How often the online store is probed for being empty (server/store_watch.py): an
     # empty store degrades answers and turns health NOT_SERVING. 0: never probed.
     store_check_seconds: float = 5.0
@@ -324,6 +330,7 @@ class Ranker:
         self.store_empty = ""  # why the online store is taken to be empty (server/store_watch.py); "" when not
         self._closed = False
         self.metrics = None  # server/metrics.py, when the server exposes metrics
+        self.tracing = None  # server/telemetry.py Tracing, when the server exports spans
 
     def close(self) -> None:
         if not self._closed:
@@ -366,7 +373,8 @@ class Ranker:
 
         self._checkpoint(time_remaining, "the online feature read")
         categories = cat.take("coupon_target_category", kept.rows)
-        read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
+        with stage_span(self.tracing, "online_read"):
+            read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
         if read is None:
             self._checkpoint(time_remaining, "the fallback ranking")  # no answer past the deadline
             outcome = self._fallback(req, cat, kept, ineligible, problem, cause)
@@ -383,13 +391,16 @@ class Ranker:
         self._checkpoint(time_remaining, "scoring")
         features = join_features(read, cat, kept.rows, req, self.online.catalog_features)
         X = stages.assemble(features, model.features)
-        scores = stages.score(model, X)
+        with stage_span(self.tracing, "score"):
+            scores = stages.score(model, X)
         top = stages.order(scores, kept.ids, req.top_k)
         ranked = [RankedItem(kept.ids[i], float(scores[i])) for i in top]
         if req.explain and len(top):
             self._checkpoint(time_remaining, "explanations")
             shown = None if req.explain_user_features else np.isin(model.features, self.online.public_features)
-            for item, reasons in zip(ranked, model.explain(X[top], self.config.max_reasons, shown)):
+            with stage_span(self.tracing, "explain"):
+                explained = model.explain(X[top], self.config.max_reasons, shown)
+            for item, reasons in zip(ranked, explained):
                 item.reasons = reasons
         return RankOutcome(ranked, ineligible, model.version, cold_start=cold, n_candidates=len(cands))
 
@@ -477,6 +488,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         self.callers = callers or Callers()
         self.admission = Admission()
         self.metrics = None  # server/metrics.py, when the server exposes metrics
+        self.tracing = None  # server/telemetry.py Tracing, when the server exports spans
         self._model_info = self._build_model_info(ranker.model)
 
     @staticmethod
@@ -523,6 +535,12 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
             context.abort(grpc.StatusCode.INTERNAL, "internal error while ranking; see the server log")
         if not outcome.degraded_reason:  # a full answer: what admission expects a call to cost
             self.admission.observe(time.monotonic() - started)
+        if self.tracing is not None:  # what the answer was, never who it was for
+            trace.get_current_span().set_attributes({
+                "couponrank.caller": caller.name, "couponrank.candidates": outcome.n_candidates,
+                "couponrank.ranked": len(outcome.ranked), "couponrank.ineligible": len(outcome.ineligible),
+                "couponrank.degraded_reason": outcome.degraded_reason or "", "couponrank.model_version":
+                    outcome.model_version, "couponrank.explain": req.explain})
         if self.metrics is not None:
             m = self.metrics
             m.answers.labels(outcome.degraded_reason or "none").inc()
@@ -561,6 +579,8 @@ def generic_handler(servicer: CouponRankingServicer) -> grpc.GenericRpcHandler:
     """CouponRankingService's methods with the request bytes handed to the servicer
     undecoded (request_deserializer None), responses serialized as usual."""
     def counted(name, handler):
+        if servicer.tracing is not None:
+            handler = traced(servicer.tracing, f"{SERVICE_NAME}/{name}", handler)
         return handler if servicer.metrics is None else servicer.metrics.observed(SERVICE_NAME, name, handler)
 
     methods = {
@@ -572,6 +592,24 @@ def generic_handler(servicer: CouponRankingServicer) -> grpc.GenericRpcHandler:
             response_serializer=pb.GetModelInfoResponse.SerializeToString),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
+
+
+def traced(tracing, full_method: str, handler: Callable) -> Callable:
+    """``handler(data, context)`` inside a server span, with its gRPC status code."""
+    def wrapper(data, context):
+        with tracing.server_span(full_method, context.invocation_metadata()) as span:
+            try:
+                response = handler(data, context)
+                span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.OK.value[0])
+                return response
+            except BaseException:
+                code = context.code() or grpc.StatusCode.UNKNOWN  # set by context.abort
+                span.set_attribute("rpc.grpc.status_code", code.value[0])
+                if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+                raise
+
+    return wrapper
 
 
 def to_response(outcome: RankOutcome, request_id: str) -> pb.RankCouponsResponse:

@@ -5,6 +5,7 @@ registry does not match)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timezone
@@ -786,8 +787,9 @@ def test_several_worker_processes_share_one_port_and_stop_on_sigterm(built):
 
     exe = Path(sys.executable).parent / "couponrank"
     proc = subprocess.Popen([str(exe), "serve", "--repo", str(built.repo), "--model", str(built.models),
-                             "--port", "0", "--host", "127.0.0.1", "--quiet", "--workers", "2", "--threads", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--port", "0", "--host", "127.0.0.1", "--workers", "2", "--threads", "2",
+                             "--log-format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         assert "2 processes" in line, line
@@ -809,6 +811,8 @@ def test_several_worker_processes_share_one_port_and_stop_on_sigterm(built):
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(30)
     assert code == 0
+    logs = [json.loads(line) for line in proc.stderr.read().splitlines() if line.strip()]  # every line is JSON
+    assert {r["pid"] for r in logs if r["message"].startswith("serving model")} == {int(p) for p in workers}
     for pid in workers:  # joined by the parent before it exited
         assert not Path(f"/proc/{pid}").exists() or "spawn_main" not in Path(f"/proc/{pid}/cmdline").read_text(), \
             "a worker outlived SIGTERM"
