@@ -24,7 +24,8 @@
 // RankOrEmpty does the same but never returns a nil result: on error, an
 // empty ranking and the error, for a checkout that goes on without coupons.
 // ParseMoney/FormatMoney convert decimal amounts, RequestTime a time.Time;
-// WithTLS, WithClientCertificate and WithServerName set up TLS from files.
+// WithTLS, WithClientCertificate and WithServerName set up TLS from files;
+// WithBearerToken and WithBearerTokenFile identify the caller to the server.
 // Package couponranktest is a fake server for the tests of code using this
 // client.
 //
@@ -40,6 +41,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	couponrankv1 "github.com/couponrank/couponrank/clients/go/couponrankv1"
@@ -207,6 +209,9 @@ func (c *Client) invoke(ctx context.Context, call func(context.Context) error) (
 		ctx, cancel = context.WithTimeout(ctx, c.opts.timeout)
 		defer cancel()
 	}
+	if c.opts.bearerTokenSet {
+		ctx = withAuthorization(ctx, "Bearer "+c.opts.bearerToken)
+	}
 	backoff := c.opts.initialBackoff
 	for attempt := 1; ; attempt++ {
 		err := call(ctx)
@@ -227,6 +232,18 @@ func (c *Client) invoke(ctx context.Context, call func(context.Context) error) (
 		}
 		backoff = min(2*backoff, c.opts.maxBackoff)
 	}
+}
+
+// withAuthorization returns ctx with its outgoing metadata plus
+// "authorization: value", in place of any authorization already there (the
+// server would read only one of two).
+func withAuthorization(ctx context.Context, value string) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx) // a copy, with what AppendToOutgoingContext added
+	if md == nil {
+		md = metadata.MD{}
+	}
+	md.Set("authorization", value)
+	return metadata.NewOutgoingContext(ctx, md)
 }
 
 // Retryable reports whether a failed call may be retried: only

@@ -4,7 +4,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
+	"unicode"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -48,6 +51,12 @@ type options struct {
 	tls                       bool
 	caFile, certFile, keyFile string
 	serverName                string
+
+	// Set by WithBearerToken and WithBearerTokenFile; checked (and the file
+	// read) by buildBearer, which leaves the token to send in bearerToken.
+	bearerToken     string
+	bearerTokenSet  bool
+	bearerTokenFile string
 }
 
 func defaultOptions() options {
@@ -71,6 +80,9 @@ func buildOptions(opts []Option) (options, error) {
 		}
 	}
 	if err := o.buildTLS(); err != nil {
+		return options{}, fmt.Errorf("couponrank: %w", err)
+	}
+	if err := o.buildBearer(); err != nil {
 		return options{}, fmt.Errorf("couponrank: %w", err)
 	}
 	return o, nil
@@ -204,6 +216,91 @@ func (o *options) buildTLS() error {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	o.creds = credentials.NewTLS(cfg)
+	return nil
+}
+
+// WithBearerToken sends token on every call (every attempt of RankCoupons and
+// GetModelInfo, retries included) as the gRPC metadata
+// "authorization: Bearer <token>", which the server uses to identify the
+// caller (a caller named with explain = "all" in the server's callers file
+// sees the user's own features in explanations). A token the server does not
+// know fails every call with codes.Unauthenticated, which is not retried. Make
+// tokens with `couponrank token`.
+//
+// The token must be non-empty printable ASCII without whitespace (the option
+// takes the token alone, not "Bearer ..."); Dial and NewClient return an
+// error otherwise. It replaces any "authorization" metadata already on a
+// call's context; all other metadata there is sent as well.
+//
+// Use it with TLS (WithTLS or WithTransportCredentials): over plaintext the
+// token can be read by anyone on the network path and replayed. Plaintext is
+// not refused, for loopback, tests and a mesh sidecar that adds TLS. Cannot be
+// combined with WithBearerTokenFile.
+func WithBearerToken(token string) Option {
+	return func(o *options) error {
+		if err := checkToken(token); err != nil {
+			return fmt.Errorf("bearer token: %w", err)
+		}
+		o.bearerToken, o.bearerTokenSet = token, true
+		return nil
+	}
+}
+
+// WithBearerTokenFile is WithBearerToken with the token read from path (e.g.
+// a mounted secret), once, when the client is built; whitespace around the
+// token, such as a final newline, is ignored. Dial and NewClient return an
+// error naming the file when it cannot be read, is empty, or holds anything
+// but one token (whitespace inside, non-ASCII characters). A token changed in
+// the file later is not seen: build a new client. Use it with TLS, as
+// WithBearerToken. Cannot be combined with WithBearerToken.
+func WithBearerTokenFile(path string) Option {
+	return func(o *options) error {
+		if path == "" {
+			return errors.New("bearer token file: empty file name")
+		}
+		o.bearerTokenFile = path
+		return nil
+	}
+}
+
+// buildBearer checks the bearer token options together and reads the token
+// file.
+func (o *options) buildBearer() error {
+	if o.bearerTokenFile == "" {
+		return nil
+	}
+	if o.bearerTokenSet {
+		return errors.New("WithBearerToken and WithBearerTokenFile cannot be used together")
+	}
+	data, err := os.ReadFile(o.bearerTokenFile)
+	if err != nil {
+		return fmt.Errorf("bearer token file: %w", err)
+	}
+	token := strings.TrimSpace(string(data))
+	if token == "" {
+		return fmt.Errorf("bearer token file %s: the file holds no token", o.bearerTokenFile)
+	}
+	if err := checkToken(token); err != nil {
+		return fmt.Errorf("bearer token file %s: %w", o.bearerTokenFile, err)
+	}
+	o.bearerToken, o.bearerTokenSet = token, true
+	return nil
+}
+
+// checkToken checks that token can be sent as "Bearer <token>". The errors
+// never quote the token: it is a secret.
+func checkToken(token string) error {
+	if token == "" {
+		return errors.New("empty token")
+	}
+	for _, r := range token {
+		switch {
+		case unicode.IsSpace(r):
+			return errors.New("the token holds whitespace (give the token alone, without \"Bearer \")")
+		case r < 0x21 || r > 0x7E:
+			return errors.New("the token holds a character other than printable ASCII")
+		}
+	}
 	return nil
 }
 

@@ -9,18 +9,28 @@ import com.google.common.util.concurrent.FutureCallback;
 import com.google.common.util.concurrent.Futures;
 import com.google.common.util.concurrent.ListenableFuture;
 import com.google.common.util.concurrent.MoreExecutors;
+import io.grpc.CallOptions;
+import io.grpc.Channel;
 import io.grpc.ChannelCredentials;
+import io.grpc.ClientCall;
+import io.grpc.ClientInterceptor;
+import io.grpc.ClientInterceptors;
 import io.grpc.ConnectivityState;
 import io.grpc.Context;
 import io.grpc.Deadline;
+import io.grpc.ForwardingClientCall;
 import io.grpc.Grpc;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
+import io.grpc.Metadata;
+import io.grpc.MethodDescriptor;
 import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.TlsChannelCredentials;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.PrivateKey;
 import java.security.cert.X509Certificate;
@@ -54,6 +64,8 @@ import java.util.function.Function;
  *       empty ranking and the error, within the same deadline.
  *   <li><b>TLS and mutual TLS</b> with the builder's {@link Builder#trustCertificates}, {@link
  *       Builder#clientCertificate} and {@link Builder#overrideAuthority}.
+ *   <li><b>Caller identity</b> by a bearer token ({@link Builder#bearerToken}, {@link
+ *       Builder#bearerTokenFile}) sent on every attempt of every call.
  * </ul>
  *
  * <p>Failures surface as {@link StatusRuntimeException} (blocking calls) or complete the future
@@ -90,6 +102,10 @@ public final class CouponRankClient implements AutoCloseable {
   public static final int MAX_ATTEMPTS_LIMIT = 10;
 
   private static final double JITTER = 0.2;
+
+  /** The request header carrying the bearer token. */
+  static final Metadata.Key<String> AUTHORIZATION =
+      Metadata.Key.of("authorization", Metadata.ASCII_STRING_MARSHALLER);
 
   private final ManagedChannel channel;
   private final boolean ownsChannel;
@@ -148,8 +164,12 @@ public final class CouponRankClient implements AutoCloseable {
               });
       this.ownsScheduler = true;
     }
-    this.blockingStub = CouponRankingServiceGrpc.newBlockingStub(channel);
-    this.futureStub = CouponRankingServiceGrpc.newFutureStub(channel);
+    Channel calls =
+        b.bearerTokenValue != null
+            ? ClientInterceptors.intercept(channel, new BearerTokenInterceptor(b.bearerTokenValue))
+            : channel;
+    this.blockingStub = CouponRankingServiceGrpc.newBlockingStub(calls);
+    this.futureStub = CouponRankingServiceGrpc.newFutureStub(calls);
   }
 
   /** Returns a builder; set {@link Builder#target} or {@link Builder#channel}. */
@@ -429,6 +449,38 @@ public final class CouponRankClient implements AutoCloseable {
     }
   }
 
+  /**
+   * Adds {@code authorization: Bearer <token>} to the headers of every call (so to every attempt:
+   * each is a call), in place of any authorization header already there. An interceptor rather
+   * than {@code CallCredentials}, which grpc-java does not send over plaintext.
+   */
+  private static final class BearerTokenInterceptor implements ClientInterceptor {
+    private final String value;
+
+    BearerTokenInterceptor(String token) {
+      this.value = "Bearer " + token;
+    }
+
+    @Override
+    public <Q, R> ClientCall<Q, R> interceptCall(
+        MethodDescriptor<Q, R> method, CallOptions callOptions, Channel next) {
+      return new ForwardingClientCall.SimpleForwardingClientCall<Q, R>(
+          next.newCall(method, callOptions)) {
+        @Override
+        public void start(Listener<R> responseListener, Metadata headers) {
+          headers.removeAll(AUTHORIZATION);
+          headers.put(AUTHORIZATION, value);
+          super.start(responseListener, headers);
+        }
+      };
+    }
+
+    @Override
+    public String toString() {
+      return "BearerTokenInterceptor[token hidden]";
+    }
+  }
+
   private static long jittered(long nanos) {
     double f = 1 + JITTER * (2 * ThreadLocalRandom.current().nextDouble() - 1);
     return (long) (nanos * f);
@@ -444,6 +496,11 @@ public final class CouponRankClient implements AutoCloseable {
     private Path clientPrivateKey;
     private String authority;
     private ChannelCredentials tlsCredentials; // made by build() from the TLS options
+    private String bearerToken;
+    private boolean bearerTokenSet;
+    private Path bearerTokenFile;
+    private boolean bearerTokenFileSet;
+    private String bearerTokenValue; // checked by build(): the token to send, or null
     private Duration defaultDeadline = DEFAULT_DEADLINE;
     private int maxAttempts = DEFAULT_MAX_ATTEMPTS;
     private Duration initialBackoff = DEFAULT_INITIAL_BACKOFF;
@@ -513,6 +570,97 @@ public final class CouponRankClient implements AutoCloseable {
       return this;
     }
 
+    /**
+     * Sends {@code token} on every call (every attempt of {@code rankCoupons}, {@code
+     * rankCouponsAsync}, {@code rankOrEmpty} and {@code getModelInfo}, retries included) as the
+     * request header {@code authorization: Bearer <token>}, which the server uses to identify the
+     * caller (a caller named with {@code explain = "all"} in the server's callers file sees the
+     * user's own features in explanations). A token the server does not know fails every call
+     * with UNAUTHENTICATED, which is not retried. Make tokens with {@code couponrank token}.
+     *
+     * <p>The token alone, not {@code "Bearer ..."}: {@link #build} throws {@link
+     * IllegalArgumentException} for a null or empty token, or one holding whitespace or
+     * characters other than printable ASCII. Not with {@link #bearerTokenFile}. Works with
+     * {@link #channel} too.
+     *
+     * <p><b>Use it with TLS</b> ({@link #trustCertificates}, {@code usePlaintext(false)}): over
+     * plaintext anyone on the network path can read the token and call as you. Plaintext is not
+     * refused (loopback, tests, a sidecar that adds TLS).
+     */
+    public Builder bearerToken(String token) {
+      this.bearerToken = token;
+      this.bearerTokenSet = true;
+      return this;
+    }
+
+    /**
+     * {@link #bearerToken} with the token read from {@code file} (e.g. a mounted secret) by {@link
+     * #build}, once; whitespace around it, such as a final newline, is ignored. {@link #build}
+     * throws {@link IllegalArgumentException} naming the file when it cannot be read, is empty,
+     * or holds anything but one token (whitespace inside, a {@code Bearer } prefix, non-ASCII). A
+     * token changed in the file later is not seen: build a new client. Use it with TLS. Not with
+     * {@link #bearerToken}.
+     */
+    public Builder bearerTokenFile(Path file) {
+      this.bearerTokenFile = file;
+      this.bearerTokenFileSet = true;
+      return this;
+    }
+
+    /** The token to send, or null; checks the bearer options and reads the file. */
+    private String checkedBearerToken() {
+      if (bearerTokenSet && bearerTokenFileSet) {
+        throw new IllegalArgumentException("bearerToken and bearerTokenFile cannot be used together");
+      }
+      if (bearerTokenSet) {
+        String problem = tokenProblem(bearerToken);
+        if (problem != null) {
+          throw new IllegalArgumentException("bearerToken: " + problem);
+        }
+        return bearerToken;
+      }
+      if (!bearerTokenFileSet) {
+        return null;
+      }
+      if (bearerTokenFile == null) {
+        throw new IllegalArgumentException("bearerTokenFile: null file");
+      }
+      String token;
+      try {
+        // Latin-1 maps each byte to one char: any byte outside printable ASCII is then reported
+        // by tokenProblem, whatever the file's encoding.
+        token = new String(Files.readAllBytes(bearerTokenFile), StandardCharsets.ISO_8859_1).strip();
+      } catch (IOException | RuntimeException e) {
+        throw new IllegalArgumentException("bearerTokenFile: cannot read " + bearerTokenFile + ": " + e, e);
+      }
+      if (token.isEmpty()) {
+        throw new IllegalArgumentException("bearerTokenFile: " + bearerTokenFile + ": the file holds no token");
+      }
+      String problem = tokenProblem(token);
+      if (problem != null) {
+        throw new IllegalArgumentException("bearerTokenFile: " + bearerTokenFile + ": " + problem);
+      }
+      return token;
+    }
+
+    /** Why {@code token} cannot be sent as "Bearer token", or null. Never quotes the token. */
+    private static String tokenProblem(String token) {
+      if (token == null || token.isEmpty()) {
+        return "empty token";
+      }
+      for (int i = 0; i < token.length(); ) {
+        int c = token.codePointAt(i);
+        if (Character.isWhitespace(c) || Character.isSpaceChar(c)) {
+          return "the token holds whitespace (give the token alone, without \"Bearer \")";
+        }
+        if (c < 0x21 || c > 0x7E) {
+          return "the token holds a character other than printable ASCII";
+        }
+        i += Character.charCount(c);
+      }
+      return null;
+    }
+
     private boolean hasTlsFiles() {
       return trustCertificates != null || clientCertChain != null || clientPrivateKey != null;
     }
@@ -580,6 +728,7 @@ public final class CouponRankClient implements AutoCloseable {
         throw new IllegalArgumentException("overrideAuthority must not be empty");
       }
       tlsCredentials = hasTlsFiles() ? tlsCredentials() : null;
+      bearerTokenValue = checkedBearerToken();
       if (defaultDeadline == null || defaultDeadline.isNegative() || defaultDeadline.isZero()) {
         throw new IllegalArgumentException("defaultDeadline must be positive: " + defaultDeadline);
       }

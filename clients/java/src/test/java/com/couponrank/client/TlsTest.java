@@ -94,6 +94,23 @@ class TlsTest {
   }
 
   @Test
+  void bearerTokenOverTls() throws Exception {
+    try (FakeCouponRankServer server = tlsServer();
+        CouponRankClient client =
+            tlsClient(server)
+                .trustCertificates(certs.caCert)
+                .overrideAuthority(TestCerts.SERVER_NAME)
+                .bearerToken("tls-token_1")
+                .build()) {
+      client.rankCoupons(request());
+      assertEquals(1, server.rankCouponsCalls());
+      assertEquals(
+          java.util.List.of("Bearer tls-token_1"),
+          BearerTokenTest.authorizations(server.calls().get(0).headers()));
+    }
+  }
+
+  @Test
   void mutualTls() throws Exception {
     try (FakeCouponRankServer server = mtlsServer();
         CouponRankClient client =
