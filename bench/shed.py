@@ -17,7 +17,10 @@ Two servers in the same run:
 Prints per server and client count: goodput (OK answers per second), the status
 codes, and the median / p99 latency of refused calls (RESOURCE_EXHAUSTED and the
 server's early DEADLINE_EXCEEDED, as ghz saw them). Goals (issue 12): with 64 clients
-goodput >= 90% of the 8-client figure, and shed calls answered within 5 ms.
+goodput >= 90% of the 8-client figure, and shed calls answered within 5 ms. Then
+(``--burst``, default 5,000) a burst of calls without deadlines from 64 clients while a
+probe caller (1 s deadline) calls every 20 ms: how long the burst held the server and
+what the probe got meanwhile (issue 12's report: such a burst starved others for 5.6 s).
 """
 
 from __future__ import annotations
@@ -79,6 +82,69 @@ def load(addr: str, data: list[dict], clients: int, seconds: float, deadline_ms:
             "shed_p99": float(np.percentile(shed_ms, 99)) if shed_ms else None}
 
 
+class Probe:
+    """A caller apart from the load generator: one RankCoupons every 20 ms (one
+    attempt, ``deadline_ms``), its latency recorded by status code."""
+
+    def __init__(self, addr: str, when: str, deadline_ms: int):
+        import threading
+
+        self.addr, self.when, self.timeout = addr, pd.Timestamp(when).to_pydatetime(), deadline_ms / 1000
+        self.ms: dict[str, list[float]] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        from couponrank.client import CouponRankClient, CouponRankError
+
+        with CouponRankClient(self.addr, timeout=self.timeout, max_attempts=1) as c:
+            while not self._done.is_set():
+                t0 = time.perf_counter()
+                try:
+                    c.rank_coupons("u000001", placement="home", top_k=5, request_time=self.when)
+                    code = "OK"
+                except CouponRankError as exc:
+                    code = exc.code.name
+                self.ms.setdefault(code, []).append((time.perf_counter() - t0) * 1000)
+                time.sleep(0.02)
+
+    def __enter__(self) -> "Probe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def codes(self) -> dict[str, int]:
+        return {k: len(v) for k, v in self.ms.items()}
+
+    def p50(self, code: str | None = None) -> float | None:
+        xs = [x for k, v in self.ms.items() if code in (None, k) for x in v]
+        return float(np.median(xs)) if xs else None
+
+
+def burst(addr: str, data: list[dict], calls: int, when: str) -> dict:
+    """``calls`` RankCoupons at once from 64 clients without deadlines (ghz), while a
+    probe caller (1 s deadline) measures what the others get meanwhile."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(data, f)
+    t0 = time.perf_counter()
+    try:
+        with Probe(addr, when, 1_000) as probe:
+            out = subprocess.run([str(ghz_binary()), "--insecure", "--proto", str(PROTO), "--import-paths",
+                                  str(ROOT / "protos"), "--call", "couponrank.v1.CouponRankingService.RankCoupons",
+                                  "-D", f.name, "-c", "64", "-n", str(calls), "--connections", "8", "-t", "0",
+                                  "-O", "json", addr], capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    seconds = time.perf_counter() - t0
+    report = json.loads(out.stdout)
+    xs = [x for v in probe.ms.values() for x in v]
+    return {"seconds": seconds, "codes": report.get("statusCodeDistribution", {}), "probe_codes": probe.codes(),
+            "probe_p50": probe.p50(), "probe_max": float(np.max(xs))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0)
@@ -87,6 +153,8 @@ def main() -> int:
     ap.add_argument("--workdir", type=Path, default=ROOT / "data" / "bench-tiny")
     ap.add_argument("--server-args", default="", help="extra `couponrank serve` arguments for both servers")
     ap.add_argument("--only", choices=["shedding", "no shedding"], help="run one server only")
+    ap.add_argument("--burst", type=int, default=5_000,
+                    help="then a burst of this many calls without deadlines, with a probe caller (0: none)")
     args = ap.parse_args()
     from tiny_workspace import REQUEST_TIME, workspace
 
@@ -94,7 +162,7 @@ def main() -> int:
     data = requests(repo, 2_000, REQUEST_TIME)
     ghz_binary()
     clients = [int(c) for c in args.clients.split(",")]
-    rows = []
+    rows, bursts = [], []
     # the baseline: the server as it was before shedding (8 threads, every call queued)
     for name, extra in (("shedding", []), ("no shedding", ["--threads", "8", "--max-queued", "-1", "--no-admission"])):
         if args.only and name != args.only:
@@ -116,9 +184,13 @@ def main() -> int:
                 grpc.channel_ready_future(ch).result(timeout=120)
             load(addr, data, 4, 2.0, 1_000)  # warm-up (and admission's typical answer time)
             for c in clients:
-                r = load(addr, data, c, args.seconds, args.deadline_ms)
+                with Probe(addr, REQUEST_TIME, args.deadline_ms) as probe:
+                    r = load(addr, data, c, args.seconds, args.deadline_ms)
+                r["probe"] = probe
                 rows.append((name, c, r))
                 time.sleep(1.0)
+            if args.burst:
+                bursts.append((name, burst(addr, data, args.burst, REQUEST_TIME)))
         finally:
             server.terminate()
             server.wait(30)
@@ -130,6 +202,20 @@ def main() -> int:
     for name, c, r in rows:
         print(f"| {name} | {c} | {r['goodput']:.0f} | {r['codes']} | {r['shed']} | {fmt(r['shed_p50'])} | "
               f"{fmt(r['shed_p99'])} |")
+    print("\nThe probe caller meanwhile (a call every 20 ms, same deadline, not part of the load):")
+    print("| server | clients | probe codes | p50 ms, OK | p50 ms, RESOURCE_EXHAUSTED |")
+    print("|---|---|---|---|---|")
+    for name, c, r in rows:
+        p = r["probe"]
+        print(f"| {name} | {c} | {p.codes()} | {fmt(p.p50('OK'))} | {fmt(p.p50('RESOURCE_EXHAUSTED'))} |")
+    if bursts:
+        print(f"\nA burst of {args.burst} calls without deadlines from 64 clients, and a probe caller (1 s "
+              "deadline, a call every 20 ms) meanwhile")
+        print("| server | burst took s | burst status codes | probe codes | probe p50 ms | probe max ms |")
+        print("|---|---|---|---|---|---|")
+        for name, b in bursts:
+            print(f"| {name} | {b['seconds']:.1f} | {b['codes']} | {b['probe_codes']} | {b['probe_p50']:.1f} | "
+                  f"{b['probe_max']:.0f} |")
     for name in ("shedding", "no shedding"):
         mine = {c: r for n, c, r in rows if n == name}
         if not mine:
