@@ -68,8 +68,8 @@ def snapshot_windows(
                    None if also_emit is None else also_emit[lo:hi])
         )
     names = ["key", "snapshot", *windows, *last_time]
-    if not parts:
-        return {n: np.empty(0) for n in names}
+    if not parts:  # no events at all: no rows, with the dtypes real rows have (key and day are indices)
+        return {n: np.empty(0, dtype=np.int64 if n in ("key", "snapshot") else np.float64) for n in names}
     return {n: np.concatenate([p[n] for p in parts]) for n in names}
 
 

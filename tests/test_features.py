@@ -149,3 +149,25 @@ def test_future_events_change_later_rows(generated_features):
     raw, ws = generated_features
     df = _read(ws, "user_activity")
     assert df.user_views_30d.max() > 0 and df.user_views_30d.nunique() > 5
+
+
+@pytest.mark.parametrize("keep", ["orders only", "none"])
+def test_a_data_set_without_browsing_events_builds(generated_raw, tmp_path, keep):
+    """Retail campaign logs often hold purchases but no views or carts (issue 10), or no
+    behaviour at all: the views still build, with zero counts, never a traceback."""
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(generated_raw, raw)
+    events = pd.read_parquet(raw / "behaviour_events.parquet")
+    events = events[events.event_type == "order"] if keep == "orders only" else events.iloc[:0]
+    events.to_parquet(raw / "behaviour_events.parquet", index=False)
+    ws = repo.init_workspace(tmp_path / "ws")
+    build_features(raw, ws)
+    activity = _read(ws, "user_activity")
+    affinity = _read(ws, "user_category_affinity")
+    if keep == "none":
+        assert affinity.empty and (activity.filter(like="views").fillna(0) == 0).all().all()
+    else:
+        assert len(affinity) and (affinity.ucat_views_30d == 0).all() and (affinity.ucat_orders_30d > 0).any()
+        assert (activity.filter(like="views").fillna(0) == 0).all().all()
