@@ -173,13 +173,17 @@ def cmd_serve(args) -> None:
     from couponrank.server.catalog import CatalogError
     from couponrank.server.main import TlsConfigError, run
     from couponrank.server.model import ModelMismatchError
-    from couponrank.server.service import ServerConfig, currencies
+    from couponrank.server.service import ServerConfig, parse_currencies
     from couponrank.server.telemetry import configure_logging
     from couponrank.training.artifact import ArtifactError
 
     configure_logging(logging.WARNING if args.quiet else logging.INFO, args.log_format)
     if args.workers < 1 or args.threads < 1:
         raise CliError("--workers and --threads must be at least 1")
+    try:
+        accepted, catalog_currency, rates = parse_currencies(args.currencies)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     config = ServerConfig(max_candidates=args.max_candidates, store_timeout=args.store_timeout, max_workers=args.threads,
                           catalog_refresh_seconds=args.catalog_refresh, grace_seconds=args.grace,
                           drain_seconds=args.drain, reflection=args.reflection,
@@ -189,7 +193,7 @@ def cmd_serve(args) -> None:
                           model_refresh_seconds=args.model_refresh, store_check_seconds=args.store_check,
                           callers_file=args.callers, otlp_endpoint=args.otlp_endpoint, log_format=args.log_format,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
-                          currencies=currencies(c.strip().upper() for c in args.currencies.split(",") if c.strip()))
+                          currencies=accepted, catalog_currency=catalog_currency, currency_rates=rates)
     try:
         run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
             workers=args.workers,
@@ -399,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
                     help="gRPC server reflection, for grpcurl and ghz (default: on)")
     sp.add_argument("--currencies", default="USD",
-                    help="accepted cart currencies, comma-separated (default: %(default)s)")
+                    help="accepted cart currencies, comma-separated: first the catalogue's (the currency of the "
+                         "data the model learnt from), then others with their rate to it, e.g. "
+                         "USD,EUR=1.08,JPY=0.0066 (default: %(default)s)")
 
     sp = add("rank", cmd_rank, "Ask a running server to rank coupons for one user; print the ranking, "
              "the reasons and the coupons dropped.")

@@ -37,7 +37,8 @@ from couponrank.server.callers import Callers
 from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
 from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.online import OnlineFeatures
-from couponrank.server.service import SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig, generic_handler
+from couponrank.server.service import (SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig, check_currencies,
+                                       generic_handler)
 from couponrank.server.store_watch import StoreWatch
 from couponrank.server.telemetry import configure_logging
 
@@ -185,6 +186,7 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     returns at once with the running server. ``clock`` (unix seconds) is the request
     time of requests that set none."""
     config = config or ServerConfig()
+    check_currencies(config)
     credentials = server_credentials(config)  # before loading anything: a bad TLS or callers file fails fast
     callers = Callers.load(config.callers_file) if config.callers_file else Callers()
     if callers.uses_tokens and credentials is None:

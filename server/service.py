@@ -73,6 +73,11 @@ class ServerConfig:
     max_candidates: int = 500
     # accepted currency codes -> digits of their minor unit (amount_minor / 10**digits = major units)
     currencies: Mapping[str, int] = field(default_factory=lambda: {"USD": 2})
+    # The currency the coupons, the data and so the model's features are in; a cart in
+    # another accepted currency is converted at currency_rates[code] (catalogue units per
+    # major unit), which every other accepted currency must have (check_currencies).
+    catalog_currency: str = "USD"
+    currency_rates: Mapping[str, float] = field(default_factory=dict)
     store_timeout: float = 0.25  # seconds; also bounded by the caller's deadline
     deadline_reserve: float = 0.01  # seconds kept after the store read for scoring and the answer
     store_cooldown: float = 1.0  # seconds without store reads after a failure
@@ -133,6 +138,44 @@ MINOR_UNIT_DIGITS = {
 def currencies(codes) -> dict[str, int]:
     """ServerConfig.currencies for these codes (upper-case ISO 4217)."""
     return {c: MINOR_UNIT_DIGITS.get(c, 2) for c in codes}
+
+
+def parse_currencies(spec: str) -> tuple[dict[str, int], str, dict[str, float]]:
+    """``--currencies``: "USD" or "USD,EUR=1.08,JPY=0.0066": the first is the catalogue's
+    currency; each other one with its rate (catalogue units per unit). Returns
+    (currencies, catalog_currency, currency_rates); ValueError naming the entry."""
+    entries = [e.strip() for e in spec.split(",") if e.strip()]
+    if not entries:
+        raise ValueError("--currencies: give at least the catalogue's currency, e.g. USD")
+    codes, rates = [], {}
+    for i, entry in enumerate(entries):
+        code, _, rate = entry.partition("=")
+        code = code.strip().upper()
+        if not (len(code) == 3 and code.isascii() and code.isalpha()):
+            raise ValueError(f"--currencies: {entry!r} is not an ISO 4217 code")
+        if i == 0:
+            if rate and float(rate) != 1.0:
+                raise ValueError(f"--currencies: {code} is the catalogue's currency (listed first); it has no rate")
+        else:
+            try:
+                value = float(rate)
+            except ValueError:
+                raise ValueError(f"--currencies: {code} needs its rate to {codes[0]}, e.g. {code}=0.0066 "
+                                 f"({codes[0]} per {code}); carts in it would otherwise reach the model "
+                                 f"as {codes[0]}") from None
+            if not value > 0 or value == float("inf"):
+                raise ValueError(f"--currencies: {code}'s rate must be a positive number, got {rate!r}")
+            rates[code] = value
+        codes.append(code)
+    return currencies(codes), codes[0], rates
+
+
+def check_currencies(config: ServerConfig) -> None:
+    """Every accepted currency is the catalogue's or has a rate to it."""
+    missing = sorted(c for c in config.currencies if c != config.catalog_currency and c not in config.currency_rates)
+    if missing:
+        raise ValueError(f"currencies {', '.join(missing)} have no rate to the catalogue's {config.catalog_currency} "
+                         "(ServerConfig.currency_rates; --currencies USD,JPY=0.0066)")
 
 
 # Size limits of a request (protos/ documents them). A gRPC message is at most 4 MB
@@ -245,6 +288,8 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
         if money.amount_minor < 0:
             raise InvalidArgument("context.cart_total.amount_minor", f"must not be negative, got {money.amount_minor}")
         cart_total = money.amount_minor / 10 ** config.currencies[money.currency_code]
+        if money.currency_code != config.catalog_currency:  # the model's features are in the catalogue's
+            cart_total *= config.currency_rates[money.currency_code]
     ids = tuple(request.candidate_coupon_ids)
     if len(ids) > config.max_candidates:
         raise InvalidArgument("candidate_coupon_ids",

@@ -875,3 +875,42 @@ def test_catalog_reloads_when_its_source_changes(built, tmp_path):
     attrs.iloc[:0].to_parquet(tmp_path / "data" / ATTRIBUTES_FILE)
     with pytest.raises(CatalogError, match="no coupon"):
         CatalogHolder(tmp_path, refresh_seconds=0)
+
+
+def test_a_cart_in_another_currency_is_converted_to_the_catalogues(built):
+    """--currencies USD,JPY=0.01: 10,000 yen reach the model as 100.00 USD (they used to
+    reach it as 10,000 USD); a currency without a rate is refused at start."""
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig, parse_currencies
+    from pinned import UNIX_CLOCK
+
+    accepted, catalog, rates = parse_currencies("USD,JPY=0.01")
+    config = ServerConfig(currencies=accepted, catalog_currency=catalog, currency_rates=rates)
+    running = serve(built.repo, built.models, port=0, config=config, clock=UNIX_CLOCK)
+    T = _request_time(built).to_pydatetime()
+    try:
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=5.0) as c:
+            def ask(minor, currency):
+                r = c.rank_coupons(_active_user(built), placement="cart", cart_total_minor=minor, currency=currency,
+                                   cart_categories=["cat01"], request_time=T)
+                return [(x.coupon_id, round(x.score, 9)) for x in r.ranked], sorted((i.coupon_id, i.reason)
+                                                                                      for i in r.ineligible)
+            yen, dollars = ask(10_000, "JPY"), ask(10_000, "USD")
+            assert yen == dollars and yen[0]
+            assert ask(1_000_000, "JPY") != yen  # 10,000 USD: another answer, so the conversion matters
+    finally:
+        running.stop(0).wait(5)
+    with pytest.raises(ValueError, match="JPY have no rate"):
+        serve(built.repo, built.models, port=0, config=ServerConfig(currencies={"USD": 2, "JPY": 0}))
+
+
+@pytest.mark.parametrize("spec, message", [("USD,JPY", "JPY needs its rate to USD"),
+                                           ("USD,JPY=-1", "rate must be a positive number"),
+                                           ("USD=2", "USD is the catalogue's currency"),
+                                           ("US", "not an ISO 4217 code"), ("", "at least the catalogue's")])
+def test_bad_currency_options_are_refused(built, capsys, spec, message):
+    from couponrank.cli import main
+
+    assert main(["serve", "--repo", str(built.repo), "--model", str(built.models), "--port", "0",
+                 "--currencies", spec]) == 2
+    assert message in capsys.readouterr().err
