@@ -84,13 +84,23 @@ def main() -> None:
     cold = table[table.population == "cold_start"].set_index("model")
     print(f"\ntest period {split.test_start:%Y-%m-%d}..{split.test_end:%Y-%m-%d}; "
           f"{int(all_.loc[evaluate.RANKER, 'n_groups']):,} requests")
-    print("| model | NDCG@5 | NDCG@5 cold start | MAP | AUC | precision@3 | recall@3 | ranker NDCG@5 / this |")
+    print("| model | NDCG@5 (95% CI) | NDCG@5 cold start | MAP | AUC | precision@3 | recall@3 | ranker NDCG@5 / this |")
     print("|---|---|---|---|---|---|---|---|")
     r5 = all_.loc[evaluate.RANKER, "ndcg@5"]
     for m in all_.index:
         c = cold.loc[m, "ndcg@5"] if m in cold.index else float("nan")
-        print(f"| {m} | {all_.loc[m, 'ndcg@5']:.4f} | {c:.4f} | {all_.loc[m, 'map']:.4f} | {all_.loc[m, 'auc']:.4f} | "
+        print(f"| {m} | {all_.loc[m, 'ndcg@5']:.4f} ({all_.loc[m, 'ndcg@5_lo']:.4f}..{all_.loc[m, 'ndcg@5_hi']:.4f}) | "
+              f"{c:.4f} | {all_.loc[m, 'map']:.4f} | {all_.loc[m, 'auc']:.4f} | "
               f"{all_.loc[m, 'precision@3']:.4f} | {all_.loc[m, 'recall@3']:.4f} | {r5 / all_.loc[m, 'ndcg@5']:.3f} |")
+    r = all_.loc[evaluate.RANKER]
+    print(f"populations: precision over {int(r.n_groups):,} requests, recall/F1/MAP over "
+          f"{int(r.n_groups_with_positive):,} with a redemption, NDCG over {int(r.n_groups_with_gain):,} with a "
+          f"claim or redemption; cold start: {int(cold.loc[evaluate.RANKER, 'n_groups']):,} requests")
+    import json
+
+    meta = json.loads((result.path / "metadata.json").read_text())
+    print(f"objective: {meta['objective']} (validation NDCG@5 by objective: {meta['objective_candidates']}); "
+          f"rows left out: {meta['rows_left_out']}")
     print(f"\nartifact: {result.path}; seconds: { {k: round(v, 1) for k, v in result.seconds.items()} }")
     print("command: .venv/bin/python bench/train.py " + " ".join(sys.argv[1:]))
 

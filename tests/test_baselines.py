@@ -75,11 +75,14 @@ def data():
 
 CONSTRUCTORS = {
     "popularity": {},
+    "pit_popularity": {"feature": FEATURES[0]},
+    "random": {},
     "logistic_regression": {"feature_names": FEATURES},
     "user_knn": {"n_neighbors": 5},
     "item_knn": {"n_neighbors": 5},
     "decision_tree": {"feature_names": FEATURES},
     "random_forest": {"feature_names": FEATURES, "n_estimators": 30},
+    "lightgbm_binary": {"feature_names": FEATURES, "num_boost_round": 30},
     "oracle": {},
 }
 
@@ -267,3 +270,25 @@ def test_oracle_reproduces_p_redeem_order(data):
     np.testing.assert_array_equal(np.argsort(scores), np.argsort(test["p_redeem"].to_numpy()))
     with pytest.raises(ValueError, match="p_redeem"):
         OracleRanker().score(test.drop(columns="p_redeem"))
+
+
+def test_logistic_regression_one_hot_encodes_categories_and_skips_epoch_seconds():
+    """A category whose middle code redeems best is learnt (a linear term in the code
+    cannot); a missing value gets its own flag; *_unix inputs are not used."""
+    from couponrank.training.baselines import LogisticRegressionRanker
+
+    rng = np.random.default_rng(0)
+    n = 3_000
+    code = rng.integers(0, 3, n).astype(float)
+    signal = rng.normal(size=n)
+    signal[rng.random(n) < 0.2] = np.nan  # missing: a strong signal of its own below
+    p = 1 / (1 + np.exp(-(np.where(code == 1, 2.0, -2.0) + np.where(np.isnan(signal), 1.5, 0.0))))
+    df = pd.DataFrame({"request_id": np.arange(n).astype(str), "coupon_id": "c", "user_id": "u",
+                       "label": np.where(rng.random(n) < p, 2, 0), "ctx_code": code, "x": signal,
+                       "user_last_event_unix": rng.normal(1.8e9, 1e6, n)})
+    model = LogisticRegressionRanker(["ctx_code", "x", "user_last_event_unix"], categorical_features=["ctx_code"])
+    assert model.feature_names == ["ctx_code", "x"]
+    scores = model.fit(df).score(df)
+    by_code = pd.Series(scores).groupby(code).mean()
+    assert by_code[1.0] > by_code[0.0] and by_code[1.0] > by_code[2.0]
+    assert scores[np.isnan(signal)].mean() > scores[~np.isnan(signal)].mean()

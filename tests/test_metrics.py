@@ -244,3 +244,44 @@ def test_bad_ks_and_auc_inputs_raise():
         auc([2, 0], [np.nan, 0.2])
     with pytest.raises(ValueError, match="same length"):
         auc([2, 0], [0.2])
+
+
+# --- intervals and ties in the evaluation table ---------------------------------
+
+
+def test_bootstrap_interval_contains_the_mean_and_narrows_with_more_groups():
+    from couponrank.training.metrics import bootstrap_ndcg
+
+    rng = np.random.default_rng(3)
+
+    def data(n_groups):
+        groups = np.repeat(np.arange(n_groups), 5)
+        y = (rng.random(len(groups)) < 0.3).astype(float) * 2
+        return y, y + rng.normal(0, 2, len(y)), groups
+
+    y, s, g = data(200)
+    lo, hi = bootstrap_ndcg(y, s, g, k=5)
+    assert lo < ndcg_at_k(y, s, g, k=5) < hi
+    assert bootstrap_ndcg(y, s, g, k=5) == (lo, hi)  # seeded
+    y2, s2, g2 = data(5_000)
+    lo2, hi2 = bootstrap_ndcg(y2, s2, g2, k=5)
+    assert hi2 - lo2 < (hi - lo) / 3
+    assert all(math.isnan(v) for v in bootstrap_ndcg([0, 0], [1, 2], [1, 1]))  # no group with gain
+
+
+def test_ties_are_not_broken_by_the_logged_position():
+    """A constant score must not earn the logged order's NDCG: with positives always logged
+    first, the old stable tie-break gave a constant score NDCG 1."""
+    import pandas as pd
+
+    from couponrank.training.evaluate import metrics_table
+
+    n = 400
+    test = pd.DataFrame({"request_id": np.repeat(np.arange(n // 4), 4).astype(str),
+                         "label": np.tile([2, 0, 0, 0], n // 4), "user_last_event_unix": 1.0})
+    config = {"eval_at": [1, 5], "relevant_at": 2}
+    table = metrics_table(test, {"constant": np.zeros(n), "perfect": test.label.to_numpy(float)}, config)
+    by = table.set_index("model")
+    assert by.loc["perfect", "ndcg@1"] == 1.0
+    assert 0.15 < by.loc["constant", "ndcg@1"] < 0.35  # about 1 in 4, as a random order
+    assert {"n_groups", "n_groups_with_gain", "ndcg@5_lo", "ndcg@5_hi"} <= set(table.columns)

@@ -33,6 +33,17 @@ def training_set(tiny_repo):
     return build_training_set(ws, label_impressions(raw))
 
 
+def test_the_join_in_chunks_equals_the_join_at_once(training_set, tiny_repo):
+    raw, ws = tiny_repo
+    impressions = label_impressions(raw)
+    n = len(impressions)
+    assert n > 3_000  # several chunks of 1,000, the last one short
+    chunked = build_training_set(ws, impressions, chunk_rows=1_000)
+    at_once = build_training_set(ws, impressions, chunk_rows=0)
+    pd.testing.assert_frame_equal(chunked.frame, at_once.frame)
+    pd.testing.assert_frame_equal(chunked.frame, training_set.frame)
+
+
 def test_labels_follow_the_impression_within_the_window(generated_raw):
     imp = label_impressions(generated_raw, timedelta(hours=72)).set_index("impression_id")
     ce = pd.read_parquet(generated_raw / "coupon_events.parquet")
@@ -43,6 +54,20 @@ def test_labels_follow_the_impression_within_the_window(generated_raw):
     assert set(imp.label.unique()) == {0, 1, 2}
     # a zero-length window leaves nothing redeemed
     assert (label_impressions(generated_raw, timedelta(0)).label == 0).all()
+    assert (imp.label_closes == imp.event_timestamp + pd.Timedelta(hours=72)).all()
+
+
+def test_labels_over_the_coupons_validity(generated_raw):
+    """label_window None: a redemption counts whenever it falls within the coupon's
+    validity, as a campaign's coupon may be redeemed any time it runs."""
+    window = label_impressions(generated_raw, timedelta(hours=1)).set_index("impression_id")
+    validity = label_impressions(generated_raw, None).set_index("impression_id")
+    valid_to = pd.read_parquet(generated_raw / "coupons.parquet").set_index("coupon_id").valid_to
+    assert (validity.label_closes == validity.coupon_id.map(valid_to)).all()
+    assert (validity.label >= window.label).all() and (validity.label > window.label).any()
+    ce = pd.read_parquet(generated_raw / "coupon_events.parquet")
+    red = ce[ce.event_type == "redemption"]
+    assert (validity.loc[red.impression_id, "label"] == 2).all()  # the generator redeems within validity
 
 
 def test_training_rows_only_see_snapshots_from_their_past(training_set, tiny_repo):
@@ -140,6 +165,10 @@ def test_train_writes_a_verified_artifact(tiny_repo, tmp_path, capsys):
         assert (art.path / name).is_file(), name
     meta = art.metadata
     assert meta["split"]["train_start"] < meta["split"]["validation_start"] < meta["split"]["test_start"]
+    # the model's training data ends where validation starts (GetModelInfo.training_data_end_time)
+    assert meta["training_range"] == {"start": meta["split"]["train_start"], "end": meta["split"]["validation_start"]}
+    # labels not known in time were left out and counted: 72 h windows crossing the two cuts, and at the log's end
+    assert meta["rows_left_out"]["crosses_cut"] > 0 and meta["rows_left_out"]["censored"] > 0
     assert set(meta["baseline_ndcg@5"]) >= {"popularity", "logistic_regression", "user_knn", "item_knn",
                                             "decision_tree", "random_forest", "oracle"}
     assert len(art.features) >= 40 and art.features == json.loads((art.path / "features.json").read_text())["features"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 
 import numpy as np
@@ -9,10 +10,10 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from couponrank.training.baselines import BASELINES
-from couponrank.training.metrics import evaluate_ranking
+from couponrank.training.metrics import bootstrap_ndcg, evaluate_ranking
 
 RANKER = "lightgbm_ranker"
-FEATURE_BASELINES = {"logistic_regression", "decision_tree", "random_forest"}
+FEATURE_BASELINES = {"logistic_regression", "decision_tree", "random_forest", "lightgbm_binary"}
 
 
 def interactions_from(train: pd.DataFrame) -> pd.DataFrame:
@@ -35,6 +36,14 @@ def fit_baselines(train: pd.DataFrame, features: list[str], config: dict, with_o
         kwargs = dict(params or {})
         if name in FEATURE_BASELINES:
             kwargs["feature_names"] = features
+        if name in ("lightgbm_binary", "logistic_regression"):
+            kwargs.setdefault("categorical_features", list(config.get("categorical_features", [])))
+        if "relevant_at" in inspect.signature(BASELINES[name]).parameters:
+            kwargs.setdefault("relevant_at", config["relevant_at"])
+        needs = kwargs.get("feature", inspect.signature(BASELINES[name]).parameters.get("feature"))
+        needs = getattr(needs, "default", needs)
+        if isinstance(needs, str) and needs not in train.columns:
+            continue  # a baseline of one feature this data set does not have (e.g. UCI: no coupon stats)
         t = time.perf_counter()
         models[name] = BASELINES[name](**kwargs).fit(train, interactions)
         models[name].fit_seconds_ = time.perf_counter() - t
@@ -43,17 +52,31 @@ def fit_baselines(train: pd.DataFrame, features: list[str], config: dict, with_o
     return models
 
 
+TIE_SEED = 0  # the one shuffle that decides ties, the same for every model
+
+
 def metrics_table(test: pd.DataFrame, scores: dict[str, np.ndarray], config: dict) -> pd.DataFrame:
-    """One row per (model, population) with every metric."""
+    """One row per (model, population) with every metric, the sizes of the populations
+    they average over (n_groups: precision; n_groups_with_positive: recall, F1, MAP;
+    n_groups_with_gain: NDCG) and a 95% bootstrap interval of NDCG@5 (over requests).
+
+    Ties are broken in one seeded random order of the rows, the same for every model: not
+    by the logged position, which the logging policy (and the generator) reward, so that
+    a constant score would otherwise beat a random order."""
+    shuffle = np.random.default_rng(TIE_SEED).permutation(len(test))
+    test = test.iloc[shuffle]
     cold = cold_start_mask(test)
+    k = 5 if 5 in config["eval_at"] else max(config["eval_at"])
     rows = []
     for name, score in scores.items():
+        score = np.asarray(score)[shuffle]
         for population, mask in (("all", np.ones(len(test), bool)), ("cold_start", cold)):
             if not mask.any():
                 continue
-            m = evaluate_ranking(test.label.to_numpy()[mask], score[mask], test.request_id.to_numpy()[mask],
-                                 ks=config["eval_at"], relevant_at=config["relevant_at"])
-            rows.append({"model": name, "population": population, **m})
+            args = (test.label.to_numpy()[mask], score[mask], test.request_id.to_numpy()[mask])
+            m = evaluate_ranking(*args, ks=config["eval_at"], relevant_at=config["relevant_at"])
+            lo, hi = bootstrap_ndcg(*args, k=k)
+            rows.append({"model": name, "population": population, **m, f"ndcg@{k}_lo": lo, f"ndcg@{k}_hi": hi})
     return pd.DataFrame(rows)
 
 

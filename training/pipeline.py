@@ -14,9 +14,9 @@ import pandas as pd
 
 from couponrank.clock import utc_now
 from couponrank.training import artifact, evaluate, report
-from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions
+from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions, log_end
 from couponrank.training.ranker import load_config, train_ranker
-from couponrank.training.split import time_split
+from couponrank.training.split import TimeSplit, label_known, time_split
 
 
 @dataclass
@@ -34,7 +34,7 @@ def _log(msg: str, quiet: bool) -> None:
 
 def _training_set(raw: Path, repo: Path, config: dict, quiet: bool) -> TrainingSet:
     _log("building the point-in-time training set through Feast ...", quiet)
-    impressions = label_impressions(raw, timedelta(hours=config["label_window_hours"]))
+    impressions = label_impressions(raw, label_window(config))
     return build_training_set(repo, impressions)
 
 
@@ -47,18 +47,20 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
         training_set = _training_set(raw, repo, config, quiet)
     seconds["training_set"] = time.perf_counter() - t0
     frame, features = training_set.frame, training_set.features
-    split = time_split(frame.event_timestamp, **config["split"])
+    split, frame, left_out = split_frame(frame, config, raw)
     part = split.assign(frame.event_timestamp)
     train_df, valid_df, test_df = (frame[part == p] for p in ("train", "validation", "test"))
     _log(f"split: train {split.train_start:%Y-%m-%d}..{split.validation_start:%Y-%m-%d} ({len(train_df):,}), "
          f"validation ..{split.test_start:%Y-%m-%d} ({len(valid_df):,}), "
-         f"test ..{split.test_end:%Y-%m-%d} ({len(test_df):,})", quiet)
+         f"test ..{split.test_end:%Y-%m-%d} ({len(test_df):,}); left out: {left_out['crosses_cut']:,} whose "
+         f"label window crosses into the next period, {left_out['censored']:,} censored at the log's end", quiet)
 
     t = time.perf_counter()
     ranker = train_ranker(train_df, valid_df, features, config)
     seconds["ranker"] = time.perf_counter() - t
-    _log(f"ranker: {ranker.best_iteration} trees, validation NDCG@5 {ranker.validation_ndcg:.4f} "
-         f"({seconds['ranker']:.1f}s)", quiet)
+    tried = ", ".join(f"{k} {v:.4f}" for k, v in ranker.candidates.items())
+    _log(f"ranker: {ranker.objective}, {ranker.best_iteration} trees, validation NDCG@5 {ranker.validation_ndcg:.4f} "
+         f"(candidates: {tried}) ({seconds['ranker']:.1f}s)", quiet)
 
     t = time.perf_counter()
     a, b = evaluate.platt_calibrator(ranker.score(valid_df), valid_df.label.to_numpy(), config["relevant_at"])
@@ -66,7 +68,8 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
     version = artifact.new_version(model_text)
     with tempfile.TemporaryDirectory() as tmp:
         table = evaluate_and_report(train_df, test_df, features, config, ranker.score(test_df), (a, b),
-                                    ranker.booster, Path(tmp), version, split, ranker.validation_ndcg)
+                                    ranker.booster, Path(tmp), version, split, ranker.validation_ndcg,
+                                    ranker.objective, ranker.candidates)
         seconds["evaluation"] = time.perf_counter() - t
         summary = table[table.population == "all"].set_index("model")
         metadata = {
@@ -74,10 +77,15 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
             "config_version": config["config_version"],
             "config": config,
             "feature_service": "ranker_v1",
-            "training_range": {"start": split.train_start.isoformat(), "end": split.test_end.isoformat()},
+            # the data the model was fitted on: the training period (validation and test follow it)
+            "training_range": {"start": split.train_start.isoformat(), "end": split.validation_start.isoformat()},
             "split": split.to_dict(),
             "rows": {"train": len(train_df), "validation": len(valid_df), "test": len(test_df)},
+            "rows_left_out": left_out,
             "best_iteration": ranker.best_iteration,
+            "objective": ranker.objective,
+            # validation NDCG@5 of each objective tried, by the project's metric (groups with a gain)
+            "objective_candidates": ranker.candidates,
             "validation_ndcg@5": ranker.validation_ndcg,
             "metrics": {k: float(v) for k, v in summary.loc[evaluate.RANKER].items()
                         if isinstance(v, (int, float))},
@@ -93,11 +101,38 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
     return TrainResult(path, version, table, seconds)
 
 
+def label_window(config: dict) -> timedelta | None:
+    """``label_window_hours``: hours after the impression; null: the coupon's validity."""
+    hours = config["label_window_hours"]
+    return None if hours is None else timedelta(hours=hours)
+
+
+def _closes(frame: pd.DataFrame, config: dict):
+    """When each label became final: the training set's column (older cached sets: the window)."""
+    if "label_closes" in frame:
+        return frame.label_closes
+    window = label_window(config)
+    if window is None:
+        raise ValueError("label_window_hours: null needs a training set with label_closes (rebuild it)")
+    return window
+
+
+def split_frame(frame: pd.DataFrame, config: dict, raw: Path | None) -> tuple[TimeSplit, pd.DataFrame, dict]:
+    """The split, the impressions whose labels were known in time (split.label_known),
+    and how many were left out."""
+    split = time_split(frame.event_timestamp, **config["split"])
+    end = log_end(raw) if raw is not None and (Path(raw) / "coupon_events.parquet").exists() \
+        else frame.event_timestamp.max()
+    keep, left_out = label_known(frame.event_timestamp, split, _closes(frame, config), end)
+    return split, frame[keep], left_out
+
+
 REPORT_FILES = ("report.html", "ndcg_at_k.png", "feature_importance.png", "calibration.png", "metrics.csv")
 
 
 def evaluate_and_report(train_df, test_df, features, config, ranker_scores, calibration, booster, out: Path,
-                        version: str, split, validation_ndcg: float | None = None) -> pd.DataFrame:
+                        version: str, split, validation_ndcg: float | None = None, objective: str | None = None,
+                        candidates: dict | None = None) -> pd.DataFrame:
     """Baselines fitted on train_df, every model scored on test_df, report files in ``out``."""
     with_oracle = "p_redeem" in test_df and test_df.p_redeem.notna().all() and len(test_df) > 0
     baselines = evaluate.fit_baselines(train_df, features, config, with_oracle)
@@ -117,6 +152,9 @@ def evaluate_and_report(train_df, test_df, features, config, ranker_scores, cali
              "test rows": f"{len(test_df):,}", "trees": str(booster.current_iteration())}
     if validation_ndcg is not None:
         facts["validation NDCG@5"] = f"{validation_ndcg:.4f}"
+    if objective is not None:
+        facts["objective"] = objective + "".join(f"; tried {k}: validation NDCG@5 {v:.4f}"
+                                                 for k, v in (candidates or {}).items())
     report.write_html(out / "report.html", f"CouponRank model {version}", facts, table,
                       ["ndcg_at_k.png", "feature_importance.png", "calibration.png"])
     return table
@@ -127,8 +165,6 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     """`couponrank evaluate`: rebuild the data, re-score the saved model and baselines."""
     import lightgbm as lgb
 
-    from couponrank.training.split import TimeSplit
-
     art = artifact.load_artifact(model)
     config = art.metadata["config"]
     ts = _training_set(raw, repo, config, quiet)
@@ -136,10 +172,12 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     if missing:
         raise artifact.ArtifactError(f"{art.path}: model features missing from the registry: {', '.join(missing)}")
     split = TimeSplit.from_dict(art.metadata["split"])
-    part = split.assign(ts.frame.event_timestamp)
-    train_df, test_df = ts.frame[part == "train"], ts.frame[part == "test"]
+    keep, _ = label_known(ts.frame.event_timestamp, split, _closes(ts.frame, config), log_end(raw))
+    frame = ts.frame[keep]
+    part = split.assign(frame.event_timestamp)
+    train_df, test_df = frame[part == "train"], frame[part == "test"]
     booster = lgb.Booster(model_file=str(art.model_file))
-    scores = booster.predict(test_df[art.features].to_numpy(np.float64))
+    scores = booster.predict(test_df[art.features].to_numpy(np.float64), raw_score=True)  # as served
     cal = art.metadata["calibration"]
     return evaluate_and_report(train_df, test_df, art.features, config, scores, (cal["a"], cal["b"]),
                                booster, Path(out or art.path), art.version, split)

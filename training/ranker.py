@@ -1,8 +1,19 @@
-"""The LightGBM lambdarank model: input checks, training with early stopping."""
+"""The LightGBM ranker: input checks, training with early stopping, objective selection.
+
+``lightgbm.objective`` in ranker.yaml names one objective (``lambdarank``,
+``rank_xendcg``, ``binary``), a list of them, or ``auto`` (all three). With several,
+each is trained on the same rows, features, monotone constraints, categorical features
+and seed, early-stopped on the validation set with its own LightGBM metric (NDCG for
+the ranking objectives, binary log loss for ``binary``), and the one with the best
+validation NDCG@k under the project's own metric (training.metrics: graded gains, mean
+over the groups holding any gain; the figure the report shows for the test set) is
+kept. LightGBM's own NDCG scores a group without any positive as 1, which inflates it
+wherever most groups hold no redemption; it is never reported.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -11,8 +22,14 @@ import pandas as pd
 import yaml
 
 from couponrank.training.dataset import TrainingDataError
+from couponrank.training.metrics import ndcg_at_k
 
 CONFIG_PATH = Path(__file__).resolve().parent / "ranker.yaml"
+
+OBJECTIVES = ("lambdarank", "rank_xendcg", "binary")  # `auto` = all, in this order (ties keep the earlier)
+RANKING_OBJECTIVES = {"lambdarank", "rank_xendcg"}
+# Validation NDCG cut-off when the config's lightgbm section has no eval_at.
+DEFAULT_SELECT_AT = 5
 
 
 def load_config(path: Path = CONFIG_PATH) -> dict:
@@ -23,7 +40,33 @@ def load_config(path: Path = CONFIG_PATH) -> dict:
     for key in ("config_version", "lightgbm", "split", "max_group_size", "relevant_at"):
         if key not in config:
             raise TrainingDataError(f"{path}: missing key '{key}'")
+    try:
+        objectives(config)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{path}: {exc}") from None
     return config
+
+
+def objectives(config: dict) -> list[str]:
+    """The candidate objectives named by ``lightgbm.objective``, in order, without repeats."""
+    value = config.get("lightgbm", {}).get("objective", "lambdarank")
+    allowed = f"one of {', '.join(OBJECTIVES)}, a list of them, or auto (all three)"
+    if value == "auto":
+        return list(OBJECTIVES)
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names:
+        raise TrainingDataError(f"lightgbm.objective: expected {allowed}; got {value!r}")
+    unknown = [n for n in names if n not in OBJECTIVES]
+    if unknown:
+        raise TrainingDataError(
+            f"lightgbm.objective: unknown objective {', '.join(repr(n) for n in unknown)}; expected {allowed}")
+    return list(dict.fromkeys(names))
+
+
+def select_at(config: dict) -> int:
+    """k of the validation NDCG@k that early stopping (ranking objectives) and selection use."""
+    eval_at = config.get("lightgbm", {}).get("eval_at") or [DEFAULT_SELECT_AT]
+    return int(eval_at[0])
 
 
 def check_training_frame(frame: pd.DataFrame, features: list[str], config: dict, what: str) -> None:
@@ -57,40 +100,95 @@ class TrainedRanker:
     booster: lgb.Booster
     features: list[str]
     best_iteration: int
+    # Validation NDCG@k of the kept model, the project's metric (training.metrics.ndcg_at_k).
     validation_ndcg: float
+    objective: str = "lambdarank"
+    # Every objective tried -> its validation NDCG@k (project metric); the kept one is the max.
+    candidates: dict[str, float] = field(default_factory=dict)
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw scores, the scale the server serves (for ``binary``: the log-odds, not the probability)."""
         return self.booster.predict(frame[self.features].to_numpy(np.float64),
-                                    num_iteration=self.best_iteration)
+                                    num_iteration=self.best_iteration, raw_score=True)
 
 
-def _dataset(frame: pd.DataFrame, features: list[str], config: dict, reference=None) -> lgb.Dataset:
-    # lambdarank needs each group's rows contiguous; sort by request then keep order
-    frame = frame.sort_values(["request_id", "position"], kind="stable")
-    groups = frame.groupby("request_id", sort=False).size().to_numpy()
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    # the ranking objectives need each group's rows contiguous; sort by request then keep order
+    return frame.sort_values(["request_id", "position"], kind="stable")
+
+
+def _dataset(frame: pd.DataFrame, features: list[str], config: dict, objective: str,
+             reference=None) -> lgb.Dataset:
+    """``frame`` already sorted by _sorted. Binary: relevant (label >= relevant_at), no groups."""
+    if objective == "binary":
+        label, groups = (frame["label"].to_numpy() >= config["relevant_at"]).astype(np.float64), None
+    else:
+        label, groups = frame["label"].to_numpy(), frame.groupby("request_id", sort=False).size().to_numpy()
     return lgb.Dataset(
-        frame[features].to_numpy(np.float64), label=frame["label"].to_numpy(), group=groups,
+        frame[features].to_numpy(np.float64), label=label, group=groups,
         feature_name=features, categorical_feature=list(config.get("categorical_features", [])),
         reference=reference, free_raw_data=True,
     )
 
 
-def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: dict) -> TrainedRanker:
-    check_training_frame(train, features, config, "training period")
-    check_training_frame(valid, features, config, "validation period")
+def _params(config: dict, features: list[str], objective: str) -> dict:
     params = dict(config["lightgbm"])
     monotone = config.get("monotone_constraints", {})
     params["monotone_constraints"] = [int(monotone.get(f, 0)) for f in features]
-    dtrain = _dataset(train, features, config)
-    dvalid = _dataset(valid, features, config, reference=dtrain)
-    evals: dict = {}
-    callbacks = [lgb.record_evaluation(evals)]
-    if config.get("early_stopping_rounds"):  # 0 or null: keep every round
-        callbacks.append(lgb.early_stopping(config["early_stopping_rounds"], verbose=False))
-    booster = lgb.train(
-        params, dtrain, num_boost_round=config["num_boost_round"], valid_sets=[dvalid], valid_names=["validation"],
-        callbacks=callbacks,
-    )
-    best = booster.best_iteration or booster.current_iteration()
-    metric = f"ndcg@{params['eval_at'][0]}"
-    return TrainedRanker(booster, features, best, float(evals["validation"][metric][best - 1]))
+    params["objective"] = objective
+    if objective in RANKING_OBJECTIVES:
+        # LightGBM's NDCG (a group without gain counts 1) only steers early stopping: those groups
+        # add the same constant at every iteration, so (ties aside) it picks the project NDCG's iteration
+        params.setdefault("metric", "ndcg")
+        params.setdefault("eval_at", [select_at(config)])
+    else:
+        params["metric"] = "binary_logloss"
+        for key in ("eval_at", "label_gain", "lambdarank_truncation_level", "lambdarank_norm"):
+            params.pop(key, None)
+    return params
+
+
+def _check_binary(frame: pd.DataFrame, config: dict, what: str) -> str | None:
+    """Why ``binary`` cannot train on ``frame`` (one class at relevant_at), or None."""
+    relevant = frame["label"] >= config["relevant_at"]
+    if relevant.all() or not relevant.any():
+        return (f"{what}: objective binary needs relevant (label >= relevant_at={config['relevant_at']}) and "
+                f"non-relevant rows; {'every' if relevant.all() else 'no'} row is relevant")
+    return None
+
+
+def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: dict) -> TrainedRanker:
+    """Train every candidate objective and keep the best on validation NDCG@k (project metric)."""
+    names = objectives(config)
+    check_training_frame(train, features, config, "training period")
+    check_training_frame(valid, features, config, "validation period")
+    if "binary" in names:
+        problem = _check_binary(train, config, "training period")
+        if problem and len(names) == 1:
+            raise TrainingDataError(problem)
+        if problem:  # auto / a list: the other objectives still can
+            names.remove("binary")
+    k = select_at(config)
+    train_sorted, valid_sorted = _sorted(train), _sorted(valid)
+    X_valid = valid[features].to_numpy(np.float64)
+    results: dict[str, tuple[lgb.Booster, int, float]] = {}
+    for objective in names:
+        dtrain = _dataset(train_sorted, features, config, objective)
+        dvalid = _dataset(valid_sorted, features, config, objective, reference=dtrain)
+        callbacks = []
+        if config.get("early_stopping_rounds"):  # 0 or null: keep every round
+            callbacks.append(lgb.early_stopping(config["early_stopping_rounds"], verbose=False))
+        booster = lgb.train(
+            _params(config, features, objective), dtrain, num_boost_round=config["num_boost_round"],
+            valid_sets=[dvalid], valid_names=["validation"], callbacks=callbacks,
+        )
+        best = booster.best_iteration or booster.current_iteration()
+        # scored in the validation frame's own row order: the test metrics' tie-break (metrics.py)
+        scores = booster.predict(X_valid, num_iteration=best, raw_score=True)
+        ndcg = ndcg_at_k(valid["label"].to_numpy(), scores, valid["request_id"].to_numpy(), k)
+        results[objective] = (booster, best, float(ndcg))
+    candidates = {name: r[2] for name, r in results.items()}
+    # NaN (no validation group with any gain) never wins; max keeps the first of equals
+    chosen = max(candidates, key=lambda n: -np.inf if np.isnan(candidates[n]) else candidates[n])
+    booster, best, ndcg = results[chosen]
+    return TrainedRanker(booster, features, best, ndcg, chosen, candidates)
