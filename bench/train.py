@@ -82,20 +82,25 @@ def main() -> None:
     table = result.metrics
     all_ = table[table.population == "all"].set_index("model")
     cold = table[table.population == "cold_start"].set_index("model")
+    served = table[table.population == "served"].set_index("model")
     print(f"\ntest period {split.test_start:%Y-%m-%d}..{split.test_end:%Y-%m-%d}; "
           f"{int(all_.loc[evaluate.RANKER, 'n_groups']):,} requests")
-    print("| model | NDCG@5 (95% CI) | NDCG@5 cold start | MAP | AUC | precision@3 | recall@3 | ranker NDCG@5 / this |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| model | NDCG@5 (95% CI) | NDCG@5 served slates | NDCG@5 cold start | MAP | AUC | precision@3 | recall@3 "
+          "| ranker NDCG@5 / this |")
+    print("|---|---|---|---|---|---|---|---|---|")
     r5 = all_.loc[evaluate.RANKER, "ndcg@5"]
     for m in all_.index:
         c = cold.loc[m, "ndcg@5"] if m in cold.index else float("nan")
         print(f"| {m} | {all_.loc[m, 'ndcg@5']:.4f} ({all_.loc[m, 'ndcg@5_lo']:.4f}..{all_.loc[m, 'ndcg@5_hi']:.4f}) | "
+              f"{served.loc[m, 'ndcg@5'] if m in served.index else float('nan'):.4f} | "
               f"{c:.4f} | {all_.loc[m, 'map']:.4f} | {all_.loc[m, 'auc']:.4f} | "
               f"{all_.loc[m, 'precision@3']:.4f} | {all_.loc[m, 'recall@3']:.4f} | {r5 / all_.loc[m, 'ndcg@5']:.3f} |")
     r = all_.loc[evaluate.RANKER]
     print(f"populations: precision over {int(r.n_groups):,} requests, recall/F1/MAP over "
           f"{int(r.n_groups_with_positive):,} with a redemption, NDCG over {int(r.n_groups_with_gain):,} with a "
-          f"claim or redemption; cold start: {int(cold.loc[evaluate.RANKER, 'n_groups']):,} requests")
+          f"claim or redemption; cold start: {int(cold.loc[evaluate.RANKER, 'n_groups']):,} requests; served slates: "
+          f"{int(served.loc[evaluate.RANKER, 'n_rows']):,} of {int(r.n_rows):,} impressions "
+          f"({int(served.loc[evaluate.RANKER, 'n_groups_with_gain']):,} requests with a gain)")
     import json
 
     meta = json.loads((result.path / "metadata.json").read_text())

@@ -281,7 +281,25 @@ def test_ties_are_not_broken_by_the_logged_position():
                          "label": np.tile([2, 0, 0, 0], n // 4), "user_last_event_unix": 1.0})
     config = {"eval_at": [1, 5], "relevant_at": 2}
     table = metrics_table(test, {"constant": np.zeros(n), "perfect": test.label.to_numpy(float)}, config)
-    by = table.set_index("model")
+    by = table[table.population == "all"].set_index("model")
     assert by.loc["perfect", "ndcg@1"] == 1.0
     assert 0.15 < by.loc["constant", "ndcg@1"] < 0.35  # about 1 in 4, as a random order
     assert {"n_groups", "n_groups_with_gain", "ndcg@5_lo", "ndcg@5_hi"} <= set(table.columns)
+
+
+def test_served_slates_follow_the_servers_static_rules():
+    import pandas as pd
+
+    from couponrank.features.request_features import COUPON_SCOPE_CODES
+    from couponrank.training.evaluate import served_mask
+
+    cat, every = COUPON_SCOPE_CODES["category"], COUPON_SCOPE_CODES["all"]
+    frame = pd.DataFrame({
+        "placement":                    ["home", "home", "cart", "cart", "checkout", "home"],
+        "ctx_meets_min_spend":          [1.0,    0.0,    1.0,    1.0,    np.nan,     1.0],
+        "ctx_coupon_scope":             [cat,    every,  cat,    cat,    every,      cat],
+        "ctx_cart_has_target_category": [0.0,    1.0,    0.0,    1.0,    0.0,        0.0],
+    })
+    # below the minimum spend: never; category not in the cart: only at cart / checkout
+    assert served_mask(frame).tolist() == [True, False, False, True, True, True]
+    assert served_mask(frame[["placement"]]).all()  # another feature set: no rule to apply

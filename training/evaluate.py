@@ -53,10 +53,30 @@ def fit_baselines(train: pd.DataFrame, features: list[str], config: dict, with_o
 
 
 TIE_SEED = 0  # the one shuffle that decides ties, the same for every model
+SCOPE_CHECKED_PLACEMENTS = ("cart", "checkout")  # as server/stages.py
+
+
+def served_mask(frame: pd.DataFrame) -> np.ndarray:
+    """Impressions the server would have ranked: its static rules on the logged request.
+    Minimum spend met (or none) at every placement; at cart and checkout a category-
+    scoped coupon's category in the cart. Brand and merchant scopes cannot be checked
+    from the log (it holds the cart's categories only) and count as served. Columns
+    missing (another feature set): every row counts as served."""
+    served = np.ones(len(frame), dtype=bool)
+    if "ctx_meets_min_spend" in frame:
+        served &= frame["ctx_meets_min_spend"].to_numpy() != 0  # NaN: no minimum spend
+    if {"placement", "ctx_coupon_scope", "ctx_cart_has_target_category"} <= set(frame.columns):
+        from couponrank.features.request_features import COUPON_SCOPE_CODES
+
+        checked = frame["placement"].isin(SCOPE_CHECKED_PLACEMENTS).to_numpy()
+        category = frame["ctx_coupon_scope"].to_numpy() == COUPON_SCOPE_CODES["category"]
+        served &= ~(checked & category & (frame["ctx_cart_has_target_category"].to_numpy() != 1))
+    return served
 
 
 def metrics_table(test: pd.DataFrame, scores: dict[str, np.ndarray], config: dict) -> pd.DataFrame:
-    """One row per (model, population) with every metric, the sizes of the populations
+    """One row per (model, population: all, cold_start, served (the impressions the
+    server's rules would have let through, served_mask)) with every metric, the sizes of the populations
     they average over (n_groups: precision; n_groups_with_positive: recall, F1, MAP;
     n_groups_with_gain: NDCG) and a 95% bootstrap interval of NDCG@5 (over requests).
 
@@ -66,11 +86,12 @@ def metrics_table(test: pd.DataFrame, scores: dict[str, np.ndarray], config: dic
     shuffle = np.random.default_rng(TIE_SEED).permutation(len(test))
     test = test.iloc[shuffle]
     cold = cold_start_mask(test)
+    served = served_mask(test)
     k = 5 if 5 in config["eval_at"] else max(config["eval_at"])
     rows = []
     for name, score in scores.items():
         score = np.asarray(score)[shuffle]
-        for population, mask in (("all", np.ones(len(test), bool)), ("cold_start", cold)):
+        for population, mask in (("all", np.ones(len(test), bool)), ("cold_start", cold), ("served", served)):
             if not mask.any():
                 continue
             args = (test.label.to_numpy()[mask], score[mask], test.request_id.to_numpy()[mask])
