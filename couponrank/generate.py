@@ -44,30 +44,51 @@ amount = price).
 Ranking requests (one per placement per session, with probability): home 0.25 at
 the session start (empty cart); product_page 0.15 at a random view; cart 0.35 right
 after a random add-to-cart; checkout 0.5 just before an order; order_confirmation
-0.25 just after it (the cart is empty again); campaign 0.03 at a random view. Each
-request shows K ~ U{3..6} coupons drawn uniformly without replacement from those
-valid at that moment (valid_from <= ts <= valid_to - 10 min): a uniformly random
-logging policy, positions 1..K. cart_value / cart_categories are the cart so far.
+0.25 just after it (the cart is empty again); campaign 0.03 at a random view.
+cart_value / cart_categories are the cart so far.
+
+Logging policy: uniformly random among the coupons the server could serve. Each
+request shows K ~ U{3..6} coupons drawn uniformly without replacement, positions
+1..K, from those that pass the server's static eligibility rules
+(couponrank.server.stages) applied to the request as logged (placement, event_ts,
+cart_value, cart_categories), so every logged slate is one the server could rank:
+  - valid at that moment: valid_from <= ts <= valid_to - 10 min;
+  - min_spend <= cart_value at every placement. Home and order_confirmation
+    requests have an empty cart (value 0), as do product_page / campaign requests
+    before the first add-to-cart: they show only coupons without a minimum spend;
+  - at cart and checkout only coupons in the cart's scope: scope "all", or a
+    category scope whose category is in the cart. Brand- and merchant-scoped
+    coupons are never shown at cart and checkout: the log records the cart's
+    categories only (no brands or merchants), and the server, given the logged
+    request, drops them as out of scope. Elsewhere the scope is not checked (a
+    scoped coupon there promotes what is not yet in the cart), as on the server.
+When fewer than K coupons pass, all of them are shown (in a random order); a request
+where none passes shows nothing and is left out of the log (manifest
+stats.ranking_requests_skipped). The server's online rules (per-user limit, budget)
+are not part of the policy: they depend on outcomes simulated afterwards (see
+Outcomes: such impressions get p = 0).
 
 Redemption. p = sigmoid(A), A = b0 + sum of terms (generate_model.COEF):
   + 4.0 x depth x s_u       depth = worth / basket clipped to [0, 1]; worth = value% x
-                            basket, amount, or SHIPPING_FEE; basket = max(cart_value
-                            (the median organic order when the cart is empty),
-                            min_spend): $50 off a $200 minimum is a 25% discount
+                            basket, amount, or SHIPPING_FEE; basket = cart_value, or
+                            the median organic order when the cart is empty (the
+                            policy shows only coupons with min_spend <= cart_value)
   + 1.0 x r_u
   + 0.5 x clip(log(C theta_u[target]), -3, 3)  target = scope category, the brand's
                             category, the merchant's primary category; 0 for "all"
   + 0.4 x 1[target category already in the cart]
-  - 2.0 x (min_spend - cart_value) / min_spend   when cart_value < min_spend
   + 0.5 x exp(-hours_to_valid_to / 48)           urgency
   + placement: checkout +0.5, cart +0.35, campaign +0.2, product_page +0.1, home 0,
                order_confirmation -0.5
   - 0.4 x log(position)
   - 0.2 x min(times this coupon was shown to this user in the previous 7 days, 10)
 b0 is calibrated (bisection) so that mean p = target_redemption_rate (5%); it is
-recorded in the manifest with the other coefficients. Simplifications: min_spend is
+recorded in the manifest with the other coefficients. There is no term for a cart
+below the minimum spend (earlier versions had - 2.0 x the relative gap): such
+coupons are never shown, so it could not fire. Simplifications: min_spend is
 checked against the whole cart and a discount applies to the whole order, whatever
-the coupon's scope; the scope only shapes affinity, cart match and the order top-up.
+the coupon's scope; beyond eligibility at cart and checkout, the scope only shapes
+affinity, cart match and the order top-up.
 
 Outcomes. redeemed ~ Bernoulli(p). Eligibility: once a user's redemptions of a coupon
 (at their redemption times) reach per_user_limit, later impressions of that coupon to
@@ -78,10 +99,10 @@ Delays after
 the impression: redemption 2..30 min for 60% of cart/checkout impressions, else
 log-uniform 2 min..72 h; claim between 1 min and the redemption (claim-only:
 log-uniform 1 min..72 h); all capped at valid_to and the period end. Each redemption
-gets a new order (order rows in behaviour_events): the cart when shown, topped up
-with items from the coupon's scope (category/brand/merchant; "all": the session
-category) until non-empty and >= min_spend; discount_amount = value% of the order
-(percent_off), min(value, order) (amount_off) or SHIPPING_FEE. Then, in time order,
+gets a new order (order rows in behaviour_events): the cart when shown (which
+already reaches min_spend), or, when it was empty, an item from the coupon's scope
+(category/brand/merchant; "all": the session category); discount_amount = value%
+of the order (percent_off), min(value, order) (amount_off) or SHIPPING_FEE. Then, in time order,
 redemptions beyond per_user_limit for (user, coupon) and those once the coupon's
 cumulative discount exceeds its budget are dropped (their claims stay).
 
@@ -478,6 +499,7 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
         pq.write_table(tables[t.name], out_dir / t.file, compression="zstd")
     counts = {name: t.num_rows for name, t in tables.items()}
     n_red = len(o.red_imp)
+    n_req = int(np.count_nonzero(np.diff(imp.req))) + (len(imp.req) > 0)  # requests that showed a coupon
     manifest = {
         "generator": "couponrank.generate",
         "name": cfg.name,
@@ -490,7 +512,8 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
         "files": {t.name: t.file for t in (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH)},
         "row_counts": counts,
         "stats": {
-            "sessions": len(b.s_user), "ranking_requests": int(np.count_nonzero(np.diff(imp.req))) + (len(imp.req) > 0),
+            "sessions": len(b.s_user), "ranking_requests": n_req,
+            "ranking_requests_skipped": len(r.ts) - n_req,  # no coupon the server would serve
             "impressions": len(imp.coupon), "claims": len(o.claim_imp), "redemptions": n_red,
             "orders": n_orders, "redemption_rate": n_red / max(len(imp.coupon), 1),
             "mean_p_redeem": float(o.p_eff.mean()) if len(o.p_eff) else 0.0,

@@ -38,7 +38,6 @@ COEF = {
     "responsiveness": 1.0,  # x r_u
     "affinity": 0.5,  # x clip(log(n_categories * theta_u[target]), -3, 3)
     "cart_match": 0.4,  # x 1[target category already in the cart]
-    "min_spend_gap": 2.0,  # x (min_spend - cart_value) / min_spend when cart_value < min_spend
     "urgency": 0.5,  # x exp(-hours_to_valid_to / 48)
     "position": 0.4,  # x log(position)
     "fatigue": 0.2,  # x min(times shown to this user in the previous 7 days, 10)
@@ -47,6 +46,9 @@ PLACEMENT_EFFECT = np.array([0.0, 0.1, 0.35, 0.5, -0.5, 0.2])  # order of schema
 URGENCY_HOURS = 48.0
 FATIGUE_WINDOW, FATIGUE_CAP = 7 * DAY, 10
 SHOW_MARGIN = 10 * MIN  # a coupon is shown only if valid_from <= ts <= valid_to - SHOW_MARGIN
+# Placements where a scoped coupon must match the cart to be shown: the server's
+# couponrank.server.stages.SCOPE_CHECKED_PLACEMENTS (a test keeps the two equal).
+SCOPE_CHECKED = (CART, CHECKOUT)
 MAX_DELAY = 72 * HOUR  # claims / redemptions follow their impression within 1 min .. 72 h
 REDEMPTION_ORDER_LINES = 1.7  # observed mean lines of a redemption order (sizes the session rate)
 
@@ -271,6 +273,7 @@ def rows_per_session(cfg: GeneratorConfig) -> float:
         cfg.p_home + cfg.p_product_page + cfg.p_campaign + cfg.p_cart * p_cart
         + (cfg.p_checkout + cfg.p_order_confirmation) * cfg.p_order * p_cart
     )  # fmt: skip
+    # an upper bound: a request shows fewer when fewer coupons pass eligibility (small worlds)
     shown = requests * 0.5 * sum(cfg.impressions_per_request)
     return rows + shown * cfg.target_redemption_rate * REDEMPTION_ORDER_LINES
 
@@ -383,30 +386,62 @@ class Impressions:
     pos: np.ndarray
 
 
+def servable(w: World, r: Requests, req: np.ndarray, coupon: np.ndarray) -> np.ndarray:
+    """Whether the server's static rules let ``coupon`` through at request ``req``
+    (arrays that broadcast), judged on what the impression logs: valid at ts (with
+    SHOW_MARGIN), min_spend <= cart_value at every placement, and at the cart and
+    checkout an in-scope coupon: scope "all", or a category scope whose category is in
+    the cart. Brand and merchant scopes are never shown there: the log keeps the
+    cart's categories only, so the server, given the logged request, would drop them."""
+    ts, cart_value, place = r.ts[req], r.cart_value[req], r.place[req]
+    valid = (w.c_from[coupon] <= ts) & (ts <= w.c_to[coupon] - SHOW_MARGIN)
+    spend = w.c_min_spend[coupon] <= cart_value
+    scope = w.c_scope[coupon]
+    bit = np.where(scope == CAT, w.c_scope_value[coupon], 0).astype(np.uint64)  # category < 62
+    cat_in_cart = ((r.cart_mask[req] >> bit) & np.uint64(1)).astype(bool)
+    in_scope = (scope == ALL) | ((scope == CAT) & cat_in_cart)
+    checked = np.isin(place, SCOPE_CHECKED)
+    return valid & spend & (in_scope | ~checked)
+
+
 def sample_impressions(cfg: GeneratorConfig, w: World, r: Requests, rng: np.random.Generator) -> Impressions:
-    """K coupons per request, uniformly without replacement among those valid at ts."""
+    """K ~ U{lo..hi} coupons per request, uniformly without replacement among those the
+    server would let through at that request (:func:`servable`); all of them in a
+    random order when fewer than K are; a request with none shows nothing (skipped).
+
+    Candidates come from the coupons showable on the request's day sorted by min_spend,
+    so the ones within the cart's value are a prefix. A first pass draws 4 x hi of
+    them with replacement and keeps the first K distinct servable ones; a request left
+    short is redone exhaustively (every coupon of the prefix, in a random order). Both
+    give a uniform random ordered K-subset, the second also when fewer exist."""
     days, kmin, kmax = cfg.days, cfg.impressions_per_request[0], cfg.impressions_per_request[1]
     last_show = w.c_to - SHOW_MARGIN
     d0 = np.maximum(w.c_from // DAY, 0)
     d1 = np.minimum(last_show // DAY, days - 1)
     n_days = np.maximum(d1 - d0 + 1, 0)
     day = np.repeat(d0, n_days) + within(n_days)
-    order = np.argsort(day, kind="stable")
-    day_list = np.repeat(np.arange(len(w.c_from)), n_days)[order]
-    day_cnt = np.bincount(day, minlength=days)
-    day_off = offsets(day_cnt)
-    K = rng.integers(kmin, kmax + 1, len(r.ts))
+    coupon_of = np.repeat(np.arange(len(w.c_from)), n_days)
+    cents = np.round(w.c_min_spend * 100).astype(np.int64)
+    big = np.int64(1) << 40  # > any cart value in cents
+    key = day * big + cents[coupon_of]
+    order = np.argsort(key, kind="stable")  # by day, then min_spend
+    day_list, key = coupon_of[order], key[order]
+    day_off = offsets(np.bincount(day, minlength=days))
+    R = len(r.ts)
+    d = r.ts // DAY
+    cart_cents = np.round(r.cart_value * 100).astype(np.int64)
+    n_spend = np.searchsorted(key, d * big + cart_cents, side="right") - day_off[d]  # min_spend <= cart
+    K = rng.integers(kmin, kmax + 1, R)
     M = 4 * kmax
     out_req, out_coupon, out_pos = [], [], []
+    short = np.zeros(R, bool)
     chunk = 200_000
-    for lo in range(0, len(r.ts), chunk):
-        ts = r.ts[lo : lo + chunk]
-        d = ts // DAY
-        cnt = day_cnt[d][:, None]
-        pos = day_off[d][:, None] + (rng.random((len(ts), M)) * cnt).astype(np.int64)
+    for lo in range(0, R, chunk):
+        rows = np.arange(lo, min(lo + chunk, R))
+        cnt = n_spend[rows][:, None]
+        pos = day_off[d[rows]][:, None] + (rng.random((len(rows), M)) * cnt).astype(np.int64)
         cand = day_list[np.minimum(pos, max(len(day_list) - 1, 0))] if len(day_list) else np.zeros_like(pos)
-        t = ts[:, None]
-        ok = (cnt > 0) & (w.c_from[cand] <= t) & (last_show[cand] >= t)
+        ok = (cnt > 0) & servable(w, r, rows[:, None], cand)
         srt = np.argsort(cand, axis=1, kind="stable")
         cs = np.take_along_axis(cand, srt, axis=1)
         dup_s = np.zeros(cs.shape, bool)
@@ -415,12 +450,37 @@ def sample_impressions(cfg: GeneratorConfig, w: World, r: Requests, rng: np.rand
         np.put_along_axis(dup, srt, dup_s, axis=1)
         keep = ok & ~dup
         rank = np.cumsum(keep, axis=1)
-        rr, cc = np.nonzero(keep & (rank <= K[lo : lo + chunk, None]))
-        out_req.append(rr + lo)
+        short[rows] = (rank[:, -1] < K[rows]) & (n_spend[rows] > 0)
+        keep &= (rank <= K[rows, None]) & ~short[rows, None]
+        rr, cc = np.nonzero(keep)
+        out_req.append(rows[rr])
+        out_coupon.append(cand[rr, cc])
+        out_pos.append(rank[rr, cc])
+
+    # the requests left short: every candidate of the prefix, servable ones in a random order
+    redo = np.flatnonzero(short)
+    width = n_spend[redo]
+    step = max(1, 4_000_000 // max(int(width.max(initial=1)), 1))
+    for lo in range(0, len(redo), step):
+        rows, wd = redo[lo : lo + step], width[lo : lo + step]
+        L = int(wd.max())
+        j = np.arange(L)[None, :]
+        inside = j < wd[:, None]
+        cand = day_list[np.where(inside, day_off[d[rows]][:, None] + j, 0)]
+        ok = inside & servable(w, r, rows[:, None], cand)
+        u = np.where(ok, rng.random((len(rows), L)), 2.0)
+        srt = np.argsort(u, axis=1, kind="stable")
+        cand = np.take_along_axis(cand, srt, axis=1)
+        rank = np.cumsum(np.take_along_axis(ok, srt, axis=1), axis=1)
+        keep = np.take_along_axis(ok, srt, axis=1) & (rank <= K[rows, None])
+        rr, cc = np.nonzero(keep)
+        out_req.append(rows[rr])
         out_coupon.append(cand[rr, cc])
         out_pos.append(rank[rr, cc])
     cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
-    return Impressions(cat(out_req, np.int64), cat(out_coupon, np.int64), cat(out_pos, np.int32))
+    req, coupon, pos = cat(out_req, np.int64), cat(out_coupon, np.int64), cat(out_pos, np.int32)
+    srt = np.lexsort((pos, req))
+    return Impressions(req[srt], coupon[srt], pos[srt])
 
 
 def fatigue(user: np.ndarray, coupon: np.ndarray, ts: np.ndarray, n_coupons: int, horizon: int) -> np.ndarray:
@@ -452,16 +512,16 @@ def redemption_probability(
     c, req = imp.coupon, imp.req
     user = b.s_user[r.sess[req]]
     ts, cart_value, place = r.ts[req], r.cart_value[req], r.place[req]
-    ctype, value, ms, tgt = w.c_type[c], w.c_value[c], w.c_min_spend[c], w.c_target_cat[c]
-    # the spend the discount is measured against: the cart (or a typical basket when it is
-    # empty), but at least min_spend: $50 off a $200 minimum is a 25% discount
-    base = np.maximum(np.where(cart_value > 0, cart_value, ref_basket), ms)
+    ctype, value, tgt = w.c_type[c], w.c_value[c], w.c_target_cat[c]
+    # the spend the discount is measured against: the cart, or a typical basket when it is
+    # empty (then min_spend is 0: sample_impressions shows only coupons whose minimum
+    # the cart already reaches, so the cart is also >= min_spend)
+    base = np.where(cart_value > 0, cart_value, ref_basket)
     worth = np.select([ctype == PCT, ctype == AMT], [value / 100.0 * base, value], SHIPPING_FEE)
     depth = np.clip(worth / base, 0.0, 1.0)
     scoped = tgt >= 0
     aff = np.where(scoped, np.log(w.theta[user, np.maximum(tgt, 0)] * cfg.n_categories), 0.0)
     in_cart = scoped & ((r.cart_mask[req] >> np.maximum(tgt, 0).astype(np.uint64)) & np.uint64(1)).astype(bool)
-    gap = np.where(ms > 0, np.clip((ms - cart_value) / np.where(ms > 0, ms, 1.0), 0.0, 1.0), 0.0)
     hours_left = (w.c_to[c] - ts) / HOUR
     fat = fatigue(user, c, ts, cfg.n_coupons, cfg.days * DAY)
     a = (
@@ -469,7 +529,6 @@ def redemption_probability(
         + COEF["responsiveness"] * w.resp[user]
         + COEF["affinity"] * np.clip(aff, -3.0, 3.0)
         + COEF["cart_match"] * in_cart
-        - COEF["min_spend_gap"] * gap
         + COEF["urgency"] * np.exp(-hours_left / URGENCY_HOURS)
         + PLACEMENT_EFFECT[place]
         - COEF["position"] * np.log(imp.pos)
@@ -552,6 +611,7 @@ def simulate_outcomes(
 
     # the order each redemption is applied to: the cart when shown, topped up with items in the
     # coupon's scope (or the session's category) until it is non-empty and reaches min_spend
+    # (as impressions meet min_spend, only an empty cart -- min_spend 0 -- gets an item)
     c = imp.coupon[ri]
     sess, cart_n = r.sess[imp.req[ri]], r.cart_n[imp.req[ri]]
     red_parts = [np.repeat(np.arange(m), cart_n)]

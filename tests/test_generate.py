@@ -11,10 +11,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from couponrank import generate_model as gm
 from couponrank import schema
 from couponrank.cli import main
 from couponrank.clock import fixed
 from couponrank.generate import SIZES, generate
+from couponrank.server import stages
+from couponrank.server.catalog import FLOAT_COLUMNS, STATS_COLUMNS, STRING_COLUMNS, Catalog
 from pinned import END_DATE, TINY
 
 pytestmark = pytest.mark.clock  # date-sensitive: run again with the clock moved ahead
@@ -255,6 +258,86 @@ def test_coupon_event_integrity(tiny_data):
     assert (amount >= red.coupon_id.map(c.min_spend).values - 1e-6).all()
 
 
+# ----------------------------------------------------------------------------- served slates
+def _catalog(coupons: pd.DataFrame) -> Catalog:
+    """The server's catalogue of the written coupons (what build-features would give it)."""
+    c = coupons.sort_values("coupon_id").reset_index(drop=True)
+    unix = lambda col: c[col].map(pd.Timestamp.timestamp).to_numpy(np.float64)  # noqa: E731
+    cols = {name: np.full(len(c), "", dtype=object) for name in STRING_COLUMNS}
+    cols |= {name: np.full(len(c), np.nan) for name in FLOAT_COLUMNS + STATS_COLUMNS}
+    cols |= {
+        "coupon_type": c.coupon_type.to_numpy(object), "coupon_scope": c.scope.to_numpy(object),
+        "coupon_scope_value": c.scope_value.fillna("").to_numpy(object),
+        "coupon_campaign_id": c.campaign_id.to_numpy(object), "coupon_value": c.value.to_numpy(np.float64),
+        "coupon_min_spend": c.min_spend.to_numpy(np.float64), "coupon_valid_from_unix": unix("valid_from"),
+        "coupon_valid_to_unix": unix("valid_to"), "coupon_budget": c.budget.to_numpy(np.float64),
+        "coupon_per_user_limit": c.per_user_limit.to_numpy(np.float64),
+    }  # fmt: skip
+    return Catalog(c.coupon_id.to_numpy(object), cols, 0.0)
+
+
+def _logged_requests(coupon_events: pd.DataFrame):
+    """(slate, the server's RankRequest for it as logged) per request id."""
+    imp = coupon_events[coupon_events.event_type == "impression"]
+    for _, g in imp.groupby("request_id", sort=True):
+        first = g.iloc[0]
+        cats = tuple(first.cart_categories.split("|")) if first.cart_categories else ()
+        yield g, stages.RankRequest(first.user_id, tuple(g.coupon_id), first.placement, float(first.cart_value),
+                                    cart_categories=cats, now=first.event_ts.timestamp())
+
+
+def test_generator_checks_scope_where_the_server_does():
+    assert {schema.PLACEMENTS[p] for p in gm.SCOPE_CHECKED} == stages.SCOPE_CHECKED_PLACEMENTS
+
+
+def test_every_impression_is_one_the_server_would_serve(tiny, tiny_data):
+    """The logging policy draws among the coupons the server's static rules let through
+    the request as it is logged: every impression passes stages.eligibility (minimum
+    spend at every placement, scope at cart and checkout), so the logged slates are
+    slates the server could rank; a request with no such coupon is not logged."""
+    catalog = _catalog(tiny_data["coupons"])
+    n_req = 0
+    for slate, req in _logged_requests(tiny_data["coupon_events"]):
+        el = stages.eligibility(req, catalog, stages.candidates(req, catalog, req.now), req.now)
+        assert el.keep.all(), (req, el.dropped())
+        n_req += 1
+    stats = tiny[1].manifest["stats"]
+    assert stats["ranking_requests"] == n_req and stats["ranking_requests_skipped"] >= 0
+    imp = tiny_data["coupon_events"].query("event_type == 'impression'")
+    assert set(imp.placement) == set(schema.PLACEMENTS)  # every placement is exercised
+    scope = imp.coupon_id.map(tiny_data["coupons"].set_index("coupon_id").scope)
+    at_cart = imp.placement.isin(["cart", "checkout"])
+    assert not scope[at_cart].isin(["brand", "merchant"]).any()  # their scope is not in the log
+    assert scope[at_cart].eq("category").any() and scope[~at_cart].isin(["brand", "merchant"]).any()
+
+
+def test_a_short_slate_shows_every_coupon_the_server_would_serve(tiny_data):
+    """Fewer than K servable coupons: all of them are shown (K >= impressions_per_request[0])."""
+    catalog = _catalog(tiny_data["coupons"])
+    vt = catalog.columns["coupon_valid_to_unix"]
+    short = 0
+    for slate, req in _logged_requests(tiny_data["coupon_events"]):
+        if len(slate) >= TINY.impressions_per_request[0]:
+            continue
+        short += 1
+        every = stages.RankRequest(req.user_id, (), req.placement, req.cart_total, req.cart_categories, now=req.now)
+        cands = stages.candidates(every, catalog, req.now)
+        el = stages.eligibility(every, catalog, cands, req.now)
+        showable = el.keep & (vt[cands.rows] - gm.SHOW_MARGIN >= req.now)  # the generator's margin before expiry
+        assert set(cands.ids[showable]) == set(slate.coupon_id), req
+    assert short > 0
+
+
+def test_no_redemption_follows_an_impression_below_the_minimum_spend(tiny_data, mid_data):
+    for d in (tiny_data, mid_data):
+        ce, min_spend = d["coupon_events"], d["coupons"].set_index("coupon_id").min_spend
+        imp = ce[ce.event_type == "impression"].set_index("event_id")
+        assert (imp.cart_value >= imp.coupon_id.map(min_spend)).all()
+        red = ce[ce.event_type == "redemption"]
+        parent = imp.loc[red.impression_id]
+        assert len(red) > 0 and (parent.cart_value.values >= parent.coupon_id.map(min_spend).values).all()
+
+
 def test_impression_truth(tiny_data):
     ce, truth = tiny_data["coupon_events"], tiny_data["impression_truth"]
     imp_ids = ce.loc[ce.event_type == "impression", "event_id"]
@@ -285,12 +368,6 @@ def test_rate_rises_with_discount_depth(labelled):
     # and with the truth p, bin by bin
     bins = pct.groupby(pd.cut(pct.value, [0, 12, 22, 32, 40]), observed=True).p_redeem.mean()
     assert bins.is_monotonic_increasing
-
-
-def test_rate_rises_when_cart_meets_min_spend(labelled):
-    ms = labelled[labelled.min_spend > 0]
-    met = ms.cart_value >= ms.min_spend
-    assert ms[met].redeemed.mean() > 1.5 * ms[~met].redeemed.mean()
 
 
 def test_position_and_placement_effects(labelled):
