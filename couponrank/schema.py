@@ -132,3 +132,13 @@ IMPRESSION_TRUTH = Table(
 )
 
 RAW_TABLES = (USERS, ITEMS, COUPONS, BEHAVIOUR_EVENTS, COUPON_EVENTS)
+
+# Optional: every item a coupon covers (a scope holds one category, brand or merchant;
+# a real coupon often lists its products). When present, build-features derives the
+# user's purchases of each coupon's items (the user_coupon_coverage view).
+COUPON_ITEMS = Table(
+    "coupon_items",
+    pa.schema([("coupon_id", pa.string()), ("item_id", pa.string())]),
+    key=("coupon_id", "item_id"),
+)
+OPTIONAL_TABLES = (COUPON_ITEMS,)

@@ -237,6 +237,34 @@ def user_coupon_usage(data: CleanData, clock: _Clock) -> pd.DataFrame:
     return _frame(clock, snaps, keys, {n: snaps[n] for n in windows})
 
 
+COVERAGE_FEATURES = ("ucov_lines_30d", "ucov_lines_90d", "ucov_lines_365d", "ucov_spend_90d", "ucov_spend_365d")
+
+
+def user_coupon_coverage(data: CleanData, clock: _Clock) -> pd.DataFrame:
+    """The user's purchases of the items a coupon covers (coupon_items): order lines and
+    spend over 30 / 90 / 365 days, per user x coupon, whether or not the coupon was ever
+    shown. No rows without coupon_items (the synthetic data has none)."""
+    keys = {"user_id": np.empty(0, dtype=object), "coupon_id": np.empty(0, dtype=object)}
+    if data.coupon_items is None or data.coupon_items.empty:
+        empty = {n: np.empty(0) for n in ("key", "snapshot", *COVERAGE_FEATURES)}
+        empty["key"] = empty["snapshot"] = np.empty(0, dtype=np.int64)
+        df = _frame(clock, empty, keys, {n: empty[n] for n in COVERAGE_FEATURES})
+        return df.astype({k: pd.StringDtype() for k in keys})  # typed keys: Feast joins on strings
+    be = data.behaviour_events
+    orders = be.loc[be["event_type"] == "order", ["user_id", "item_id", "event_ts", "amount"]]
+    orders = orders.astype({"item_id": str})
+    covered = orders.merge(data.coupon_items[["coupon_id", "item_id"]].astype(str), on="item_id")
+    pair_codes, pair_users, pair_coupons = _pairs(covered["user_id"], covered["coupon_id"])
+    measures = {"lines": np.ones(len(covered)), "spend": covered["amount"].to_numpy(np.float64)}
+    windows = {"ucov_lines_30d": Window("lines", 30), "ucov_lines_90d": Window("lines", 90),
+               "ucov_lines_365d": Window("lines", 365), "ucov_spend_90d": Window("spend", 90),
+               "ucov_spend_365d": Window("spend", 365)}
+    snaps = snapshot_windows(pair_codes, clock.day(covered["event_ts"]), measures, windows, len(pair_users),
+                             clock.n_days)
+    return _frame(clock, snaps, {"user_id": pair_users, "coupon_id": pair_coupons},
+                  {n: snaps[n] for n in windows})
+
+
 def coupon_stats(data: CleanData, clock: _Clock, coupon_ids: np.ndarray) -> pd.DataFrame:
     ce = data.coupon_events
     key = _index_of(ce["coupon_id"], coupon_ids)
@@ -335,6 +363,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "user_coupon_behaviour": lambda: user_coupon_behaviour(data, clock, user_ids),
         "user_category_affinity": lambda: user_category_affinity(data, clock, user_ids),
         "user_coupon_usage": lambda: user_coupon_usage(data, clock),
+        "user_coupon_coverage": lambda: user_coupon_coverage(data, clock),
         "coupon_stats": lambda: coupon_stats(data, clock, coupon_ids),
         "coupon_attributes": lambda: coupon_attributes(data),
     }

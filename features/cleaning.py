@@ -68,6 +68,7 @@ class CleanData:
     behaviour_events: pd.DataFrame
     coupon_events: pd.DataFrame
     report: CleaningReport
+    coupon_items: pd.DataFrame | None = None  # optional raw table; None when absent
 
 
 def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
@@ -249,4 +250,15 @@ def clean_raw(raw_dir: Path) -> CleanData:
     c.fill("discount_amount", red & c.df["discount_amount"].isna(), 0.0, "discount_amount: null -> 0")
     coupon_events = c.done()
 
-    return CleanData(users, items, coupons, behaviour, coupon_events, report)
+    # coupon items (optional)
+    coupon_items = None
+    if (raw_dir / schema.COUPON_ITEMS.file).is_file():
+        frames[schema.COUPON_ITEMS.name] = read_table(raw_dir, schema.COUPON_ITEMS)
+        c = start(schema.COUPON_ITEMS)
+        c.require("coupon_id", "item_id")
+        c.dedupe(schema.COUPON_ITEMS.key)
+        _known(c, "coupon_id", coupons["coupon_id"])
+        _known(c, "item_id", items["item_id"])
+        coupon_items = c.done()
+
+    return CleanData(users, items, coupons, behaviour, coupon_events, report, coupon_items)

@@ -115,6 +115,22 @@ user_coupon_usage = FeatureView(
     description="One user's history with one coupon: fatigue, claims, redemptions (per-user limit).",
 )
 
+user_coupon_coverage = FeatureView(
+    name="user_coupon_coverage",
+    entities=[user, coupon],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="ucov_lines_30d", dtype=Float64),
+        Field(name="ucov_lines_90d", dtype=Float64),
+        Field(name="ucov_lines_365d", dtype=Float64),
+        Field(name="ucov_spend_90d", dtype=Float64),
+        Field(name="ucov_spend_365d", dtype=Float64),
+    ],
+    source=_source("user_coupon_coverage"),
+    description="The user's purchases of the items a coupon covers (raw coupon_items): order lines and spend "
+                "over 30, 90 and 365 days. Empty when the raw data lists no coupon items.",
+)
+
 # ---------------------------------------------------------------- coupon views
 coupon_stats = FeatureView(
     name="coupon_stats",
@@ -195,6 +211,7 @@ ranker_features = FeatureService(
         user_coupon_behaviour,
         user_category_affinity,
         user_coupon_usage,
+        user_coupon_coverage,
         coupon_stats,
         coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
         request_context_features,

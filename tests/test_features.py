@@ -171,3 +171,35 @@ def test_a_data_set_without_browsing_events_builds(generated_raw, tmp_path, keep
     else:
         assert len(affinity) and (affinity.ucat_views_30d == 0).all() and (affinity.ucat_orders_30d > 0).any()
         assert (activity.filter(like="views").fillna(0) == 0).all().all()
+
+
+def test_coverage_purchases_by_hand(handmade_raw, tmp_path):
+    """coupon_items -> user_coupon_coverage: the user's order lines and spend on the items
+    a coupon covers, whether or not it was shown; unknown items are dropped and counted."""
+    import shutil
+
+    from couponrank import schema
+
+    raw = tmp_path / "raw"
+    shutil.copytree(handmade_raw, raw)
+    rows = [("c1", "i1"), ("c1", "i2"), ("c2", "i3"), ("c3", "i1"), ("c3", "i9"), ("c1", "i1")]
+    pd.DataFrame(rows, columns=["coupon_id", "item_id"]).to_parquet(raw / schema.COUPON_ITEMS.file, index=False)
+    ws = repo.init_workspace(tmp_path / "ws")
+    summary = build_features(raw, ws)
+    report = summary.report.tables["coupon_items"]
+    assert sum(report.dropped.values()) == 2 and report.rows_out == 4  # a duplicate and an unknown item
+    cov = _read(ws, "user_coupon_coverage")
+    # u1's order on 2026-06-02 13:00: i1 (80) and i2 (40), both covered by c1; only i1 by c3
+    r = _row(cov, at(2), user_id="u1", coupon_id="c1")
+    assert (r.ucov_lines_30d, r.ucov_lines_365d, r.ucov_spend_90d) == (2, 2, 120)
+    assert _row(cov, at(2), user_id="u1", coupon_id="c3").ucov_spend_365d == 80
+    # u2 bought i3 (c2's item) on day 20; c2 was shown to u2 on day 3, before the purchase
+    assert _row(cov, at(21), user_id="u2", coupon_id="c2").ucov_lines_30d == 1
+    assert _row(cov, at(21), user_id="u1", coupon_id="c1").ucov_lines_30d == 2  # still within 30 days
+    assert cov.event_timestamp.min() == at(2)  # nothing before the purchase day has ended
+    assert not ((cov.user_id == "u2") & (cov.coupon_id == "c1")).any()  # no purchase, no row
+
+
+def test_no_coupon_items_gives_an_empty_coverage_view(built):
+    cov = _read(built, "user_coupon_coverage")
+    assert cov.empty and {"user_id", "coupon_id", "ucov_lines_30d"} <= set(cov.columns)

@@ -99,7 +99,7 @@ def test_sqlite_reads_equal_feasts(built):
     online = OnlineFeatures(store, refresh_seconds=0)
     assert isinstance(online.reader, SqliteReader)
     assert set(online.live_views) == {"user_activity", "user_coupon_behaviour", "user_category_affinity",
-                                      "user_coupon_usage"}
+                                      "user_coupon_usage", "user_coupon_coverage"}
     assert online.coupons.views == ["coupon_stats"]
     users, coupons, categories = _sample(built)
     present = 0
@@ -233,3 +233,29 @@ def test_scorer_falls_back_to_lightgbm_only_when_asked_to(built, monkeypatch):
     with pytest.raises(ValueError, match="scorer must be one of"):
         scorer_mod.make_scorer(art, booster, "fast")
     assert lleaves  # imported: lleaves is installed, the fallback above was forced
+
+
+def test_coverage_features_read_online_equal_feasts(handmade_raw, tmp_path):
+    """user_coupon_coverage (from raw coupon_items) reaches the server's reader with the
+    values Feast serves: train/serve parity for the new view."""
+    from couponrank import schema
+    from couponrank.features.build import build_features
+
+    raw = tmp_path / "raw"
+    shutil.copytree(handmade_raw, raw)
+    pd.DataFrame({"coupon_id": ["c1", "c1", "c2"], "item_id": ["i1", "i2", "i3"]}).to_parquet(
+        raw / schema.COUPON_ITEMS.file, index=False)
+    ws = repo.init_workspace(tmp_path / "ws")
+    build_features(raw, ws)
+    repo.apply(ws)
+    repo.materialize(ws, end=pd.Timestamp("2026-07-01", tz="UTC").to_pydatetime())
+    store = repo.store(ws)
+    online = OnlineFeatures(store, coupon_ids=lambda: ["c1", "c2", "c3"], refresh_seconds=0)
+    coupons, categories = ["c1", "c2", "c3"], ["shoes", "books", "shoes"]
+    for user in ("u1", "u2", "u3"):
+        ours = online.read(user, coupons, categories)
+        _assert_same(ours, _feast_values(store, online, user, coupons, categories))
+    u1 = online.read("u1", coupons, categories)
+    assert u1["ucov_spend_365d"][0] == 120.0 and np.isnan(u1["ucov_spend_365d"][1])  # u1 never bought c2's item
+    assert online.read("u2", coupons, categories)["ucov_lines_365d"][1] == 1.0
+    online.close()

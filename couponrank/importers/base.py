@@ -33,11 +33,7 @@ class SourceError(ValueError):
 
 # ----------------------------------------------------------------------------- extra files
 # Written beside the raw tables; build-features does not read them (yet).
-COUPON_ITEMS = Table(
-    "coupon_items",
-    pa.schema([("coupon_id", pa.string()), ("item_id", pa.string())]),
-    key=("coupon_id", "item_id"),
-)
+COUPON_ITEMS = schema.COUPON_ITEMS  # optional raw table: build-features reads it
 USER_ATTRIBUTES = Table(
     "user_attributes",
     pa.schema([("user_id", pa.string()), ("attribute", pa.string()), ("value", pa.string())]),
@@ -51,8 +47,8 @@ CAMPAIGNS = Table(
 )
 EXTRA_TABLES = (COUPON_ITEMS, USER_ATTRIBUTES, CAMPAIGNS)
 EXTRA_DESCRIPTIONS = {
-    "coupon_items": "every item each coupon covers (the schema's scope holds one category); not read by "
-                    "build-features yet",
+    "coupon_items": "every item each coupon covers (the schema's scope holds one category); build-features "
+                    "derives the user_coupon_coverage view from it",
     "user_attributes": "user attributes as (user_id, attribute, value) strings; not read by build-features yet",
     "campaigns": "each campaign's type and window; not read by build-features yet",
 }
