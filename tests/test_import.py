@@ -300,3 +300,15 @@ def test_writer_checks_the_schema_and_never_replaces_a_foreign_folder(tmp_path):
     write_raw(tmp_path / "raw", good)
     assert (tmp_path / "raw" / "manifest.json").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_the_complete_journey_config_differs_from_ranker_yaml_only_where_it_says():
+    from pathlib import Path
+
+    from couponrank.training.ranker import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    cj, base = load_config(root / "bench" / "complete_journey.yaml"), load_config()
+    assert {k for k in cj.keys() | base.keys() if cj.get(k) != base.get(k)} == {
+        "label_window_hours", "split", "max_group_size"}
+    assert cj["label_window_hours"] is None and cj["max_group_size"] >= 209  # the largest mailer
