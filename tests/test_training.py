@@ -167,6 +167,10 @@ def test_train_writes_a_verified_artifact(tiny_repo, tmp_path, capsys):
     assert meta["split"]["train_start"] < meta["split"]["validation_start"] < meta["split"]["test_start"]
     # the model's training data ends where validation starts (GetModelInfo.training_data_end_time)
     assert meta["training_range"] == {"start": meta["split"]["train_start"], "end": meta["split"]["validation_start"]}
+    # scores -> probabilities: Platt or isotonic, chosen on held-out validation rows
+    assert meta["calibration"]["method"] in ("platt", "isotonic")
+    assert set(meta["calibration_validation_ece"]) == {"platt", "isotonic"}
+    assert "test ECE" in (art.path / "report.html").read_text()
     # labels not known in time were left out and counted: 72 h windows crossing the two cuts, and at the log's end
     assert meta["rows_left_out"]["crosses_cut"] > 0 and meta["rows_left_out"]["censored"] > 0
     assert set(meta["baseline_ndcg@5"]) >= {"popularity", "logistic_regression", "user_knn", "item_knn",

@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 from couponrank.training.baselines import BASELINES
 from couponrank.training.metrics import bootstrap_ndcg, evaluate_ranking
@@ -99,12 +98,6 @@ def metrics_table(test: pd.DataFrame, scores: dict[str, np.ndarray], config: dic
             lo, hi = bootstrap_ndcg(*args, k=k)
             rows.append({"model": name, "population": population, **m, f"ndcg@{k}_lo": lo, f"ndcg@{k}_hi": hi})
     return pd.DataFrame(rows)
-
-
-def platt_calibrator(valid_scores: np.ndarray, valid_labels: np.ndarray, relevant_at: int) -> tuple[float, float]:
-    """Map ranker scores to redemption probabilities: a, b in sigmoid(a * score + b)."""
-    lr = LogisticRegression(C=1e6).fit(valid_scores.reshape(-1, 1), (valid_labels >= relevant_at).astype(int))
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
 def calibration_curve(prob: np.ndarray, labels: np.ndarray, relevant_at: int, bins: int = 10) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from couponrank.clock import utc_now
 from couponrank.training import artifact, evaluate, report
+from couponrank.training.calibration import Calibrator, expected_calibration_error, fit_calibrator
 from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions, log_end
 from couponrank.training.ranker import load_config, train_ranker
 from couponrank.training.split import TimeSplit, label_known, time_split
@@ -63,11 +64,12 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
          f"(candidates: {tried}) ({seconds['ranker']:.1f}s)", quiet)
 
     t = time.perf_counter()
-    a, b = evaluate.platt_calibrator(ranker.score(valid_df), valid_df.label.to_numpy(), config["relevant_at"])
+    calibrator, calibration_ece = fit_calibrator(ranker.score(valid_df), valid_df.label.to_numpy(),
+                                                 valid_df.request_id.to_numpy(), config["relevant_at"])
     model_text = ranker.booster.model_to_string(num_iteration=ranker.best_iteration)
     version = artifact.new_version(model_text)
     with tempfile.TemporaryDirectory() as tmp:
-        table = evaluate_and_report(train_df, test_df, features, config, ranker.score(test_df), (a, b),
+        table = evaluate_and_report(train_df, test_df, features, config, ranker.score(test_df), calibrator,
                                     ranker.booster, Path(tmp), version, split, ranker.validation_ndcg,
                                     ranker.objective, ranker.candidates)
         seconds["evaluation"] = time.perf_counter() - t
@@ -90,7 +92,10 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
             "metrics": {k: float(v) for k, v in summary.loc[evaluate.RANKER].items()
                         if isinstance(v, (int, float))},
             "baseline_ndcg@5": {m: float(summary.loc[m, "ndcg@5"]) for m in summary.index if m != evaluate.RANKER},
-            "calibration": {"a": a, "b": b},
+            # scores -> redemption probabilities (training/calibration.py), and each method's
+            # held-out ECE on validation that chose it
+            "calibration": calibrator.to_dict(),
+            "calibration_validation_ece": calibration_ece,
             "seconds": seconds,
         }
         features_doc = {"features": features, "categorical": config.get("categorical_features", []),
@@ -139,9 +144,9 @@ def evaluate_and_report(train_df, test_df, features, config, ranker_scores, cali
     scores = {evaluate.RANKER: ranker_scores}
     scores.update({name: m.score(test_df) for name, m in baselines.items()})
     table = evaluate.metrics_table(test_df, scores, config)
-    a, b = calibration
-    prob = 1 / (1 + np.exp(-(a * ranker_scores + b)))
+    prob = calibration(ranker_scores)
     curve = evaluate.calibration_curve(prob, test_df.label.to_numpy(), config["relevant_at"])
+    test_ece = expected_calibration_error(prob, test_df.label.to_numpy() >= config["relevant_at"])
     importance = pd.Series(booster.feature_importance("gain"), index=features)
     out.mkdir(parents=True, exist_ok=True)
     report.plot_ndcg_curves(test_df, scores, out / "ndcg_at_k.png")
@@ -152,6 +157,7 @@ def evaluate_and_report(train_df, test_df, features, config, ranker_scores, cali
              "test rows": f"{len(test_df):,}", "trees": str(booster.current_iteration())}
     if validation_ndcg is not None:
         facts["validation NDCG@5"] = f"{validation_ndcg:.4f}"
+    facts["calibration"] = f"{calibration.method}, test ECE {test_ece:.4f}"
     if objective is not None:
         facts["objective"] = objective + "".join(f"; tried {k}: validation NDCG@5 {v:.4f}"
                                                  for k, v in (candidates or {}).items())
@@ -178,6 +184,6 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     train_df, test_df = frame[part == "train"], frame[part == "test"]
     booster = lgb.Booster(model_file=str(art.model_file))
     scores = booster.predict(test_df[art.features].to_numpy(np.float64), raw_score=True)  # as served
-    cal = art.metadata["calibration"]
-    return evaluate_and_report(train_df, test_df, art.features, config, scores, (cal["a"], cal["b"]),
+    cal = Calibrator.from_dict(art.metadata["calibration"])
+    return evaluate_and_report(train_df, test_df, art.features, config, scores, cal,
                                booster, Path(out or art.path), art.version, split)
