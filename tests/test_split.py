@@ -31,6 +31,7 @@ def test_date_cutoffs_cut_where_told():
     ({"validation_start": "June", "test_start": "2026-06-25"}, "split.validation_start: not a date"),
     ({"validation_start": "2026-06-20T06:00", "test_start": "2026-06-25"}, "not midnight UTC"),
     ({}, "give validation_fraction and test_fraction"),
+    ({"validation_start": "2026-06-20", "test_start": "2026-06-25", "test_fraction": 0.2}, "not both"),
 ])
 def test_bad_cutoffs_are_refused_naming_the_key(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

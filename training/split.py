@@ -61,6 +61,8 @@ def time_split(ts: pd.Series, validation_fraction: float | None = None, test_fra
     if (validation_start is None) != (test_start is None):
         raise ValueError("split: give both validation_start and test_start, or neither")
     if validation_start is not None:
+        if validation_fraction is not None or test_fraction is not None:
+            raise ValueError("split: give validation_start and test_start, or the fractions, not both")
         v, t = _day(validation_start, "validation_start"), _day(test_start, "test_start")
         if not first < v < t < last:
             raise ValueError(f"split: need first impression day {first:%Y-%m-%d} < validation_start {v:%Y-%m-%d} "
