@@ -303,3 +303,10 @@ def test_served_slates_follow_the_servers_static_rules():
     # below the minimum spend: never; category not in the cart: only at cart / checkout
     assert served_mask(frame).tolist() == [True, False, False, True, True, True]
     assert served_mask(frame[["placement"]]).all()  # another feature set: no rule to apply
+
+
+def test_served_slates_check_scope_where_the_server_does():
+    from couponrank.server.stages import SCOPE_CHECKED_PLACEMENTS
+    from couponrank.training.evaluate import SCOPE_CHECKED_PLACEMENTS as evaluation
+
+    assert set(evaluation) == set(SCOPE_CHECKED_PLACEMENTS)  # training may not import the server
