@@ -123,9 +123,11 @@ class Callers:
     def uses_tokens(self) -> bool:
         return bool(self.tokens)
 
-    def identify(self, metadata, auth_context: dict) -> Caller:
-        """The caller of a call, from its metadata and TLS auth context; raises
-        Unauthenticated for a bearer token that matches nobody."""
+    def identify(self, metadata, auth_context) -> Caller:
+        """The caller of a call, from its metadata and TLS auth context (a dict, or a
+        function giving it: read only when certificate names are configured, as gRPC
+        builds it anew on every call); raises Unauthenticated for a bearer token that
+        matches nobody."""
         token = None
         for key, value in metadata or ():
             if key == "authorization":
@@ -138,8 +140,11 @@ class Callers:
                 if hmac.compare_digest(known, digest):
                     return self.callers[name]
             raise Unauthenticated("authorization: the bearer token matches no caller")
+        if not self.certificates:
+            return ANONYMOUS
+        auth_context = (auth_context() if callable(auth_context) else auth_context) or {}
         for key in ("x509_common_name", "x509_subject_alternative_name"):
-            for raw in (auth_context or {}).get(key, ()):
+            for raw in auth_context.get(key, ()):
                 name = self.certificates.get(raw.decode(errors="replace") if isinstance(raw, bytes) else raw)
                 if name is not None:
                     return self.callers[name]

@@ -373,6 +373,7 @@ class Ranker:
         self.read_inline = (online.reader.kind == "sqlite") if inline is None else bool(inline)
         self._store_down_until = 0.0
         self.store_empty = ""  # why the online store is taken to be empty (server/store_watch.py); "" when not
+        self._public_masks: dict[str, np.ndarray] = {}  # model version -> explainable-to-anyone mask
         self._closed = False
         self.metrics = None  # server/metrics.py, when the server exposes metrics
         self.tracing = None  # server/telemetry.py Tracing, when the server exports spans
@@ -442,12 +443,20 @@ class Ranker:
         ranked = [RankedItem(kept.ids[i], float(scores[i])) for i in top]
         if req.explain and len(top):
             self._checkpoint(time_remaining, "explanations")
-            shown = None if req.explain_user_features else np.isin(model.features, self.online.public_features)
+            shown = None if req.explain_user_features else self._public_mask(model)
             with stage_span(self.tracing, "explain"):
                 explained = model.explain(X[top], self.config.max_reasons, shown)
             for item, reasons in zip(ranked, explained):
                 item.reasons = reasons
         return RankOutcome(ranked, ineligible, model.version, cold_start=cold, n_candidates=len(cands))
+
+    def _public_mask(self, model: RankerModel) -> np.ndarray:
+        """Which of the model's features any caller may see explained; once per model
+        version (a hot swap brings a new one), not per request."""
+        mask = self._public_masks.get(model.version)
+        if mask is None:
+            mask = self._public_masks[model.version] = np.isin(model.features, self.online.public_features)
+        return mask
 
     def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
               time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
@@ -553,7 +562,7 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
 
     def _caller(self, context) -> Caller:
         try:
-            return self.callers.identify(context.invocation_metadata(), context.auth_context())
+            return self.callers.identify(context.invocation_metadata(), context.auth_context)
         except Unauthenticated as exc:
             context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
 

@@ -21,6 +21,8 @@ import logging
 from contextlib import nullcontext
 from datetime import datetime, timezone
 
+from opentelemetry import trace
+
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -46,10 +48,6 @@ class JsonFormatter(logging.Formatter):
 
 
 def _current_span_context():
-    try:
-        from opentelemetry import trace
-    except ImportError:  # pragma: no cover - opentelemetry-api is a dependency
-        return None
     ctx = trace.get_current_span().get_span_context()
     return ctx if ctx.is_valid else None
 
