@@ -60,7 +60,7 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
     from couponrank.generate import SIZES, generate
     from couponrank.training.dataset import TrainingSet, build_training_set, feature_names, label_impressions
     from couponrank.training.pipeline import train
-    from couponrank.training.ranker import CONFIG_PATH
+    from couponrank.training.ranker import CONFIG_PATH, load_config
 
     raw, ws, models = work / "raw", work / "features", work / "models"
     if not (raw / "manifest.json").exists():
@@ -79,11 +79,12 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
         marker.write_text(json.dumps({"end": end.isoformat(), "seconds": time.perf_counter() - t}))
         print(f"set-up: feast materialize (SQLite) in {time.perf_counter() - t:.0f} s", flush=True)
     if not (models / "LATEST").exists():
-        cache = work / "training_set.parquet"
+        service = load_config()["feature_service"]
+        cache = work / f"training_set.{service}.parquet"
         if cache.exists():
-            ts = TrainingSet(pd.read_parquet(cache), feature_names(feast_repo.store(ws)))
+            ts = TrainingSet(pd.read_parquet(cache), feature_names(feast_repo.store(ws), service), service)
         else:
-            ts = build_training_set(ws, label_impressions(raw))
+            ts = build_training_set(ws, label_impressions(raw), service)
             ts.frame.to_parquet(cache)
         config = yaml.safe_load(CONFIG_PATH.read_text())
         config.update(num_boost_round=300, early_stopping_rounds=0)  # exactly 300 trees

@@ -53,17 +53,18 @@ def main() -> None:
         feast_repo.apply(ws)
     print(f"data + features ready in {time.perf_counter() - t:.0f} s", flush=True)
 
-    cache = work / "training_set.parquet"
+    cfg = load_config()
+    service = cfg["feature_service"]
+    cache = work / f"training_set.{service}.parquet"
     t = time.perf_counter()
     if cache.exists():
-        ts = TrainingSet(pd.read_parquet(cache), feature_names(feast_repo.store(ws)))
+        ts = TrainingSet(pd.read_parquet(cache), feature_names(feast_repo.store(ws), service), service)
     else:
-        ts = build_training_set(ws, label_impressions(raw))
+        ts = build_training_set(ws, label_impressions(raw), service)
         ts.frame.to_parquet(cache)
         print(f"training set through Feast get_historical_features: {len(ts.frame):,} impressions, "
               f"{len(ts.features)} features, {time.perf_counter() - t:.0f} s", flush=True)
 
-    cfg = load_config()
     frame = ts.frame
     split = time_split(frame.event_timestamp, **cfg["split"])
     part = split.assign(frame.event_timestamp)

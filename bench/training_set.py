@@ -27,12 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def child(ws: Path, raw: Path, n: int, chunk: int) -> None:
     from couponrank.training.dataset import build_training_set, label_impressions
+    from couponrank.training.ranker import load_config
 
     impressions = label_impressions(raw)
     if n:
         impressions = impressions.iloc[:n]
     t = time.perf_counter()
-    ts = build_training_set(ws, impressions, chunk_rows=chunk)
+    ts = build_training_set(ws, impressions, load_config()["feature_service"], chunk_rows=chunk)
     print(json.dumps({"rows": len(ts.frame), "seconds": time.perf_counter() - t,
                       "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 

@@ -216,5 +216,36 @@ ranker_features = FeatureService(
         coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
         request_context_features,
     ],
-    description="Everything the LightGBM ranker reads, in one service.",
+    description="Everything the LightGBM ranker reads, in one service (models trained before ranker_v2).",
+)
+
+# Feature services are versioned: a model records the service it was trained on (the
+# training config's feature_service) and the server serves it with that one, so a new
+# service never stops an older model from serving or being rolled back to. Never change
+# a published service; add ranker_v3 instead.
+#
+# ranker_v2: ranker_v1 without the absolute timestamps (*_unix). They drift under a time
+# split (a test period's values all lie beyond the training period's: issue 10); the
+# relative ctx_days_since_* computed from them stay, and the server still reads them as
+# inputs of the on-demand view.
+ABSOLUTE_TIMES = ("user_last_event_unix", "user_last_order_unix", "user_last_redemption_unix")
+
+
+def _without(view: FeatureView, names=ABSOLUTE_TIMES):
+    return view[[f.name for f in view.features if f.name not in names]]
+
+
+ranker_features_v2 = FeatureService(
+    name="ranker_v2",
+    features=[
+        _without(user_activity),
+        _without(user_coupon_behaviour),
+        user_category_affinity,
+        user_coupon_usage,
+        user_coupon_coverage,
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
+        request_context_features,
+    ],
+    description="ranker_v1 without absolute timestamps (the relative ctx_days_since_* stay).",
 )

@@ -35,8 +35,9 @@ from grpc_reflection.v1alpha import reflection
 from couponrank.clock import unix_now
 from couponrank.server.callers import Callers
 from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
+from couponrank.features.services import UnknownFeatureService, feature_names
 from couponrank.server.model import ModelMismatchError, RankerModel
-from couponrank.server.online import OnlineFeatures
+from couponrank.server.online import OnlineFeatures, RegistryError
 from couponrank.server.service import (SERVICE_NAME, CouponRankingServicer, Ranker, ServerConfig, check_currencies,
                                        generic_handler)
 from couponrank.server.store_watch import StoreWatch
@@ -64,21 +65,30 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
                  store=None) -> Ranker:
     """Load store, model and catalogue; raises ModelMismatchError (or ArtifactError,
     CatalogError) with a clear message when they cannot be served together."""
-    from couponrank.training.dataset import feature_names
-
     config = config or ServerConfig()
     store = store if store is not None else build_store(repo, online)
     ranker_model = RankerModel.load(Path(model), config.scorer)
-    registry_features = feature_names(store)
-    ranker_model.check_features(registry_features)
+
+    def service_features(name: str) -> list[str]:
+        """A feature service's model inputs, from the (cached) registry."""
+        try:
+            return feature_names(store, name)
+        except UnknownFeatureService as exc:
+            raise ModelMismatchError(f"a model trained on feature service '{name}' cannot be served: {exc}") from None
+
+    ranker_model.check_features(service_features(ranker_model.feature_service))
     catalog = CatalogHolder(Path(repo), config.catalog_refresh_seconds)
-    features = OnlineFeatures(store, coupon_ids=lambda: catalog.current.ids,
-                              refresh_seconds=config.coupon_features_seconds, timeout=config.store_timeout)
+    try:
+        features = OnlineFeatures(store, coupon_ids=lambda: catalog.current.ids,
+                                  service_name=ranker_model.feature_service,
+                                  refresh_seconds=config.coupon_features_seconds, timeout=config.store_timeout)
+    except RegistryError as exc:
+        raise ModelMismatchError(str(exc)) from None
     not_in_catalog = [f for f in features.catalog_features if f not in FLOAT_COLUMNS]
     if not_in_catalog:
         raise ModelMismatchError(f"coupon_attributes features the catalogue cannot serve: {', '.join(not_in_catalog)}")
     ranker = Ranker(catalog, features, ranker_model, config)
-    ranker.registry_features = registry_features  # what a hot-reloaded model is checked against
+    ranker.service_features = service_features  # what a hot-reloaded model is checked against
     _warm_up(ranker)
     return ranker
 
@@ -231,7 +241,7 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     if (Path(model) / "LATEST").is_file():
         from couponrank.server.reload import ModelReloader
 
-        reloader = ModelReloader(ranker, Path(model), getattr(ranker, "registry_features", ranker.model.features),
+        reloader = ModelReloader(ranker, Path(model), getattr(ranker, "service_features", None),
                                  config.scorer, config.model_refresh_seconds)
     def set_health(empty: bool) -> None:
         status = health_pb2.HealthCheckResponse.NOT_SERVING if empty else health_pb2.HealthCheckResponse.SERVING

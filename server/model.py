@@ -19,6 +19,7 @@ from pathlib import Path
 import lightgbm as lgb
 import numpy as np
 
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE
 from couponrank.server.scorer import BoosterScorer, make_scorer
 from couponrank.training.artifact import Artifact, ArtifactError, load_artifact
 
@@ -70,6 +71,9 @@ class RankerModel:
         self.scorer = scorer or BoosterScorer(booster)
         self.version = artifact.version
         self.features = list(artifact.features)
+        # the feature service it was trained on (training config's feature_service); older
+        # artifacts name none and were trained on ranker_v1
+        self.feature_service = str(artifact.metadata.get("feature_service") or DEFAULT_FEATURE_SERVICE)
         booster_features = booster.feature_name()
         if booster_features != self.features:
             raise ModelMismatchError(
@@ -90,8 +94,10 @@ class RankerModel:
             raise ArtifactError(f"{art.model_file}: LightGBM cannot load it ({exc})") from None
         return cls(art, booster, make_scorer(art, booster, scorer))
 
-    def check_features(self, registry_features: Sequence[str], service: str = "ranker_v1") -> None:
-        """Refuse a model whose inputs are not exactly the feature service's features."""
+    def check_features(self, registry_features: Sequence[str]) -> None:
+        """Refuse a model whose inputs are not exactly its feature service's features
+        (``registry_features``: that service's, as the registry has it)."""
+        service = self.feature_service
         model, registry = set(self.features), set(registry_features)
         missing, extra = sorted(model - registry), sorted(registry - model)
         if missing or extra:

@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from couponrank.features import request_features
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE, get_service
 from couponrank.server.catalog import Catalog
 from couponrank.server.periodic import Periodic
 from couponrank.server.stages import RankRequest
@@ -42,13 +43,21 @@ from couponrank.server.store_reader import StoreReader, StoreReadError, open_rea
 
 log = logging.getLogger(__name__)
 
-FEATURE_SERVICE = "ranker_v1"
 CATALOG_VIEW = "coupon_attributes"
 USER_VIEW = "user_activity"  # no row here for the user = cold start
 DEFAULT_COUPON_REFRESH_SECONDS = 60.0
 
 # Where each join key's value comes from in a request.
 USER_KEY, COUPON_KEY, CATEGORY_KEY = "user_id", "coupon_id", "category"
+
+# What the eligibility rules (server/stages.py) read, by view: read for every model,
+# whether or not its feature service holds them, so that a service without them cannot
+# silently turn a rule off; a registry without them is refused at start.
+RULE_INPUTS = {"ucp_redemptions_total": "user_coupon_usage", "coupon_budget_used_frac": "coupon_stats"}
+
+
+class RegistryError(ValueError):
+    """The feature registry cannot serve this model; the message says why."""
 
 
 class CouponFeatureCache:
@@ -112,11 +121,16 @@ class CouponFeatureCache:
 class OnlineFeatures:
     """Resolves the feature service once (at start), then reads per request."""
 
-    def __init__(self, store, coupon_ids: Callable[[], Sequence[str]] = list, service_name: str = FEATURE_SERVICE,
+    def __init__(self, store, coupon_ids: Callable[[], Sequence[str]] = list,
+                 service_name: str = DEFAULT_FEATURE_SERVICE,
                  refresh_seconds: float = DEFAULT_COUPON_REFRESH_SECONDS, timeout: float = 0.25,
                  reader: StoreReader | None = None):
         self.store = store
-        service = store.get_feature_service(service_name)
+        self.service_name = service_name
+        try:
+            service = get_service(store, service_name)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
         odfvs = {v.name for v in store.list_on_demand_feature_views()}
         self.catalog_features: list[str] = []  # from the catalogue
         self.computed_features: list[str] = []  # request_features.compute outputs
@@ -133,6 +147,15 @@ class OnlineFeatures:
         for name, source in request_features.INPUTS.items():  # inputs of compute() not in the service
             if source not in ("request", CATALOG_VIEW) and name not in online_names:
                 self.view_features.setdefault(source, []).append(name)
+                online_names.add(name)
+        views = {v.name: v for v in store.list_feature_views()}
+        for name, source in RULE_INPUTS.items():  # the rules' inputs, model input or not
+            if source not in views or name not in {f.name for f in views[source].features}:
+                raise RegistryError(f"the eligibility rules read {source}.{name}, which the feature registry lacks; "
+                                    "apply a feature repository that defines it")
+            if name not in online_names:
+                self.view_features.setdefault(source, []).append(name)
+                online_names.add(name)
         self.names = [n for names in self.view_features.values() for n in names]
         self.reader = reader or open_reader(store, self.view_features, timeout)
         self.join_keys = {v: self.reader.views[v].join_keys for v in self.view_features}
@@ -149,6 +172,8 @@ class OnlineFeatures:
             {n for v, keys in self.join_keys.items() if set(keys) == {COUPON_KEY} for n in self.view_features[v]}
             | set(self.catalog_features)
             | (set(self.computed_features) - set(request_features.USER_OUTPUTS)))
+        # every name a request's features hold (join_features): what a model may use
+        self.provided = frozenset(self.names) | set(self.catalog_features) | set(request_features.OUTPUTS)
         self.coupons = CouponFeatureCache(self.reader, [v for v in self.view_features if v not in self.live_views],
                                           coupon_ids, refresh_seconds)
 

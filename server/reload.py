@@ -18,21 +18,23 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from couponrank.server.model import RankerModel
+from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 
 class ModelReloader:
-    def __init__(self, ranker, models: Path, registry_features: Sequence[str], scorer: str = "auto",
-                 refresh_seconds: float = 10.0):
+    def __init__(self, ranker, models: Path, service_features: Callable[[str], Sequence[str]] | None = None,
+                 scorer: str = "auto", refresh_seconds: float = 10.0):
+        """``service_features``: a feature service's inputs by name, from the registry
+        (None: a new model must have the serving model's inputs exactly)."""
         self.ranker = ranker
         self.models = Path(models)
-        self.registry_features = list(registry_features)
+        self.service_features = service_features
         self.scorer = scorer
         self._lock = threading.Lock()  # one reload at a time (timer and SIGHUP)
         self._refused: str | None = None
@@ -52,7 +54,7 @@ class ModelReloader:
                 return False
             try:
                 model = RankerModel.load(self.models / version, self.scorer)
-                model.check_features(self.registry_features)
+                self._check(model)
             except Exception as exc:  # any failure: keep serving the old model
                 self._refused = version
                 log.error("model %s refused, still serving %s: %s", version, self.ranker.model.version, exc)
@@ -63,6 +65,22 @@ class ModelReloader:
                 self.ranker.metrics.model.info({"version": model.version, "scorer": model.scorer.name})
             log.info("model swapped: %s -> %s (%s scorer)", old.version, model.version, model.scorer.name)
             return True
+
+    def _check(self, model: RankerModel) -> None:
+        """The model's inputs are its feature service's, and this server reads them all
+        (a model of another service is served when the server already reads its
+        inputs: ranker_v1 and ranker_v2 swap either way; otherwise restart)."""
+        if self.service_features is None:
+            model.check_features(self.ranker.model.features)
+            return
+        model.check_features(self.service_features(model.feature_service))
+        provided = getattr(self.ranker.online, "provided", None)
+        unread = [f for f in model.features if provided is not None and f not in provided]
+        if unread:
+            raise ModelMismatchError(
+                f"model {model.version} (feature service '{model.feature_service}') needs features this server, "
+                f"started on '{self.ranker.online.service_name}', does not read: {', '.join(unread)}; "
+                "restart the server to serve it")
 
     def check_soon(self) -> None:
         """From a signal handler: reload on a thread of its own."""

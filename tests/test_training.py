@@ -18,6 +18,7 @@ from couponrank.training.ranker import CONFIG_PATH, check_training_frame, load_c
 from couponrank.training.split import time_split
 
 pytestmark = pytest.mark.clock  # date-sensitive: run again with the clock moved ahead
+SERVICE = load_config()["feature_service"]
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def tiny_repo(generated_features):
 @pytest.fixture(scope="module")
 def training_set(tiny_repo):
     raw, ws = tiny_repo
-    return build_training_set(ws, label_impressions(raw))
+    return build_training_set(ws, label_impressions(raw), SERVICE)
 
 
 def test_the_join_in_chunks_equals_the_join_at_once(training_set, tiny_repo):
@@ -38,8 +39,8 @@ def test_the_join_in_chunks_equals_the_join_at_once(training_set, tiny_repo):
     impressions = label_impressions(raw)
     n = len(impressions)
     assert n > 3_000  # several chunks of 1,000, the last one short
-    chunked = build_training_set(ws, impressions, chunk_rows=1_000)
-    at_once = build_training_set(ws, impressions, chunk_rows=0)
+    chunked = build_training_set(ws, impressions, SERVICE, chunk_rows=1_000)
+    at_once = build_training_set(ws, impressions, SERVICE, chunk_rows=0)
     pd.testing.assert_frame_equal(chunked.frame, at_once.frame)
     pd.testing.assert_frame_equal(chunked.frame, training_set.frame)
 
@@ -82,9 +83,12 @@ def test_training_rows_only_see_snapshots_from_their_past(training_set, tiny_rep
                              on="event_timestamp", by="user_id", direction="backward", allow_exact_matches=True)
     got = frame.set_index("impression_id").loc[expected.impression_id]
     np.testing.assert_array_equal(got.user_views_30d.to_numpy(), expected.user_views_30d.to_numpy())
-    # and no feature is computed from an event at or after the impression
-    ts = frame.event_timestamp.map(pd.Timestamp.timestamp).to_numpy()
-    assert (frame.user_last_event_unix.dropna() < ts[frame.user_last_event_unix.notna()]).all()
+    # the on-demand view read the same snapshot's last event (an input the service itself
+    # does not hold), and no feature is computed from an event at or after the impression
+    ts = expected.event_timestamp.map(pd.Timestamp.timestamp).to_numpy()
+    days = (ts - expected.user_last_event_unix.to_numpy()) / 86400
+    np.testing.assert_allclose(got.ctx_days_since_last_event.to_numpy(), days, equal_nan=True)
+    assert np.isfinite(days).mean() > 0.5 and (days[np.isfinite(days)] > 0).all()
     assert frame.user_views_30d.notna().mean() > 0.5
 
 

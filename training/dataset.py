@@ -2,7 +2,7 @@
 
 Each impression is a row; its label comes from what followed it (2 = redeemed, 1 =
 claimed, 0 = nothing) within ``label_window``; its features come from Feast's
-``get_historical_features`` for the ranker's feature service at the impression time
+``get_historical_features`` for the training config's feature service at the impression time
 (so they only see snapshots stamped at or before it), plus the on-demand request
 features computed from the impression's own context. Ranking groups are requests:
 the coupons shown to one user at once.
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from couponrank.features import repo as feast_repo
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE, feature_names, get_service  # noqa: F401 (re-exported)
 
-FEATURE_SERVICE = "ranker_v1"
 KEY_COLUMNS = ["impression_id", "request_id", "user_id", "coupon_id", "event_timestamp"]
 
 
@@ -65,19 +65,11 @@ def log_end(raw_dir: Path) -> pd.Timestamp:
     return pd.read_parquet(Path(raw_dir) / "coupon_events.parquet", columns=["event_ts"]).event_ts.max()
 
 
-def feature_names(store) -> list[str]:
-    """The ranker's numeric features in the feature service's order."""
-    service = store.get_feature_service(FEATURE_SERVICE)
-    names = []
-    for projection in service.feature_view_projections:
-        names += [f.name for f in projection.features]
-    return names
-
-
 @dataclass
 class TrainingSet:
     frame: pd.DataFrame  # KEY_COLUMNS + context + label (+ p_redeem) + features
     features: list[str]
+    service: str = DEFAULT_FEATURE_SERVICE  # the feature service the features come from
 
 
 # Impressions per Feast point-in-time join. One join of every impression held ~24 KB per
@@ -86,12 +78,12 @@ class TrainingSet:
 CHUNK_ROWS = 100_000
 
 
-def build_training_set(repo: Path, impressions: pd.DataFrame, online: str = "sqlite",
+def build_training_set(repo: Path, impressions: pd.DataFrame, service: str, online: str = "sqlite",
                        chunk_rows: int = CHUNK_ROWS) -> TrainingSet:
-    """Join every impression with its point-in-time features through Feast, ``chunk_rows``
-    impressions at a time (0: all at once)."""
+    """Join every impression with the point-in-time features of feature service
+    ``service`` through Feast, ``chunk_rows`` impressions at a time (0: all at once)."""
     store = feast_repo.store(repo, online)
-    names = feature_names(store)
+    names = feature_names(store, service)
     attrs = pd.read_parquet(Path(repo) / "data" / "coupon_attributes.parquet",
                             columns=["coupon_id", "coupon_target_category"])
     target = attrs.drop_duplicates("coupon_id", keep="last").set_index("coupon_id")["coupon_target_category"]
@@ -101,12 +93,12 @@ def build_training_set(repo: Path, impressions: pd.DataFrame, online: str = "sql
     entity_df["request_ts_unix"] = (
         entity_df.event_timestamp - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     entity_df["event_timestamp"] = entity_df.event_timestamp.astype("datetime64[us, UTC]")
-    service = store.get_feature_service(FEATURE_SERVICE)
+    feature_service = get_service(store, service)
     step = chunk_rows if chunk_rows and chunk_rows > 0 else max(len(entity_df), 1)
     parts = []
     for lo in range(0, len(entity_df), step):
         chunk = entity_df.iloc[lo:lo + step]
-        hist = store.get_historical_features(entity_df=chunk, features=service).to_df()
+        hist = store.get_historical_features(entity_df=chunk, features=feature_service).to_df()
         if len(hist) != len(chunk):
             raise TrainingDataError(
                 f"Feast returned {len(hist)} rows for {len(chunk)} impressions; the join lost rows")
@@ -115,4 +107,4 @@ def build_training_set(repo: Path, impressions: pd.DataFrame, online: str = "sql
     hist = pd.concat(parts) if parts else pd.DataFrame(columns=names, dtype=np.float64)
     frame = impressions.join(hist, on="impression_id")
     frame[names] = frame[names].astype(np.float64)
-    return TrainingSet(frame.reset_index(drop=True), names)
+    return TrainingSet(frame.reset_index(drop=True), names, service)

@@ -24,8 +24,13 @@ def interactions_from(train: pd.DataFrame) -> pd.DataFrame:
 
 
 def cold_start_mask(frame: pd.DataFrame) -> np.ndarray:
-    """Users with no behaviour before the impression's snapshot: new to the store."""
-    return frame["user_last_event_unix"].isna().to_numpy()
+    """Users with no behaviour before the impression's snapshot: new to the store (no
+    last event, so no days since it: ranker_v2 holds the relative time, ranker_v1 both).
+    A frame with neither column has no known cold start."""
+    for column in ("ctx_days_since_last_event", "user_last_event_unix"):
+        if column in frame:
+            return frame[column].isna().to_numpy()
+    return np.zeros(len(frame), dtype=bool)
 
 
 def fit_baselines(train: pd.DataFrame, features: list[str], config: dict, with_oracle: bool) -> dict:

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from couponrank.clock import utc_now
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE
 from couponrank.training import artifact, evaluate, report
 from couponrank.training.calibration import Calibrator, expected_calibration_error, fit_calibrator
-from couponrank.training.dataset import TrainingSet, build_training_set, label_impressions, log_end
+from couponrank.training.dataset import TrainingDataError, TrainingSet, build_training_set, label_impressions, log_end
 from couponrank.training.ranker import load_config, train_ranker
 from couponrank.training.split import TimeSplit, label_known, time_split
 
@@ -36,7 +37,7 @@ def _log(msg: str, quiet: bool) -> None:
 def _training_set(raw: Path, repo: Path, config: dict, quiet: bool) -> TrainingSet:
     _log("building the point-in-time training set through Feast ...", quiet)
     impressions = label_impressions(raw, label_window(config))
-    return build_training_set(repo, impressions)
+    return build_training_set(repo, impressions, service=config["feature_service"])
 
 
 def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = None,
@@ -47,6 +48,9 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
     if training_set is None:
         training_set = _training_set(raw, repo, config, quiet)
     seconds["training_set"] = time.perf_counter() - t0
+    if training_set.service != config["feature_service"]:
+        raise TrainingDataError(f"the training set holds feature service '{training_set.service}''s features, the "
+                                f"config names '{config['feature_service']}'; rebuild it")
     frame, features = training_set.frame, training_set.features
     split, frame, left_out = split_frame(frame, config, raw)
     part = split.assign(frame.event_timestamp)
@@ -78,7 +82,7 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
             "created_at": utc_now().isoformat(),
             "config_version": config["config_version"],
             "config": config,
-            "feature_service": "ranker_v1",
+            "feature_service": config["feature_service"],
             # the data the model was fitted on: the training period (validation and test follow it)
             "training_range": {"start": split.train_start.isoformat(), "end": split.validation_start.isoformat()},
             "split": split.to_dict(),
@@ -172,7 +176,8 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     import lightgbm as lgb
 
     art = artifact.load_artifact(model)
-    config = art.metadata["config"]
+    config = dict(art.metadata["config"])
+    config.setdefault("feature_service", art.metadata.get("feature_service", DEFAULT_FEATURE_SERVICE))
     ts = _training_set(raw, repo, config, quiet)
     missing = [f for f in art.features if f not in ts.features]
     if missing:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE
 from couponrank.training.dataset import TrainingDataError
 from couponrank.training.metrics import ndcg_at_k
 
@@ -44,6 +45,9 @@ def load_config(path: Path = CONFIG_PATH) -> dict:
         objectives(config)
     except TrainingDataError as exc:
         raise TrainingDataError(f"{path}: {exc}") from None
+    service = config.setdefault("feature_service", DEFAULT_FEATURE_SERVICE)
+    if not isinstance(service, str) or not service.strip():
+        raise TrainingDataError(f"{path}: feature_service: expected the name of a feature service, got {service!r}")
     return config
 
 

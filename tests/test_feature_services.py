@@ -1,0 +1,160 @@
+"""Versioned feature services (issue 14): a model records the service it was trained on
+and is served with it, so an older model serves beside a newer service and the two
+swap either way; a model naming a service the registry lacks is refused; and the
+eligibility rules read their inputs whether or not the model's service holds them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from couponrank.cli import main
+from couponrank.client import CouponRankClient
+from couponrank.features import repo
+from couponrank.training.artifact import load_artifact
+from couponrank.training.ranker import CONFIG_PATH
+
+pytestmark = pytest.mark.slow
+pytest_plugins = ["server_fixtures"]  # built
+
+ABSOLUTE = {"user_last_event_unix", "user_last_order_unix", "user_last_redemption_unix"}
+
+
+def _config(tmp_path, service: str):
+    config = yaml.safe_load(CONFIG_PATH.read_text())
+    config["feature_service"] = service
+    path = tmp_path / f"{service}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _train(raw, ws, models, config) -> str:
+    assert main(["train", "--raw", str(raw), "--repo", str(ws), "--models", str(models), "--config", str(config),
+                 "--quiet"]) == 0
+    return load_artifact(models).version
+
+
+def test_the_shipped_config_trains_ranker_v2_without_absolute_times(built):
+    art = load_artifact(built.models)  # the demo trained with training/ranker.yaml
+    assert art.metadata["feature_service"] == "ranker_v2"
+    assert not ABSOLUTE & set(art.features)
+    # the relative times computed from them are still model inputs
+    assert {"ctx_days_since_last_event", "ctx_days_since_last_order"} <= set(art.features)
+
+
+@pytest.fixture(scope="module")
+def two_services(built, tmp_path_factory):
+    """A models folder holding the demo's ranker_v2 model and a ranker_v1 one trained on
+    the same registry, LATEST naming the ranker_v1 one."""
+    tmp = tmp_path_factory.mktemp("services")
+    v1 = _train(built.raw, built.repo, tmp / "v1", _config(tmp, "ranker_v1"))
+    v2 = load_artifact(built.models).version
+    folder = tmp / "models"
+    folder.mkdir()
+    shutil.copytree(tmp / "v1" / v1, folder / v1)
+    shutil.copytree(built.models / v2, folder / v2)
+    (folder / "LATEST").write_text(v1 + "\n")
+    (folder / "HISTORY").write_text(v1 + "\n")
+    return folder, v1, v2
+
+
+def test_an_older_services_model_serves_beside_the_newer_and_they_swap_both_ways(built, two_services):
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    folder, v1, v2 = two_services
+    old = load_artifact(folder / v1)
+    assert old.metadata["feature_service"] == "ranker_v1" and ABSOLUTE <= set(old.features)
+    running = serve(built.repo, folder, port=0, config=ServerConfig(model_refresh_seconds=0), clock=UNIX_CLOCK)
+    try:
+        assert running.ranker.model.feature_service == "ranker_v1"
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=10.0) as client:
+            def rank():
+                res = client.rank_coupons("u000001", placement="home", explain=True)
+                assert not res.degraded and res.ranked
+                return res.model_version
+
+            assert rank() == v1
+            for version in (v2, v1, v2):  # promote the newer, roll back, promote again
+                assert main(["promote", version, "--models", str(folder)]) == 0
+                assert running.reloader.check()
+                assert rank() == version
+    finally:
+        running.stop(0).wait(5)
+
+
+def test_a_model_naming_a_feature_service_the_registry_lacks_is_refused(built, two_services, tmp_path, capsys):
+    from couponrank.server.main import build_ranker
+    from couponrank.server.model import ModelMismatchError
+
+    folder, v1, _ = two_services
+    models = tmp_path / "models"
+    shutil.copytree(folder / v1, models / "ranker-v9")
+    meta = json.loads((models / "ranker-v9" / "metadata.json").read_text())
+    meta.update(version="ranker-v9", feature_service="ranker_v9")
+    (models / "ranker-v9" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelMismatchError) as exc:
+        build_ranker(built.repo, models / "ranker-v9")
+    assert "'ranker_v9'" in str(exc.value) and "ranker_v1, ranker_v2" in str(exc.value)
+    code = main(["serve", "--repo", str(built.repo), "--model", str(models / "ranker-v9"), "--port", "0",
+                 "--host", "127.0.0.1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'ranker_v9'" in err and "not started" in err
+
+
+RULELESS = '''
+
+# test only: a service without the views the eligibility rules read
+ruleless_test = FeatureService(
+    name="ruleless_test",
+    features=[user_activity, coupon_attributes[["coupon_value", "coupon_min_spend"]], request_context_features],
+)
+'''
+
+
+def test_a_service_without_the_rules_views_still_has_its_limits_enforced(built, tmp_path):
+    """Dropping user_coupon_usage from the model's service used to turn the per-user
+    limit off silently; the rules now read their inputs whatever the model uses."""
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    ws = repo.init_workspace(tmp_path / "ws")  # a workspace of its own: the session's stays untouched
+    for source in (built.repo / "data").glob("*.parquet"):
+        shutil.copy2(source, ws / "data" / source.name)
+    (ws / "definitions.py").write_text((ws / "definitions.py").read_text() + RULELESS)
+    repo.apply(ws)
+    end = repo.last_snapshot(ws) + pd.Timedelta(seconds=1)
+    repo.materialize(ws, end=end.to_pydatetime())
+    version = _train(built.raw, ws, tmp_path / "models", _config(tmp_path, "ruleless_test"))
+    art = load_artifact(tmp_path / "models" / version)
+    assert art.metadata["feature_service"] == "ruleless_test"
+    assert "ucp_redemptions_total" not in art.features and "coupon_budget_used_frac" not in art.features
+
+    # a user who has used a coupon up (as tests/test_server.py finds one)
+    from couponrank.server.catalog import load_catalog
+
+    catalog = load_catalog(ws)
+    T = end + pd.Timedelta(hours=10)
+    usage = pd.read_parquet(ws / "data" / "user_coupon_usage.parquet")
+    usage = usage.sort_values("event_timestamp", kind="stable").drop_duplicates(["user_id", "coupon_id"], keep="last")
+    limit = dict(zip(catalog.ids, catalog.columns["coupon_per_user_limit"]))
+    active = set(catalog.ids[catalog.active(T.timestamp())])
+    usage = usage[usage.coupon_id.astype(str).isin(active)]
+    hit = usage[usage.ucp_redemptions_total >= usage.coupon_id.astype(str).map(limit)].iloc[0]
+
+    running = serve(ws, tmp_path / "models", port=0, config=ServerConfig(), clock=UNIX_CLOCK)
+    try:
+        assert running.ranker.model.feature_service == "ruleless_test"
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=10.0) as client:
+            res = client.rank_coupons(str(hit.user_id), candidate_ids=[str(hit.coupon_id)], placement="home",
+                                      cart_total_minor=10_000_000, request_time=T.to_pydatetime())
+        assert not res.degraded
+        assert [(i.coupon_id, i.reason) for i in res.ineligible] == [(str(hit.coupon_id), "PER_USER_LIMIT_REACHED")]
+    finally:
+        running.stop(0).wait(5)
