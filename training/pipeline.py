@@ -75,7 +75,8 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
     with tempfile.TemporaryDirectory() as tmp:
         table = evaluate_and_report(train_df, test_df, features, config, ranker.score(test_df), calibrator,
                                     ranker.booster, Path(tmp), version, split, ranker.validation_ndcg,
-                                    ranker.objective, ranker.candidates)
+                                    ranker.objective, ranker.candidates,
+                                    report.service_sources(repo, config["feature_service"]))
         seconds["evaluation"] = time.perf_counter() - t
         summary = table[table.population == "all"].set_index("model")
         metadata = {
@@ -136,13 +137,15 @@ def split_frame(frame: pd.DataFrame, config: dict, raw: Path | None) -> tuple[Ti
     return split, frame[keep], left_out
 
 
-REPORT_FILES = ("report.html", "ndcg_at_k.png", "feature_importance.png", "calibration.png", "metrics.csv")
+REPORT_FILES = ("report.html", "ndcg_at_k.png", "feature_importance.png", "calibration.png", "metrics.csv",
+                "features.csv")
 
 
 def evaluate_and_report(train_df, test_df, features, config, ranker_scores, calibration, booster, out: Path,
                         version: str, split, validation_ndcg: float | None = None, objective: str | None = None,
-                        candidates: dict | None = None) -> pd.DataFrame:
-    """Baselines fitted on train_df, every model scored on test_df, report files in ``out``."""
+                        candidates: dict | None = None, sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """Baselines fitted on train_df, every model scored on test_df, report files in ``out``.
+    ``sources``: feature -> its feature view, for the feature table (None: left blank)."""
     with_oracle = "p_redeem" in test_df and test_df.p_redeem.notna().all() and len(test_df) > 0
     baselines = evaluate.fit_baselines(train_df, features, config, with_oracle)
     scores = {evaluate.RANKER: ranker_scores}
@@ -151,12 +154,15 @@ def evaluate_and_report(train_df, test_df, features, config, ranker_scores, cali
     prob = calibration(ranker_scores)
     curve = evaluate.calibration_curve(prob, test_df.label.to_numpy(), config["relevant_at"])
     test_ece = expected_calibration_error(prob, test_df.label.to_numpy() >= config["relevant_at"])
-    importance = pd.Series(booster.feature_importance("gain"), index=features)
+    # null rates over train_df: the rows the booster was fitted on
+    features_table = report.feature_table(booster, features, train_df, sources)
+    importance = features_table.set_index("feature").gain
     out.mkdir(parents=True, exist_ok=True)
     report.plot_ndcg_curves(test_df, scores, out / "ndcg_at_k.png")
     report.plot_importance(importance, out / "feature_importance.png")
     report.plot_calibration(curve, out / "calibration.png")
     table.to_csv(out / "metrics.csv", index=False)
+    features_table.to_csv(out / "features.csv", index=False)
     facts = {"version": version, "split": json.dumps(split.to_dict()),
              "test rows": f"{len(test_df):,}", "trees": str(booster.current_iteration())}
     if validation_ndcg is not None:
@@ -166,7 +172,7 @@ def evaluate_and_report(train_df, test_df, features, config, ranker_scores, cali
         facts["objective"] = objective + "".join(f"; tried {k}: validation NDCG@5 {v:.4f}"
                                                  for k, v in (candidates or {}).items())
     report.write_html(out / "report.html", f"CouponRank model {version}", facts, table,
-                      ["ndcg_at_k.png", "feature_importance.png", "calibration.png"])
+                      ["ndcg_at_k.png", "feature_importance.png", "calibration.png"], {"Features": features_table})
     return table
 
 
@@ -190,5 +196,7 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     booster = lgb.Booster(model_file=str(art.model_file))
     scores = booster.predict(test_df[art.features].to_numpy(np.float64), raw_score=True)  # as served
     cal = Calibrator.from_dict(art.metadata["calibration"])
+    # the views of the service the model was trained on (as recorded), not of a newer one
+    sources = report.service_sources(repo, art.metadata.get("feature_service", DEFAULT_FEATURE_SERVICE))
     return evaluate_and_report(train_df, test_df, art.features, config, scores, cal,
-                               booster, Path(out or art.path), art.version, split)
+                               booster, Path(out or art.path), art.version, split, sources=sources)

@@ -1,4 +1,4 @@
-"""The evaluation report: a metrics table, plots (PNG) and one HTML page beside the model."""
+"""The evaluation report: a metrics table, a feature table, plots (PNG) and one HTML page beside the model."""
 
 from __future__ import annotations
 
@@ -40,6 +40,52 @@ def plot_importance(importance: pd.Series, path: Path, top: int = 25) -> None:
     plt.close(fig)
 
 
+def feature_sources(service) -> dict[str, str]:
+    """feature -> the feature view (or on-demand view) it comes from, from a Feast
+    FeatureService's projections; a name listed twice keeps its first view, as the
+    service's feature order does."""
+    sources: dict[str, str] = {}
+    for projection in service.feature_view_projections:
+        for f in projection.features:
+            sources.setdefault(f.name, projection.name)
+    return sources
+
+
+def service_sources(repo: Path, service: str) -> dict[str, str]:
+    """feature_sources of the registry's feature service ``service`` in the Feast repo ``repo``."""
+    # imported here: the report's plots and tables need no feature store
+    from couponrank.features import repo as feast_repo
+    from couponrank.features.services import get_service
+
+    return feature_sources(get_service(feast_repo.store(repo), service))
+
+
+FEATURE_COLUMNS = ["feature", "source", "gain", "gain_share", "splits", "null_rate"]
+
+
+def feature_table(booster, features: list[str], frame: pd.DataFrame,
+                  sources: dict[str, str] | None = None) -> pd.DataFrame:
+    """One row per model feature, sorted by gain (descending; equal gains keep the model's
+    feature order): its source view ("" when unknown), total gain, share of the total gain
+    (NaN when the model never split), number of splits, and the share of NaN in ``frame``,
+    the rows the model was fitted on. Features never split on are listed with 0."""
+    names = list(features)
+    if booster.feature_name() != names:
+        # importances come by position: a different order would pin them on the wrong names
+        raise ValueError(f"the booster's features {booster.feature_name()} are not {names}")
+    gain = booster.feature_importance("gain").astype(np.float64)
+    total = gain.sum()
+    table = pd.DataFrame({
+        "feature": names,
+        "source": [(sources or {}).get(f, "") for f in names],
+        "gain": gain,
+        "gain_share": gain / total if total > 0 else np.full(len(names), np.nan),
+        "splits": booster.feature_importance("split").astype(np.int64),
+        "null_rate": frame[names].isna().mean().to_numpy(np.float64),
+    })
+    return table.sort_values("gain", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def plot_calibration(curve: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     top = float(max(curve.predicted.max(), curve.observed.max())) * 1.05
@@ -53,20 +99,29 @@ def plot_calibration(curve: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_html(path: Path, title: str, facts: dict[str, str], table: pd.DataFrame, images: list[str]) -> None:
-    cols = ["model", "population", *[c for c in table.columns if c.startswith(("ndcg", "precision", "recall", "f1"))],
-            "map", "auc", "n_groups", "n_groups_with_positive"]
+def _table_html(table: pd.DataFrame, cols: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(f'{v:.4f}' if isinstance(v, float) else str(v))}</td>"
                          for v in r) + "</tr>"
         for r in table[cols].itertuples(index=False)
     )
+    return f"<table><tr>{head}</tr>{rows}</table>"
+
+
+def write_html(path: Path, title: str, facts: dict[str, str], table: pd.DataFrame, images: list[str],
+               tables: dict[str, pd.DataFrame] | None = None) -> None:
+    """``tables``: more sections after the plots, heading -> table (every column, in order)."""
+    cols = ["model", "population", *[c for c in table.columns if c.startswith(("ndcg", "precision", "recall", "f1"))],
+            "map", "auc", "n_groups", "n_groups_with_positive"]
     facts_html = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in facts.items())
     imgs = "".join(f'<figure><img src="{html.escape(i)}" alt="{html.escape(i)}"></figure>' for i in images)
+    extra = "".join(f"<h2>{html.escape(heading)}</h2>{_table_html(t, list(t.columns))}"
+                    for heading, t in (tables or {}).items())
     path.write_text(f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{background:#f4f4f4}}
 figure{{display:inline-block;margin:1em}}</style></head><body>
 <h1>{html.escape(title)}</h1><table>{facts_html}</table>
-<h2>Test-period metrics</h2><table><tr>{''.join(f'<th>{html.escape(c)}</th>' for c in cols)}</tr>{rows}</table>
-<h2>Plots</h2>{imgs}</body></html>""")
+<h2>Test-period metrics</h2>{_table_html(table, cols)}
+<h2>Plots</h2>{imgs}{extra}</body></html>""")
