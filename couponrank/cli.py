@@ -98,7 +98,10 @@ def cmd_build_features(args) -> None:
 def cmd_apply(args) -> None:
     from couponrank.features import repo
 
-    repo.apply(Path(args.repo), online=args.online)
+    try:
+        repo.apply(Path(args.repo), online=args.online)
+    except repo.CopiedRegistryError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def cmd_materialize(args) -> None:
@@ -205,6 +208,8 @@ def cmd_serve(args) -> None:
     configure_logging(logging.WARNING if args.quiet else logging.INFO, args.log_format)
     if args.workers < 1 or args.threads < 1:
         raise CliError("--workers and --threads must be at least 1")
+    if args.max_reasons < 0:
+        raise CliError(f"--max-reasons must not be negative (0: every non-zero contribution), got {args.max_reasons}")
     try:
         accepted, catalog_currency, rates = parse_currencies(args.currencies)
     except ValueError as exc:
@@ -218,7 +223,8 @@ def cmd_serve(args) -> None:
                           model_refresh_seconds=args.model_refresh, store_check_seconds=args.store_check,
                           callers_file=args.callers, otlp_endpoint=args.otlp_endpoint, log_format=args.log_format,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
-                          currencies=accepted, catalog_currency=catalog_currency, currency_rates=rates)
+                          currencies=accepted, catalog_currency=catalog_currency, currency_rates=rates,
+                          max_reasons=args.max_reasons)
     try:
         run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
             workers=args.workers,
@@ -388,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--online", choices=["sqlite", "redis"], default="sqlite",
                     help="online store; redis reads its address from $COUPONRANK_REDIS")
     sp.add_argument("--max-candidates", type=int, default=500, help="candidates per request (default: %(default)s)")
+    sp.add_argument("--max-reasons", type=int, default=10, metavar="N",
+                    help="reasons per coupon in an explained answer when the request's max_reasons is 0 "
+                         "(unset); a request may ask for 1 to 50 itself (default: %(default)s; 0: every non-zero "
+                         "contribution)")
     sp.add_argument("--workers", type=int, default=1,
                     help="server processes sharing the port (SO_REUSEPORT), to use more than one core "
                          "(default: %(default)s)")
