@@ -9,7 +9,7 @@
    (the tiny data ends on END_DATE), so that nothing depends on the day it runs;
 3. picks scenarios from the built data, with fixed request times (or none: the
    pinned clock), choosing by sorted ids so that ties never depend on the machine:
-   a known and a cold-start user, explain on and off, top_k, candidates that are
+   a known and a cold-start user, explain on and off, top_k, max_reasons, candidates that are
    expired, not yet valid, below their minimum spend, out of the cart's scope, over
    the user's limit, unknown; empty answers that say why (`note`); every
    INVALID_ARGUMENT case; a passed deadline; a scenario the clients must refuse
@@ -137,6 +137,11 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
         case(ok(lambda l: 0 < len(l["ranked"]) <= 5 and all(c["reasons"] for c in l["ranked"])),
              "known-user-cart-explain-top5", placement="PLACEMENT_CART", cart_total_minor=9_999,
              currency_code="USD", cart_categories=["cat01"], top_k=5, explain=True, **known),
+        # the request's max_reasons below the server's default (10): the same coupons, two reasons each
+        case(ok(lambda l: 0 < len(l["ranked"]) <= 5 and all(0 < len(c["reasons"]) <= 2 for c in l["ranked"])
+                and any(len(c["reasons"]) == 2 for c in l["ranked"])),
+             "known-user-cart-explain-max-reasons-2", placement="PLACEMENT_CART", cart_total_minor=9_999,
+             currency_code="USD", cart_categories=["cat01"], top_k=5, explain=True, max_reasons=2, **known),
         case(ok(lambda l: len(l["ranked"]) == 1 and not l["ineligible"]), "known-user-checkout-top1",
              placement="CHECKOUT", cart_total_minor=1_000_000, currency_code="USD",
              candidate_coupon_ids=list(usable.coupon_id[:4]), top_k=1, **known),
@@ -219,6 +224,7 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
         case(invalid("candidate_coupon_ids"), "invalid-too-many-candidates",
              candidate_coupon_ids=[f"c-many-{i}" for i in range(max_candidates + 1)], **valid),
         case(invalid("top_k"), "invalid-negative-top-k", top_k=-1, **valid),
+        case(invalid("max_reasons"), "invalid-max-reasons-over-limit", explain=True, max_reasons=51, **valid),
         # 10 KB of currency code: the message quotes 32 characters (it once went over gRPC's
         # 8 KB metadata limit and reached the client as RESOURCE_EXHAUSTED)
         case(invalid("context.cart_total.currency_code"), "invalid-oversized-currency",

@@ -82,8 +82,13 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
         features = OnlineFeatures(store, coupon_ids=lambda: catalog.current.ids,
                                   service_name=ranker_model.feature_service,
                                   refresh_seconds=config.coupon_features_seconds, timeout=config.store_timeout)
+        features.check_on_demand()
     except RegistryError as exc:
         raise ModelMismatchError(str(exc)) from None
+    no_provider = [f for f in ranker_model.features if f not in features.provided]
+    if no_provider:
+        raise ModelMismatchError(f"model {ranker_model.version} inputs the server has no provider for: "
+                                 f"{', '.join(no_provider)}")
     not_in_catalog = [f for f in features.catalog_features if f not in FLOAT_COLUMNS]
     if not_in_catalog:
         raise ModelMismatchError(f"coupon_attributes features the catalogue cannot serve: {', '.join(not_in_catalog)}")

@@ -1,7 +1,7 @@
 """Online features for one user x N candidate coupons, and the request features.
 
-:class:`OnlineFeatures` is the only place the ranking path does I/O. The feature
-service ``ranker_v1`` is resolved once at start into the stored views to read and
+:class:`OnlineFeatures` is the only place the ranking path does I/O. The model's feature
+service (the artifact names it) is resolved once at start into the stored views to read and
 the rest of the model's inputs:
 
 * stored views keyed by the user, user x category or user x coupon are read per
@@ -18,7 +18,12 @@ the rest of the model's inputs:
   (server/catalog.py), which holds the same latest row per coupon;
 * the on-demand ``request_context_features`` come from
   ``couponrank.features.request_features.compute`` -- the very function Feast's
-  on-demand view calls in training -- on whole arrays (:func:`join_features`).
+  on-demand view calls in training -- on whole arrays (:func:`join_features`);
+* any other on-demand view (a feature engineer's) runs Feast's own transformation
+  (``OnDemandFeatureView.transform_arrow``, what ``get_historical_features`` runs in
+  training) on its inputs: its source views' features, read like the rest, and the
+  request fields of :data:`REQUEST_FIELDS` (:class:`OnDemandView`). A view needing an
+  input the server cannot provide is refused at start.
 
 Missing values: the online store has no row for an entity it never saw; that is
 NaN, which is what Feast's historical retrieval gives training for a missing row. A
@@ -58,6 +63,39 @@ RULE_INPUTS = {"ucp_redemptions_total": "user_coupon_usage", "coupon_budget_used
 
 class RegistryError(ValueError):
     """The feature registry cannot serve this model; the message says why."""
+
+
+# The project's own on-demand view (request_features.compute runs it on arrays).
+REQUEST_CONTEXT_VIEW = "request_context_features"
+# Request fields an on-demand view may read (the request_context RequestSource's).
+REQUEST_FIELDS = ("cart_value", "cart_categories", "placement", "request_ts_unix")
+
+
+class OnDemandView:
+    """A feature engineer's on-demand view, run with Feast's own transformation on the
+    candidates' inputs (one row per candidate)."""
+
+    def __init__(self, odfv, outputs: Sequence[str]):
+        self.odfv = odfv
+        self.name = odfv.name
+        self.outputs = list(outputs)
+        self.view_inputs: dict[str, list[str]] = {}  # stored view -> features it reads
+        for name, projection in odfv.source_feature_view_projections.items():
+            self.view_inputs[name] = [f.name for f in projection.features]
+        self.request_inputs = [f.name for source in odfv.source_request_sources.values() for f in source.schema]
+        unknown = [f for f in self.request_inputs if f not in REQUEST_FIELDS]
+        if unknown:
+            raise RegistryError(f"on-demand view {self.name} reads request field(s) {', '.join(unknown)}, which a "
+                                f"RankCouponsRequest does not carry (it can read {', '.join(REQUEST_FIELDS)})")
+
+    def compute(self, features: dict[str, np.ndarray], request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import pyarrow as pa
+
+        columns = {name: features[name] for names in self.view_inputs.values() for name in names}
+        columns.update({name: request[name] for name in self.request_inputs})
+        table = self.odfv.transform_arrow(pa.table(columns))
+        return {name: np.asarray(table.column(name).to_numpy(), dtype=np.float64)
+                for name in self.outputs}
 
 
 class CouponFeatureCache:
@@ -131,19 +169,32 @@ class OnlineFeatures:
             service = get_service(store, service_name)
         except ValueError as exc:
             raise RegistryError(str(exc)) from None
-        odfvs = {v.name for v in store.list_on_demand_feature_views()}
+        odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
         self.catalog_features: list[str] = []  # from the catalogue
         self.computed_features: list[str] = []  # request_features.compute outputs
+        self.on_demand: list[OnDemandView] = []  # other on-demand views, run through Feast
         self.view_features: dict[str, list[str]] = {}  # stored views -> features read
         for projection in service.feature_view_projections:
             names = [f.name for f in projection.features]
-            if projection.name in odfvs:
+            if projection.name == REQUEST_CONTEXT_VIEW:
                 self.computed_features += names
+            elif projection.name in odfvs:
+                self.on_demand.append(OnDemandView(odfvs[projection.name], names))
             elif projection.name == CATALOG_VIEW:
                 self.catalog_features += names
             else:
                 self.view_features[projection.name] = names
         online_names = {n for names in self.view_features.values() for n in names}
+        for view in self.on_demand:  # the other on-demand views' stored inputs
+            for source, names in view.view_inputs.items():
+                if source == CATALOG_VIEW:
+                    unknown = [n for n in names if n not in self.catalog_features]
+                    self.catalog_features += unknown
+                    continue
+                for name in names:
+                    if name not in online_names:
+                        self.view_features.setdefault(source, []).append(name)
+                        online_names.add(name)
         for name, source in request_features.INPUTS.items():  # inputs of compute() not in the service
             if source not in ("request", CATALOG_VIEW) and name not in online_names:
                 self.view_features.setdefault(source, []).append(name)
@@ -173,7 +224,8 @@ class OnlineFeatures:
             | set(self.catalog_features)
             | (set(self.computed_features) - set(request_features.USER_OUTPUTS)))
         # every name a request's features hold (join_features): what a model may use
-        self.provided = frozenset(self.names) | set(self.catalog_features) | set(request_features.OUTPUTS)
+        self.provided = (frozenset(self.names) | set(self.catalog_features) | set(request_features.OUTPUTS)
+                         | {n for view in self.on_demand for n in view.outputs})
         self.coupons = CouponFeatureCache(self.reader, [v for v in self.view_features if v not in self.live_views],
                                           coupon_ids, refresh_seconds)
 
@@ -205,6 +257,23 @@ class OnlineFeatures:
             for j, name in enumerate(self.coupons.names):
                 out[name] = values[:, j]
         return {name: out[name] for name in self.names}
+
+    def check_on_demand(self) -> None:
+        """Run every other on-demand view once on a row of missing inputs (an empty cart
+        on the home page), so that a view that cannot run is refused at start rather
+        than failing every request."""
+        request = {"cart_value": np.zeros(1), "cart_categories": np.array([""], dtype=object),
+                   "placement": np.array(["home"], dtype=object), "request_ts_unix": np.zeros(1)}
+        for view in self.on_demand:
+            features = {n: np.full(1, np.nan) for names in view.view_inputs.values() for n in names}
+            try:
+                out = view.compute(features, request)
+            except Exception as exc:  # the view's own code: any error
+                raise RegistryError(f"on-demand view {view.name} fails on a row of missing inputs "
+                                    f"({type(exc).__name__}: {exc}); the server would fail every request") from None
+            missing = [n for n in view.outputs if n not in out or len(out[n]) != 1]
+            if missing:
+                raise RegistryError(f"on-demand view {view.name} does not return {', '.join(missing)}")
 
     def cold_start(self, read: dict[str, np.ndarray]) -> bool:
         return cold_start(read, self.view_features.get(USER_VIEW, []))
@@ -244,10 +313,14 @@ def request_inputs(read: dict[str, np.ndarray], catalog: Catalog, rows: np.ndarr
 
 
 def join_features(read: dict[str, np.ndarray], catalog: Catalog, rows: np.ndarray, request: RankRequest,
-                  catalog_features: Sequence[str]) -> dict[str, np.ndarray]:
-    """Every model input by name: online values, catalogue attributes, request features."""
+                  catalog_features: Sequence[str], on_demand: Sequence[OnDemandView] = ()) -> dict[str, np.ndarray]:
+    """Every model input by name: online values, catalogue attributes, request features,
+    the other on-demand views' outputs."""
     features = dict(read)
     for name in catalog_features:
         features[name] = catalog.take(name, rows).astype(np.float64)
-    features.update(request_features.compute(request_inputs(read, catalog, rows, request)))
+    inputs = request_inputs(read, catalog, rows, request)
+    features.update(request_features.compute(inputs))
+    for view in on_demand:
+        features.update(view.compute(features, inputs))
     return features

@@ -12,7 +12,8 @@ protos to plain values and back and maps errors to status codes:
   with a currency outside :attr:`ServerConfig.currencies` (default {"USD"}) or a
   negative amount; an empty or duplicate id in ``candidate_coupon_ids``; more
   candidates than :attr:`ServerConfig.max_candidates` (default 500); negative
-  ``top_k``.
+  ``top_k``; ``max_reasons`` negative or above MAX_REASONS_LIMIT (checked whether or
+  not ``explain`` is set).
 * DEADLINE_EXCEEDED: ``context.time_remaining()`` is checked between stages; the
   request stops as soon as the caller's deadline has passed.
 * Online store failure (an exception, or no answer within ``store_timeout`` bounded
@@ -81,7 +82,9 @@ class ServerConfig:
     store_timeout: float = 0.25  # seconds; also bounded by the caller's deadline
     deadline_reserve: float = 0.01  # seconds kept after the store read for scoring and the answer
     store_cooldown: float = 1.0  # seconds without store reads after a failure
-    max_reasons: int = 10  # explanations per coupon; 0 = every non-zero contribution
+    # explanations per coupon when a request's max_reasons is 0 (--max-reasons); 0 = every
+    # non-zero contribution. A request's own value is at most MAX_REASONS_LIMIT.
+    max_reasons: int = 10
     catalog_refresh_seconds: float = DEFAULT_REFRESH_SECONDS
     coupon_features_seconds: float = DEFAULT_COUPON_REFRESH_SECONDS  # coupon feature cache's freshness bound
     scorer: str = "auto"  # auto (compiled by lleaves, else Booster), lleaves, booster: server/scorer.py
@@ -182,6 +185,7 @@ def check_currencies(config: ServerConfig) -> None:
 # anyway; these keep one caller's ids out of caches and error messages.
 MAX_ID_BYTES = 128  # user_id, request_id, each coupon id and each cart entry, UTF-8 bytes
 MAX_CART_ENTRIES = 10_000  # each of cart_categories, cart_brands, cart_merchant_ids
+MAX_REASONS_LIMIT = 50  # a request's max_reasons; 0 there means ServerConfig.max_reasons
 QUOTE_CHARS = 32  # an error message quotes at most this much of a caller's value
 # google.protobuf.Timestamp's own range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
 MIN_TIMESTAMP_SECONDS, MAX_TIMESTAMP_SECONDS = -62_135_596_800, 253_402_300_799
@@ -276,6 +280,9 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
     _check_size("request_id", request.request_id)
     if request.top_k < 0:
         raise InvalidArgument("top_k", f"must not be negative, got {request.top_k}")
+    if not 0 <= request.max_reasons <= MAX_REASONS_LIMIT:
+        raise InvalidArgument("max_reasons", f"must be in 0 .. {MAX_REASONS_LIMIT} (0: the server's default), "
+                                             f"got {request.max_reasons}")
     ctx = request.context
     placement = _placement(ctx.placement)
     cart_total = 0.0
@@ -322,7 +329,7 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
         user_id=request.user_id, candidate_ids=ids, placement=placement, cart_total=cart_total,
         cart_categories=tuple(ctx.cart_categories), cart_brands=tuple(ctx.cart_brands),
         cart_merchants=tuple(ctx.cart_merchant_ids), now=now,
-        top_k=request.top_k or config.default_top_k, explain=request.explain,
+        top_k=request.top_k or config.default_top_k, explain=request.explain, max_reasons=request.max_reasons,
         explain_user_features=caller.sees_user_features)
 
 
@@ -435,7 +442,7 @@ class Ranker:
         kept = kept.subset(usage.keep)
 
         self._checkpoint(time_remaining, "scoring")
-        features = join_features(read, cat, kept.rows, req, self.online.catalog_features)
+        features = join_features(read, cat, kept.rows, req, self.online.catalog_features, self.online.on_demand)
         X = stages.assemble(features, model.features)
         with stage_span(self.tracing, "score"):
             scores = stages.score(model, X)
@@ -445,7 +452,7 @@ class Ranker:
             self._checkpoint(time_remaining, "explanations")
             shown = None if req.explain_user_features else self._public_mask(model)
             with stage_span(self.tracing, "explain"):
-                explained = model.explain(X[top], self.config.max_reasons, shown)
+                explained = model.explain(X[top], req.max_reasons or self.config.max_reasons, shown)
             for item, reasons in zip(ranked, explained):
                 item.reasons = reasons
         return RankOutcome(ranked, ineligible, model.version, cold_start=cold, n_candidates=len(cands))

@@ -71,6 +71,9 @@ class RankRequest:
     now: float = 0.0  # request time, unix seconds (UTC)
     top_k: int = 10  # > 0
     explain: bool = False
+    # Reasons per explained coupon, 1 .. service.MAX_REASONS_LIMIT; 0: the server's
+    # default (ServerConfig.max_reasons).
+    max_reasons: int = 0
     # The caller may see the user's own behaviour features in explanations
     # (server/callers.py); otherwise only coupon and request features are named.
     explain_user_features: bool = False

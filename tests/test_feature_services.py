@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -107,30 +108,75 @@ def test_a_model_naming_a_feature_service_the_registry_lacks_is_refused(built, t
     assert code == 2 and "'ranker_v9'" in err and "not started" in err
 
 
-RULELESS = '''
+EXTRA_DEFINITIONS = '''
 
-# test only: a service without the views the eligibility rules read
+# ---- test only (tests/test_feature_services.py)
+# a service without the views the eligibility rules read
 ruleless_test = FeatureService(
     name="ruleless_test",
     features=[user_activity, coupon_attributes[["coupon_value", "coupon_min_spend"]], request_context_features],
 )
+
+
+# a feature engineer's own on-demand view, beside the project's request-context view
+@on_demand_feature_view(
+    sources=[user_activity, request_context],
+    schema=[Field(name="spend_per_order_30d", dtype=Float64), Field(name="cart_to_order_value", dtype=Float64)],
+    mode="pandas",
+)
+def order_values(inputs: pd.DataFrame) -> pd.DataFrame:
+    import numpy as np
+    import pandas as pd
+
+    orders = inputs["user_orders_30d"].where(inputs["user_orders_30d"] > 0)
+    spend = inputs["user_spend_30d"] / orders
+    return pd.DataFrame({"spend_per_order_30d": spend,
+                         "cart_to_order_value": inputs["cart_value"] / spend.replace(0, np.nan)}, index=inputs.index)
+
+
+odfv_test = FeatureService(name="odfv_test", features=[
+    _without(user_activity), _without(user_coupon_behaviour), user_category_affinity, user_coupon_usage,
+    user_coupon_coverage, coupon_stats, coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
+    request_context_features, order_values])
+
+# an on-demand view reading a request field no RankCouponsRequest carries
+loyalty = RequestSource(name="loyalty", schema=[Field(name="loyalty_tier", dtype=Float64)])
+
+
+@on_demand_feature_view(sources=[user_activity, loyalty], schema=[Field(name="tier_spend", dtype=Float64)],
+                        mode="pandas")
+def tier_spend(inputs: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame({"tier_spend": inputs["loyalty_tier"] * inputs["user_spend_30d"]}, index=inputs.index)
+
+
+odfv_unservable = FeatureService(name="odfv_unservable", features=[user_activity, tier_spend])
 '''
 
 
-def test_a_service_without_the_rules_views_still_has_its_limits_enforced(built, tmp_path):
+@pytest.fixture(scope="module")
+def workspace(built, tmp_path_factory):
+    """A workspace of its own (the session's stays untouched) with the test services
+    added to definitions.py, applied and materialized: (folder, materialized until)."""
+    ws = repo.init_workspace(tmp_path_factory.mktemp("services-ws") / "ws")
+    for source in (built.repo / "data").glob("*.parquet"):
+        shutil.copy2(source, ws / "data" / source.name)
+    (ws / "definitions.py").write_text((ws / "definitions.py").read_text() + EXTRA_DEFINITIONS)
+    repo.apply(ws)
+    end = repo.last_snapshot(ws) + pd.Timedelta(seconds=1)
+    repo.materialize(ws, end=end.to_pydatetime())
+    return ws, end
+
+
+def test_a_service_without_the_rules_views_still_has_its_limits_enforced(built, workspace, tmp_path):
     """Dropping user_coupon_usage from the model's service used to turn the per-user
     limit off silently; the rules now read their inputs whatever the model uses."""
     from couponrank.server.main import serve
     from couponrank.server.service import ServerConfig
     from pinned import UNIX_CLOCK
 
-    ws = repo.init_workspace(tmp_path / "ws")  # a workspace of its own: the session's stays untouched
-    for source in (built.repo / "data").glob("*.parquet"):
-        shutil.copy2(source, ws / "data" / source.name)
-    (ws / "definitions.py").write_text((ws / "definitions.py").read_text() + RULELESS)
-    repo.apply(ws)
-    end = repo.last_snapshot(ws) + pd.Timedelta(seconds=1)
-    repo.materialize(ws, end=end.to_pydatetime())
+    ws, end = workspace
     version = _train(built.raw, ws, tmp_path / "models", _config(tmp_path, "ruleless_test"))
     art = load_artifact(tmp_path / "models" / version)
     assert art.metadata["feature_service"] == "ruleless_test"
@@ -158,3 +204,49 @@ def test_a_service_without_the_rules_views_still_has_its_limits_enforced(built, 
         assert [(i.coupon_id, i.reason) for i in res.ineligible] == [(str(hit.coupon_id), "PER_USER_LIMIT_REACHED")]
     finally:
         running.stop(0).wait(5)
+
+
+def test_a_feature_engineers_on_demand_view_trains_and_serves_as_feast_computes_it(built, workspace, tmp_path):
+    """A new on-demand view used to pass start-up and then fail every RankCoupons
+    (INTERNAL): the server assumed every on-demand view was request_features.compute."""
+    from couponrank.server.main import build_ranker
+    from couponrank.server.online import join_features
+    from couponrank.server.stages import RankRequest
+
+    ws, end = workspace
+    version = _train(built.raw, ws, tmp_path / "models", _config(tmp_path, "odfv_test"))
+    art = load_artifact(tmp_path / "models" / version)
+    assert {"spend_per_order_30d", "cart_to_order_value"} <= set(art.features)
+    ranker = build_ranker(ws, tmp_path / "models")  # starts: every model input has a provider
+    try:
+        assert [v.name for v in ranker.online.on_demand] == ["order_values"]
+        # the served values equal Feast's own online computation of the view
+        store = repo.store(ws)
+        ua = pd.read_parquet(ws / "data" / "user_activity.parquet")
+        users = sorted(ua.loc[ua.user_orders_30d > 0, "user_id"].astype(str).unique())[:3] + ["nobody"]
+        cat = ranker.catalog.current
+        rows = np.arange(2)
+        cart = 37.5
+        for user in users:
+            read = ranker.online.read(user, list(cat.ids[rows]), list(cat.columns["coupon_target_category"][rows]))
+            req = RankRequest(user_id=user, candidate_ids=list(cat.ids[rows]), placement="cart", cart_total=cart,
+                              cart_categories=(), now=end.timestamp() + 3600)
+            served = join_features(read, cat, rows, req, ranker.online.catalog_features, ranker.online.on_demand)
+            want = store.get_online_features(
+                features=["order_values:spend_per_order_30d", "order_values:cart_to_order_value"],
+                entity_rows=[{"user_id": user, "cart_value": cart, "cart_categories": "", "placement": "cart",
+                              "request_ts_unix": end.timestamp() + 3600}]).to_dict()
+            for name in ("spend_per_order_30d", "cart_to_order_value"):
+                expected = np.array([np.nan if want[name][0] is None else want[name][0]] * len(rows), dtype=float)
+                np.testing.assert_allclose(served[name], expected, rtol=1e-12, equal_nan=True)
+        assert np.isfinite(served["spend_per_order_30d"]).sum() == 0  # "nobody": no row, NaN as in training
+    finally:
+        ranker.close()
+
+
+def test_an_on_demand_view_the_server_cannot_feed_is_refused_at_start(workspace):
+    from couponrank.server.online import OnlineFeatures, RegistryError
+
+    ws, _ = workspace
+    with pytest.raises(RegistryError, match="tier_spend.*loyalty_tier|loyalty_tier"):
+        OnlineFeatures(repo.store(ws), service_name="odfv_unservable")

@@ -31,6 +31,7 @@ class Scripted(pb_grpc.CouponRankingServiceServicer):
     def RankCoupons(self, request, context):
         self.calls += 1
         self.metadata = dict(context.invocation_metadata())
+        self.request = request
         if self.script:
             context.abort(self.script.pop(0), "scripted")
         return pb.RankCouponsResponse(request_id=request.request_id, model_version="m1",
@@ -126,6 +127,16 @@ def test_a_token_is_sent_as_bearer_authorization(scripted):
     assert "authorization" not in servicer.metadata
     with pytest.raises(ValueError, match="token"):
         CouponRankClient(target, token="two words")
+
+
+def test_rank_options_are_sent_as_given(scripted):
+    servicer, target = scripted
+    _reset(servicer, [])
+    with CouponRankClient(target, timeout=5.0) as client:
+        client.rank_coupons("u1", ["c1"], top_k=3, explain=True, max_reasons=2)
+        assert (servicer.request.top_k, servicer.request.explain, servicer.request.max_reasons) == (3, True, 2)
+        client.rank_coupons("u1", ["c1"])  # defaults: the server's top_k and max_reasons, no explanations
+        assert (servicer.request.top_k, servicer.request.explain, servicer.request.max_reasons) == (0, False, 0)
 
 
 @pytest.mark.parametrize("amount, currency, minor", [("19.99", "USD", 1999), (Decimal("0.5"), "EUR", 50),

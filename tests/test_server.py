@@ -250,6 +250,37 @@ def test_explanations_add_up_to_the_score(built, trusted_client):
     assert all(not c.reasons for c in without.ranked)
 
 
+def test_max_reasons_caps_the_reasons_of_each_coupon(built, trusted_client):
+    """A request's max_reasons keeps the largest contributions; 0 is the server's default
+    (this module's server: every non-zero contribution); without explain, no reasons."""
+    ask = dict(placement="cart", cart_total_minor=9999, cart_categories=["cat01"], top_k=5,
+               request_time=_request_time(built).to_pydatetime())
+    full = trusted_client.rank_coupons(_active_user(built), explain=True, **ask)
+    assert full.ranked and max(len(c.reasons) for c in full.ranked) > 2  # else the cap could not show
+    capped = trusted_client.rank_coupons(_active_user(built), explain=True, max_reasons=2, **ask)
+    assert [(c.coupon_id, c.score) for c in capped.ranked] == [(c.coupon_id, c.score) for c in full.ranked]
+    def named(coupon):  # a reason's value may be NaN (missing), which equals nothing
+        return [(r.feature, r.contribution) for r in coupon.reasons]
+
+    for c, f in zip(capped.ranked, full.ranked):
+        assert 0 < len(c.reasons) <= 2 and named(c) == named(f)[:2]  # the two largest, as the full list orders
+    at_limit = trusted_client.rank_coupons(_active_user(built), explain=True, max_reasons=50, **ask)
+    assert [named(c) for c in at_limit.ranked] == [named(f)[:50] for f in full.ranked]
+    unexplained = trusted_client.rank_coupons(_active_user(built), max_reasons=2, **ask)
+    assert unexplained.ranked and all(not c.reasons for c in unexplained.ranked)
+
+
+def test_max_reasons_is_carried_to_the_ranker():
+    from couponrank.server.service import MAX_REASONS_LIMIT, ServerConfig, parse_request
+
+    assert MAX_REASONS_LIMIT == 50
+    for value in (0, 1, MAX_REASONS_LIMIT):
+        request = _valid_request()
+        request.explain, request.max_reasons = True, value
+        assert parse_request(request, ServerConfig(), clock=lambda: 0.0).max_reasons == value
+    assert RankRequest("u").max_reasons == 0  # the server's default
+
+
 def test_served_scores_equal_offline_scores(built, client, catalog):
     """Train/serve parity: the served score is booster.predict on Feast's historical
     row for the same user, coupon, cart, placement and time."""
@@ -306,6 +337,9 @@ BAD_INPUT = {
     "duplicate ids": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(["c00001", "c00001"])),
     "too many ids": ("candidate_coupon_ids", lambda r: r.candidate_coupon_ids.extend(f"c{i}" for i in range(501))),
     "negative top_k": ("top_k", lambda r: setattr(r, "top_k", -1)),
+    "negative max_reasons": ("max_reasons", lambda r: (setattr(r, "explain", True), setattr(r, "max_reasons", -1))),
+    "max_reasons over 50": ("max_reasons", lambda r: (setattr(r, "explain", True), setattr(r, "max_reasons", 51))),
+    "max_reasons over 50, no explain": ("max_reasons", lambda r: setattr(r, "max_reasons", 51)),
     "10 KB currency": ("context.cart_total.currency_code",
                        lambda r: setattr(r.context.cart_total, "currency_code", "EUR" * 3_400)),
     "long user id": ("user_id", lambda r: setattr(r, "user_id", "u" * 129)),
@@ -919,3 +953,16 @@ def test_bad_currency_options_are_refused(built, capsys, spec, message):
     assert main(["serve", "--repo", str(built.repo), "--model", str(built.models), "--port", "0",
                  "--currencies", spec]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_max_reasons_option_sets_the_servers_default(built, capsys, monkeypatch):
+    from couponrank.cli import main
+    from couponrank.server import main as server_main
+
+    seen = []
+    monkeypatch.setattr(server_main, "run", lambda *args, config, **kwargs: seen.append(config.max_reasons))
+    base = ["serve", "--repo", str(built.repo), "--model", str(built.models), "--port", "0"]
+    assert main(base) == 0 and main(base + ["--max-reasons", "3"]) == 0 and main(base + ["--max-reasons", "0"]) == 0
+    assert seen == [10, 3, 0]
+    assert main(base + ["--max-reasons", "-1"]) == 2
+    assert "--max-reasons must not be negative" in capsys.readouterr().err

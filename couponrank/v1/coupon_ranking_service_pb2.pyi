@@ -58,20 +58,22 @@ DEGRADED_REASON_DEADLINE_PRESSURE: DegradedReason
 DEGRADED_REASON_MODEL_UNAVAILABLE: DegradedReason
 
 class RankCouponsRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "candidate_coupon_ids", "context", "top_k", "explain")
+    __slots__ = ("request_id", "user_id", "candidate_coupon_ids", "context", "top_k", "explain", "max_reasons")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_COUPON_IDS_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    MAX_REASONS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     candidate_coupon_ids: _containers.RepeatedScalarFieldContainer[str]
     context: RequestContext
     top_k: int
     explain: bool
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., candidate_coupon_ids: _Optional[_Iterable[str]] = ..., context: _Optional[_Union[RequestContext, _Mapping]] = ..., top_k: _Optional[int] = ..., explain: _Optional[bool] = ...) -> None: ...
+    max_reasons: int
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., candidate_coupon_ids: _Optional[_Iterable[str]] = ..., context: _Optional[_Union[RequestContext, _Mapping]] = ..., top_k: _Optional[int] = ..., explain: _Optional[bool] = ..., max_reasons: _Optional[int] = ...) -> None: ...
 
 class RequestContext(_message.Message):
     __slots__ = ("placement", "cart_total", "cart_categories", "cart_brands", "cart_merchant_ids", "request_time")

@@ -326,7 +326,7 @@ func TestResultMapping(t *testing.T) {
 	srv.SetResponses(resp)
 	c := dialFake(t, srv)
 	req := &couponrankv1.RankCouponsRequest{
-		UserId: "u-1", TopK: 2, Explain: true,
+		UserId: "u-1", TopK: 2, Explain: true, MaxReasons: 3,
 		Context: &couponrankv1.RequestContext{Placement: couponrankv1.Placement_PLACEMENT_CART, CartTotal: couponrank.Money("EUR", 1234)},
 	}
 	res, err := c.RankCoupons(context.Background(), req)
@@ -347,7 +347,7 @@ func TestResultMapping(t *testing.T) {
 		t.Errorf("result %+v", res)
 	}
 	got := srv.Requests()[0]
-	if got.GetContext().GetCartTotal().GetAmountMinor() != 1234 || got.GetContext().GetCartTotal().GetCurrencyCode() != "EUR" || got.GetTopK() != 2 || !got.GetExplain() {
+	if got.GetContext().GetCartTotal().GetAmountMinor() != 1234 || got.GetContext().GetCartTotal().GetCurrencyCode() != "EUR" || got.GetTopK() != 2 || !got.GetExplain() || got.GetMaxReasons() != 3 {
 		t.Errorf("server got request %v", got)
 	}
 }

@@ -268,7 +268,15 @@ type RankCouponsRequest struct {
 	// callers the server allows to (by mutual-TLS certificate or bearer token)
 	// see features of the user's own behaviour; for everyone else the reasons
 	// name coupon and request features only (docs/privacy.md).
-	Explain       bool `protobuf:"varint,6,opt,name=explain,proto3" json:"explain,omitempty"`
+	Explain bool `protobuf:"varint,6,opt,name=explain,proto3" json:"explain,omitempty"`
+	// The maximum number of reasons per ranked coupon (`RankedCoupon.reasons`,
+	// the largest contributions first). Ignored unless `explain` is true. 0
+	// means the server's default (10 unless the server is configured
+	// otherwise); negative values and values above 50 (the limit) are rejected
+	// with INVALID_ARGUMENT. A coupon may carry fewer reasons: only features
+	// with a non-zero contribution, and only those the caller may see, are
+	// listed.
+	MaxReasons    int32 `protobuf:"varint,7,opt,name=max_reasons,json=maxReasons,proto3" json:"max_reasons,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -343,6 +351,13 @@ func (x *RankCouponsRequest) GetExplain() bool {
 		return x.Explain
 	}
 	return false
+}
+
+func (x *RankCouponsRequest) GetMaxReasons() int32 {
+	if x != nil {
+		return x.MaxReasons
+	}
+	return 0
 }
 
 // The state of the shopping session a ranking request is made in.
@@ -654,7 +669,8 @@ type RankedCoupon struct {
 	// 30-day redemption rate instead.
 	Score float64 `protobuf:"fixed64,3,opt,name=score,proto3" json:"score,omitempty"`
 	// The features that contributed most to `score`, in decreasing order of
-	// absolute contribution. Set only when the request asked for `explain`.
+	// absolute contribution. Set only when the request asked for `explain`; at
+	// most the request's `max_reasons` (or the server's default).
 	Reasons       []*Reason `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -982,7 +998,7 @@ var File_couponrank_v1_coupon_ranking_service_proto protoreflect.FileDescriptor
 
 const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\n" +
-	"*couponrank/v1/coupon_ranking_service.proto\x12\rcouponrank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe6\x01\n" +
+	"*couponrank/v1/coupon_ranking_service.proto\x12\rcouponrank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x02\n" +
 	"\x12RankCouponsRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x17\n" +
@@ -990,7 +1006,9 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\x14candidate_coupon_ids\x18\x03 \x03(\tR\x12candidateCouponIds\x127\n" +
 	"\acontext\x18\x04 \x01(\v2\x1d.couponrank.v1.RequestContextR\acontext\x12\x13\n" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x18\n" +
-	"\aexplain\x18\x06 \x01(\bR\aexplain\"\xb2\x02\n" +
+	"\aexplain\x18\x06 \x01(\bR\aexplain\x12\x1f\n" +
+	"\vmax_reasons\x18\a \x01(\x05R\n" +
+	"maxReasons\"\xb2\x02\n" +
 	"\x0eRequestContext\x126\n" +
 	"\tplacement\x18\x01 \x01(\x0e2\x18.couponrank.v1.PlacementR\tplacement\x123\n" +
 	"\n" +

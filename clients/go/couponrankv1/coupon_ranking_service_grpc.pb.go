@@ -56,7 +56,8 @@ type CouponRankingServiceClient interface {
 	//     id is empty or repeated, or there are more candidates than the server's
 	//     limit (500 by default); a cart list has more than 10,000 entries;
 	//     `context.request_time` is outside 0001-01-01 .. 9999-12-31 UTC or has
-	//     nanos outside 0 .. 999,999,999; `top_k` is negative. The message quotes
+	//     nanos outside 0 .. 999,999,999; `top_k` is negative; `max_reasons` is
+	//     negative or above 50 (even when `explain` is false). The message quotes
 	//     at most 32 characters of the caller's value.
 	//   - UNAUTHENTICATED: the call carries `authorization` metadata that is not
 	//     "Bearer <token>" or whose token names no caller the server knows. A call
@@ -130,7 +131,8 @@ type CouponRankingServiceServer interface {
 	//     id is empty or repeated, or there are more candidates than the server's
 	//     limit (500 by default); a cart list has more than 10,000 entries;
 	//     `context.request_time` is outside 0001-01-01 .. 9999-12-31 UTC or has
-	//     nanos outside 0 .. 999,999,999; `top_k` is negative. The message quotes
+	//     nanos outside 0 .. 999,999,999; `top_k` is negative; `max_reasons` is
+	//     negative or above 50 (even when `explain` is false). The message quotes
 	//     at most 32 characters of the caller's value.
 	//   - UNAUTHENTICATED: the call carries `authorization` metadata that is not
 	//     "Bearer <token>" or whose token names no caller the server knows. A call

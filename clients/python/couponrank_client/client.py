@@ -239,8 +239,15 @@ class CouponRankClient:
                      cart_total_minor: int = 0, currency: str = "USD", cart_categories: Sequence[str] = (),
                      top_k: int = 0, explain: bool = False, timeout: float | None = None, *,
                      cart_brands: Sequence[str] = (), cart_merchant_ids: Sequence[str] = (),
-                     request_time: datetime | None = None, request_id: str = "") -> RankResult:
-        """Rank coupons for one user; ``request_time`` defaults to the server's now."""
+                     request_time: datetime | None = None, request_id: str = "",
+                     max_reasons: int = 0) -> RankResult:
+        """Rank coupons for one user; ``request_time`` defaults to the server's now.
+
+        ``top_k``: coupons to return (0: the server's default). ``explain``: each ranked
+        coupon carries the feature contributions behind its score, at most
+        ``max_reasons`` of them (0: the server's default, 10 unless configured; the
+        server accepts 0 .. 50 and rejects anything else with INVALID_ARGUMENT, even
+        without ``explain``, which it otherwise ignores)."""
         ctx = pb.RequestContext(
             placement=_placement(placement),
             cart_total=pb.Money(currency_code=currency, amount_minor=int(cart_total_minor)),
@@ -252,7 +259,7 @@ class CouponRankClient:
             ctx.request_time.FromDatetime(request_time)
         request = pb.RankCouponsRequest(request_id=request_id, user_id=user_id,
                                         candidate_coupon_ids=list(candidate_ids), context=ctx,
-                                        top_k=top_k, explain=explain)
+                                        top_k=top_k, explain=explain, max_reasons=max_reasons)
         return self.rank(request, timeout)
 
     def rank_coupons_or_empty(self, user_id: str, *args, **kwargs) -> tuple[RankResult, Exception | None]:

@@ -12,7 +12,7 @@ an error)::
      "candidate_coupon_ids": ["c1", "c2"], "placement": "cart",
      "cart_total_minor": 4599, "currency_code": "USD", "cart_categories": ["shoes"],
      "cart_brands": [], "cart_merchant_ids": [], "request_time": "2026-11-01T12:00:00Z",
-     "top_k": 5, "explain": false, "deadline_ms": 300}
+     "top_k": 5, "explain": false, "max_reasons": 3, "deadline_ms": 300}
 
 Output, one line per scenario, in input order::
 
@@ -45,7 +45,7 @@ from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
 STRING_KEYS = ("name", "request_id", "user_id", "placement", "currency_code", "request_time")
 LIST_KEYS = ("candidate_coupon_ids", "cart_categories", "cart_brands", "cart_merchant_ids")
-INT_KEYS = ("cart_total_minor", "top_k", "deadline_ms")
+INT_KEYS = ("cart_total_minor", "top_k", "max_reasons", "deadline_ms")
 KEYS = frozenset(STRING_KEYS + LIST_KEYS + INT_KEYS + ("explain",))
 
 
@@ -112,7 +112,8 @@ def to_request(s: dict[str, Any]) -> pb.RankCouponsRequest:
         ctx.request_time.FromDatetime(at)
     return pb.RankCouponsRequest(request_id=s.get("request_id", ""), user_id=s.get("user_id", ""),
                                  candidate_coupon_ids=s.get("candidate_coupon_ids", []), context=ctx,
-                                 top_k=s.get("top_k", 0), explain=s.get("explain", False))
+                                 top_k=s.get("top_k", 0), explain=s.get("explain", False),
+                                 max_reasons=s.get("max_reasons", 0))
 
 
 def number(x: float) -> float | None:

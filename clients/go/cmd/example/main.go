@@ -54,6 +54,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	categories := fs.String("categories", "", "comma-separated categories in the cart")
 	topK := fs.Int("top-k", 0, "maximum coupons to return (0: server default)")
 	explain := fs.Bool("explain", false, "ask for per-feature score contributions")
+	maxReasons := fs.Int("max-reasons", 0, "with -explain: contributions per coupon, 1..50 (0: server default, 10 unless configured)")
 	timeout := fs.Duration("timeout", couponrank.DefaultTimeout, "deadline of each call, retries included")
 	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "wait this long for the connection before the first call, so start-up costs stay out of call deadlines (0: don't wait)")
 	attempts := fs.Int("attempts", couponrank.DefaultMaxAttempts, "maximum attempts per call (retries on UNAVAILABLE only)")
@@ -132,6 +133,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		CartCategories:     splitList(*categories),
 		TopK:               int32(*topK),
 		Explain:            *explain,
+		MaxReasons:         int32(*maxReasons),
 	}
 	if *cartTotal >= 0 {
 		s.CartTotalMinor, s.CurrencyCode = cartTotal, currency

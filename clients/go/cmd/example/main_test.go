@@ -26,7 +26,8 @@ func startServer(t *testing.T) (string, *couponranktest.Server) {
 func TestSingleRequest(t *testing.T) {
 	addr, srv := startServer(t)
 	var out, errb bytes.Buffer
-	code := run([]string{"-addr", addr, "-user", "u1", "-placement", "cart", "-coupons", "c1, c2", "-cart-total", "1999", "-categories", "shoes"}, nil, &out, &errb)
+	code := run([]string{"-addr", addr, "-user", "u1", "-placement", "cart", "-coupons", "c1, c2", "-cart-total", "1999", "-categories", "shoes",
+		"-top-k", "3", "-explain", "-max-reasons", "4"}, nil, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -36,7 +37,8 @@ func TestSingleRequest(t *testing.T) {
 	req := srv.Requests()[0]
 	if req.GetUserId() != "u1" || req.GetContext().GetPlacement() != couponrankv1.Placement_PLACEMENT_CART ||
 		strings.Join(req.GetCandidateCouponIds(), "|") != "c1|c2" || req.GetContext().GetCartTotal().GetAmountMinor() != 1999 ||
-		req.GetContext().GetCartTotal().GetCurrencyCode() != "USD" {
+		req.GetContext().GetCartTotal().GetCurrencyCode() != "USD" ||
+		req.GetTopK() != 3 || !req.GetExplain() || req.GetMaxReasons() != 4 {
 		t.Errorf("server got %v", req)
 	}
 }

@@ -11,7 +11,7 @@
 //	 "cart_total_minor": 4599, "currency_code": "USD",
 //	 "cart_categories": ["shoes"], "cart_brands": [], "cart_merchant_ids": [],
 //	 "request_time": "2026-11-01T12:00:00Z", "top_k": 5, "explain": false,
-//	 "deadline_ms": 300}
+//	 "max_reasons": 3, "deadline_ms": 300}
 //
 // placement accepts "PLACEMENT_CART", "CART" or "cart". The cart total is sent
 // when cart_total_minor or currency_code is present. deadline_ms 0 or absent
@@ -69,6 +69,7 @@ type Scenario struct {
 	RequestTime        string   `json:"request_time"`
 	TopK               int32    `json:"top_k"`
 	Explain            bool     `json:"explain"`
+	MaxReasons         int32    `json:"max_reasons"`
 	DeadlineMS         int64    `json:"deadline_ms"`
 }
 
@@ -124,6 +125,7 @@ func (s *Scenario) Request() (*couponrankv1.RankCouponsRequest, error) {
 		Context:            rc,
 		TopK:               s.TopK,
 		Explain:            s.Explain,
+		MaxReasons:         s.MaxReasons,
 	}, nil
 }
 

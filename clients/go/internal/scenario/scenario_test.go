@@ -20,7 +20,7 @@ const input = `[
   {"name": "full", "request_id": "r-1", "user_id": "u1", "candidate_coupon_ids": ["c1", "c2", "c3"],
    "placement": "cart", "cart_total_minor": 4599, "currency_code": "USD",
    "cart_categories": ["shoes"], "cart_brands": ["acme"], "cart_merchant_ids": ["m1"],
-   "request_time": "2026-11-01T12:00:00Z", "top_k": 2, "explain": true, "deadline_ms": 2000},
+   "request_time": "2026-11-01T12:00:00Z", "top_k": 2, "explain": true, "max_reasons": 3, "deadline_ms": 2000},
   {"user_id": "u2", "placement": null, "candidate_coupon_ids": null},
   {"name": "fails", "user_id": "bad"},
   {"name": "bad placement", "user_id": "u3", "placement": "basket"}
@@ -44,7 +44,7 @@ func TestParseAndRequest(t *testing.T) {
 		ctx.GetCartTotal().GetAmountMinor() != 4599 || ctx.GetCartTotal().GetCurrencyCode() != "USD" ||
 		ctx.GetCartCategories()[0] != "shoes" || ctx.GetCartBrands()[0] != "acme" || ctx.GetCartMerchantIds()[0] != "m1" ||
 		!ctx.GetRequestTime().AsTime().Equal(time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)) ||
-		req.GetTopK() != 2 || !req.GetExplain() {
+		req.GetTopK() != 2 || !req.GetExplain() || req.GetMaxReasons() != 3 {
 		t.Errorf("request %v", req)
 	}
 	req, err = list[1].Request()

@@ -56,7 +56,7 @@ public final class Example {
   private static final Set<String> VALUE_FLAGS =
       Set.of(
           "addr", "user", "placement", "coupons", "cart-total", "currency", "categories", "top-k",
-          "timeout", "attempts", "scenarios", "connect-timeout");
+          "max-reasons", "timeout", "attempts", "scenarios", "connect-timeout");
 
   private static final String USAGE =
       String.join(
@@ -71,6 +71,7 @@ public final class Example {
           "  -categories string  comma-separated categories in the cart",
           "  -top-k int          maximum coupons to return (0: server default)",
           "  -explain            ask for per-feature score contributions",
+          "  -max-reasons int    with -explain: contributions per coupon, 1..50 (0: server default, 10 unless configured)",
           "  -timeout duration   deadline of each call, retries included, e.g. 500ms, 2s (default 500ms)",
           "  -attempts int       maximum attempts per call, retries on UNAVAILABLE only (default 3)",
           "  -connect-timeout duration  wait this long for the connection before the first call, so",
@@ -223,6 +224,7 @@ public final class Example {
         .setContext(ctx)
         .setTopK(Integer.parseInt(flags.getOrDefault("top-k", "0")))
         .setExplain(flags.containsKey("explain") && !"false".equals(flags.get("explain")))
+        .setMaxReasons(Integer.parseInt(flags.getOrDefault("max-reasons", "0")))
         .build();
   }
 

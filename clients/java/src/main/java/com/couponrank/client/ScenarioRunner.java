@@ -39,7 +39,7 @@ import java.util.Set;
  * <p>Input: a JSON array of objects; every key is optional except {@code user_id}: {@code name,
  * request_id, user_id, candidate_coupon_ids, placement ("PLACEMENT_CART", "CART" or "cart"),
  * cart_total_minor, currency_code, cart_categories, cart_brands, cart_merchant_ids, request_time
- * (RFC 3339), top_k, explain, deadline_ms}. The cart total is sent when {@code cart_total_minor}
+ * (RFC 3339), top_k, explain, max_reasons, deadline_ms}. The cart total is sent when {@code cart_total_minor}
  * or {@code currency_code} is present; {@code deadline_ms} 0 or absent means the client's default.
  * Unknown keys are an error.
  *
@@ -59,7 +59,7 @@ public final class ScenarioRunner {
       Set.of(
           "name", "request_id", "user_id", "candidate_coupon_ids", "placement",
           "cart_total_minor", "currency_code", "cart_categories", "cart_brands",
-          "cart_merchant_ids", "request_time", "top_k", "explain", "deadline_ms");
+          "cart_merchant_ids", "request_time", "top_k", "explain", "max_reasons", "deadline_ms");
 
   /** One scenario: the request to send, its deadline and how to report it. */
   public static final class Scenario {
@@ -144,7 +144,8 @@ public final class ScenarioRunner {
             .setUserId(str(o, "user_id", where))
             .addAllCandidateCouponIds(strs(o, "candidate_coupon_ids", where))
             .setTopK((int) num(o, "top_k", where))
-            .setExplain(bool(o, "explain", where));
+            .setExplain(bool(o, "explain", where))
+            .setMaxReasons((int) num(o, "max_reasons", where));
     long deadlineMs = num(o, "deadline_ms", where);
     Duration deadline = deadlineMs > 0 ? Duration.ofMillis(deadlineMs) : null;
     String invalid = null;

@@ -46,7 +46,7 @@ class ScenarioRunnerTest {
           + "  {\"name\": \"full\", \"request_id\": \"r-1\", \"user_id\": \"u1\", \"candidate_coupon_ids\": [\"c1\", \"c2\", \"c3\"],\n"
           + "   \"placement\": \"cart\", \"cart_total_minor\": 4599, \"currency_code\": \"USD\",\n"
           + "   \"cart_categories\": [\"shoes\"], \"cart_brands\": [\"acme\"], \"cart_merchant_ids\": [\"m1\"],\n"
-          + "   \"request_time\": \"2026-11-01T12:00:00Z\", \"top_k\": 2, \"explain\": true, \"deadline_ms\": 2000},\n"
+          + "   \"request_time\": \"2026-11-01T12:00:00Z\", \"top_k\": 2, \"explain\": true, \"max_reasons\": 3, \"deadline_ms\": 2000},\n"
           + "  {\"user_id\": \"u2\", \"placement\": null, \"candidate_coupon_ids\": null},\n"
           + "  {\"name\": \"fails\", \"user_id\": \"bad\"},\n"
           + "  {\"name\": \"bad placement\", \"user_id\": \"u3\", \"placement\": \"basket\"}\n"
@@ -108,6 +108,7 @@ class ScenarioRunnerTest {
     assertEquals(1793534400L, c.getRequestTime().getSeconds());
     assertEquals(2, r.getTopK());
     assertTrue(r.getExplain());
+    assertEquals(3, r.getMaxReasons());
     assertEquals(2000, list.get(0).deadline().toMillis());
 
     RankCouponsRequest minimal = list.get(1).request();
@@ -218,7 +219,7 @@ class ScenarioRunnerTest {
     int code =
         Example.run(
             new String[] {"-addr", addr, "-user", "u1", "-placement", "cart", "-coupons", "c1, c2",
-                "-cart-total", "1999", "-categories", "shoes", "-top-k", "3", "-explain", "-timeout", "2s"},
+                "-cart-total", "1999", "-categories", "shoes", "-top-k", "3", "-explain", "-max-reasons", "4", "-timeout", "2s"},
             System.in, new PrintStream(out, true, StandardCharsets.UTF_8), System.err);
     assertEquals(0, code);
     assertTrue(out.toString(StandardCharsets.UTF_8).contains("c2"));
@@ -229,6 +230,7 @@ class ScenarioRunnerTest {
     assertEquals("USD", sent.getContext().getCartTotal().getCurrencyCode());
     assertEquals(3, sent.getTopK());
     assertTrue(sent.getExplain());
+    assertEquals(4, sent.getMaxReasons());
   }
 
   @Test
