@@ -22,8 +22,13 @@ user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
               description="A shopper (users.user_id).")
 coupon = Entity(name="coupon", join_keys=["coupon_id"], value_type=ValueType.STRING,
                 description="A coupon (coupons.coupon_id).")
+# An entity keyed by something other than the user or the coupon says where a
+# candidate's value comes from (features/services.py FROM_COUPON_TAG): a column of the
+# coupon's attributes, filled in training from coupon_attributes and in serving from
+# the catalogue.
 category = Entity(name="category", join_keys=["category"], value_type=ValueType.STRING,
-                  description="An item category; for a coupon, its target category.")
+                  description="An item category; for a coupon, its target category.",
+                  tags={"couponrank.from_coupon": "coupon_target_category"})
 
 
 # Absolute paths: the DuckDB offline store resolves relative ones against the

@@ -34,3 +34,52 @@ def feature_names(store, service: str = DEFAULT_FEATURE_SERVICE) -> list[str]:
     for projection in get_service(store, service).feature_view_projections:
         names += [f.name for f in projection.features]
     return names
+
+
+# Join keys other than user_id and coupon_id are declared, not fixed: an entity whose
+# values come from the candidate coupon says which coupon_attributes column gives them,
+# in this tag (features/definitions.py: category <- coupon_target_category). Training
+# fills the entity column from the coupon's attributes at the impression; the server
+# from its catalogue.
+FROM_COUPON_TAG = "couponrank.from_coupon"
+REQUEST_KEYS = ("user_id", "coupon_id")  # filled from the request itself
+# Registries applied before the tag existed: the category entity meant the target category.
+IMPLIED_FROM_COUPON = {"category": "coupon_target_category"}
+
+
+class UndeclaredJoinKey(ValueError):
+    """A view is keyed by a join key nothing says how to fill."""
+
+
+def mapped_keys(store, service: str) -> dict[str, str]:
+    """{join key: coupon_attributes column} for every join key the service's views (and
+    its on-demand views' sources) are keyed by, other than user_id and coupon_id."""
+    fs = get_service(store, service)
+    odfvs = {v.name: v for v in store.list_on_demand_feature_views()}
+    views = []
+    for projection in fs.feature_view_projections:
+        if projection.name in odfvs:
+            views += list(odfvs[projection.name].source_feature_view_projections)
+        else:
+            views.append(projection.name)
+    declared = {}
+    for entity in store.list_entities():
+        column = (entity.tags or {}).get(FROM_COUPON_TAG) or IMPLIED_FROM_COUPON.get(entity.join_key)
+        if column:
+            declared[entity.join_key] = column
+    out = {}
+    for name in dict.fromkeys(views):
+        try:
+            keys = store.get_feature_view(name).join_keys
+        except Exception:  # not a stored view (e.g. the catalogue is one; an odfv's request source is not)
+            continue
+        for key in keys:
+            if key in REQUEST_KEYS:
+                continue
+            if key not in declared:
+                raise UndeclaredJoinKey(
+                    f"feature view {name} is keyed by {key!r}, which neither a request nor a declared entity fills: "
+                    f"declare it on its Entity, tags={{'{FROM_COUPON_TAG}': '<coupon_attributes column>'}} "
+                    f"(e.g. coupon_campaign_id)")
+            out[key] = declared[key]
+    return out

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
+import numpy as np
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -106,7 +107,7 @@ def _warm_up(ranker: Ranker) -> None:
         return
     try:
         ranker.submit(ranker.online.coupons.refresh).result(timeout=WARM_UP_TIMEOUT)
-        reads = [ranker.submit_read("__warm_up__", [cat.ids[0]], [cat.columns["coupon_target_category"][0]])
+        reads = [ranker.submit_read("__warm_up__", [cat.ids[0]], ranker.online.key_values(cat, np.arange(1)))
                  for _ in range(ranker.config.store_workers)]
         for future in reads:
             future.result(timeout=WARM_UP_TIMEOUT)

@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from couponrank.features import request_features
-from couponrank.features.services import DEFAULT_FEATURE_SERVICE, get_service
-from couponrank.server.catalog import Catalog
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE, get_service, mapped_keys
+from couponrank.server.catalog import STRING_COLUMNS, Catalog
 from couponrank.server.periodic import Periodic
 from couponrank.server.stages import RankRequest
 from couponrank.server.store_reader import StoreReader, StoreReadError, open_reader
@@ -210,17 +210,27 @@ class OnlineFeatures:
         self.names = [n for names in self.view_features.values() for n in names]
         self.reader = reader or open_reader(store, self.view_features, timeout)
         self.join_keys = {v: self.reader.views[v].join_keys for v in self.view_features}
-        for view, keys in self.join_keys.items():
-            unknown = set(keys) - {USER_KEY, COUPON_KEY, CATEGORY_KEY}
+        # join keys other than the user and the coupon: from a column of the candidate
+        # coupon's attributes, as the entity declares (features/services.py mapped_keys)
+        try:
+            self.key_columns = mapped_keys(store, service_name)
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        for view, keys in self.join_keys.items():  # the rules' and the request view's inputs too
+            unknown = sorted(set(keys) - {USER_KEY, COUPON_KEY} - set(self.key_columns))
             if unknown:
-                raise ValueError(f"feature view {view}: join key(s) {sorted(unknown)} cannot be filled from a "
-                                 f"RankCoupons request (only {USER_KEY}, {COUPON_KEY}, {CATEGORY_KEY})")
+                raise RegistryError(f"feature view {view}: join key(s) {unknown} cannot be filled from a "
+                                    f"RankCoupons request or a declared entity")
+        not_in_catalog = sorted(c for c in set(self.key_columns.values()) if c not in STRING_COLUMNS)
+        if not_in_catalog:
+            raise RegistryError(f"entities are declared to come from coupon_attributes column(s) the catalogue does "
+                                f"not hold: {', '.join(not_in_catalog)} (it holds {', '.join(STRING_COLUMNS)})")
         self.live_views = [v for v, keys in self.join_keys.items() if set(keys) != {COUPON_KEY}]
         # What any caller may see in explanations (server/callers.py): the coupon's own
         # features and those computed from the request and the coupon alone; the rest
         # describe the user's behaviour.
         self.public_features = sorted(
-            {n for v, keys in self.join_keys.items() if set(keys) == {COUPON_KEY} for n in self.view_features[v]}
+            {n for v, keys in self.join_keys.items() if USER_KEY not in keys for n in self.view_features[v]}
             | set(self.catalog_features)
             | (set(self.computed_features) - set(request_features.USER_OUTPUTS)))
         # every name a request's features hold (join_features): what a model may use
@@ -229,19 +239,40 @@ class OnlineFeatures:
         self.coupons = CouponFeatureCache(self.reader, [v for v in self.view_features if v not in self.live_views],
                                           coupon_ids, refresh_seconds)
 
-    def read(self, user_id: str, coupon_ids: Sequence[str], categories: Sequence[str]) -> dict[str, np.ndarray]:
-        """Every stored feature for the user x each coupon: float64 arrays, NaN for missing."""
+    def key_values(self, catalog: Catalog, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """The declared join keys' values for the candidates at catalogue ``rows``."""
+        return {key: catalog.take(column, rows) for key, column in self.key_columns.items()}
+
+    def read(self, user_id: str, coupon_ids: Sequence[str],
+             keys: Mapping[str, Sequence[str]] | Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Every stored feature for the user x each coupon: float64 arrays, NaN for missing.
+        ``keys``: the declared join keys' values per candidate (:meth:`key_values`); a plain
+        sequence is the candidates' categories."""
         n = len(coupon_ids)
         coupon_ids = list(coupon_ids)
+        if not isinstance(keys, Mapping):
+            keys = {CATEGORY_KEY: keys}
         requests, expand = [], []  # per live view: the read, and how its rows map to the candidates
         for view in self.live_views:
-            keys = self.join_keys[view]
-            if COUPON_KEY in keys:
-                requests.append((view, {USER_KEY: user_id, COUPON_KEY: coupon_ids, CATEGORY_KEY: list(categories)}, n))
+            view_keys = self.join_keys[view]
+            mapped = [k for k in view_keys if k in self.key_columns]
+            if COUPON_KEY in view_keys:
+                requests.append((view, {USER_KEY: user_id, COUPON_KEY: coupon_ids,
+                                        **{k: [str(v) for v in keys[k]] for k in mapped}}, n))
                 expand.append(None)
-            elif CATEGORY_KEY in keys:
-                distinct, inverse = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
-                requests.append((view, {USER_KEY: user_id, CATEGORY_KEY: list(distinct)}, len(distinct)))
+            elif mapped:  # one read per distinct value (tuple of values) among the candidates
+                if len(mapped) == 1:
+                    distinct, inverse = np.unique(np.asarray(keys[mapped[0]], dtype=object).astype(str),
+                                                  return_inverse=True)
+                    values = {mapped[0]: list(distinct)}
+                else:
+                    combined = np.asarray(["\x1f".join(str(keys[k][i]) for k in mapped) for i in range(n)])
+                    distinct, inverse = np.unique(combined, return_inverse=True)
+                    parts = [d.split("\x1f") for d in distinct]
+                    values = {k: [p[j] for p in parts] for j, k in enumerate(mapped)}
+                if USER_KEY in view_keys:
+                    values[USER_KEY] = user_id
+                requests.append((view, values, len(distinct)))
                 expand.append(inverse)
             else:
                 requests.append((view, {USER_KEY: user_id}, 1))

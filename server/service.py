@@ -395,9 +395,9 @@ class Ranker:
         """Run ``fn(*args)`` on the read pool, where a hung store cannot hold an RPC thread."""
         return self._pool.submit(fn, *args)
 
-    def submit_read(self, user_id: str, ids, categories) -> Future:
-        """Start one online read on the read pool."""
-        return self._pool.submit(self.online.read, user_id, list(ids), list(categories))
+    def submit_read(self, user_id: str, ids, keys) -> Future:
+        """Start one online read on the read pool (``keys``: OnlineFeatures.key_values)."""
+        return self._pool.submit(self.online.read, user_id, list(ids), keys)
 
     @staticmethod
     def _checkpoint(time_remaining: Callable[[], float | None], stage: str) -> None:
@@ -425,9 +425,9 @@ class Ranker:
             return RankOutcome([], ineligible, model.version, n_candidates=len(cands))
 
         self._checkpoint(time_remaining, "the online feature read")
-        categories = cat.take("coupon_target_category", kept.rows)
+        keys = self.online.key_values(cat, kept.rows)  # declared join keys (target category, ...)
         with stage_span(self.tracing, "online_read"):
-            read, problem, cause = self._read(req.user_id, kept.ids, categories, time_remaining)
+            read, problem, cause = self._read(req.user_id, kept.ids, keys, time_remaining)
         if read is None:
             self._checkpoint(time_remaining, "the fallback ranking")  # no answer past the deadline
             outcome = self._fallback(req, cat, kept, ineligible, problem, cause)
@@ -465,7 +465,7 @@ class Ranker:
             mask = self._public_masks[model.version] = np.isin(model.features, self.online.public_features)
         return mask
 
-    def _read(self, user_id: str, ids: np.ndarray, categories: np.ndarray,
+    def _read(self, user_id: str, ids: np.ndarray, keys: dict[str, np.ndarray],
               time_remaining: Callable[[], float | None]) -> tuple[dict | None, str, str]:
         """The online read under a timeout bounded by the deadline: (features, "", "")
         or (None, why not, degraded reason)."""
@@ -483,9 +483,9 @@ class Ranker:
         try:
             if self.read_inline:
                 self.online.reader.bound_wait(timeout)  # a locked SQLite file: wait no longer than the deadline allows
-                read = self.online.read(user_id, list(ids), list(categories))
+                read = self.online.read(user_id, list(ids), keys)
             else:
-                future = self.submit_read(user_id, ids, categories)
+                future = self.submit_read(user_id, ids, keys)
                 read = future.result(timeout=timeout)
             if self.metrics is not None:
                 self.metrics.online_read.observe(time.perf_counter() - started)

@@ -152,7 +152,32 @@ def tier_spend(inputs: pd.DataFrame) -> pd.DataFrame:
 
 
 odfv_unservable = FeatureService(name="odfv_unservable", features=[user_activity, tier_spend])
+
+# a view keyed by a new entity, declared to come from the coupon's campaign
+campaign = Entity(name="campaign", join_keys=["campaign_id"], value_type=ValueType.STRING,
+                  tags={"couponrank.from_coupon": "coupon_campaign_id"})
+campaign_facts = FeatureView(name="campaign_facts", entities=[campaign], ttl=NO_TTL,
+                             schema=[Field(name="campaign_coupons", dtype=Float64)], source=_source("campaign_facts"))
+campaign_test = FeatureService(name="campaign_test", features=[
+    _without(user_activity), _without(user_coupon_behaviour), user_category_affinity, user_coupon_usage,
+    coupon_stats, request_context_features, campaign_facts])
+
+# an entity nothing says how to fill
+region = Entity(name="region", join_keys=["region_id"], value_type=ValueType.STRING)
+region_facts = FeatureView(name="region_facts", entities=[region], ttl=NO_TTL,
+                           schema=[Field(name="region_coupons", dtype=Float64)], source=_source("region_facts"))
+undeclared_test = FeatureService(name="undeclared_test", features=[user_activity, region_facts])
 '''
+
+
+def _campaign_facts(ws) -> pd.DataFrame:
+    """One row per campaign (its number of coupons), stamped before any impression."""
+    attrs = pd.read_parquet(ws / "data" / "coupon_attributes.parquet")
+    counts = attrs.drop_duplicates("coupon_id").groupby("coupon_campaign_id").size()
+    stamp = attrs.event_timestamp.min() - pd.Timedelta(days=1)
+    return pd.DataFrame({"campaign_id": counts.index.astype(str), "campaign_coupons": counts.to_numpy(float),
+                         "event_timestamp": stamp, "created_timestamp": stamp}).astype(
+        {"event_timestamp": "datetime64[us, UTC]", "created_timestamp": "datetime64[us, UTC]"})
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +187,10 @@ def workspace(built, tmp_path_factory):
     ws = repo.init_workspace(tmp_path_factory.mktemp("services-ws") / "ws")
     for source in (built.repo / "data").glob("*.parquet"):
         shutil.copy2(source, ws / "data" / source.name)
+    facts = _campaign_facts(ws)
+    facts.to_parquet(ws / "data" / "campaign_facts.parquet")
+    facts.rename(columns={"campaign_id": "region_id", "campaign_coupons": "region_coupons"}).to_parquet(
+        ws / "data" / "region_facts.parquet")
     (ws / "definitions.py").write_text((ws / "definitions.py").read_text() + EXTRA_DEFINITIONS)
     repo.apply(ws)
     end = repo.last_snapshot(ws) + pd.Timedelta(seconds=1)
@@ -250,3 +279,52 @@ def test_an_on_demand_view_the_server_cannot_feed_is_refused_at_start(workspace)
     ws, _ = workspace
     with pytest.raises(RegistryError, match="tier_spend.*loyalty_tier|loyalty_tier"):
         OnlineFeatures(repo.store(ws), service_name="odfv_unservable")
+
+
+def test_a_view_keyed_by_a_declared_entity_trains_and_serves(built, workspace, tmp_path):
+    """A view keyed by a new entity (campaign_id) used to kill couponrank train with a
+    traceback (the entity frame's columns were fixed); the entity now declares the coupon
+    attribute its value comes from."""
+    from couponrank.server.main import build_ranker
+    from couponrank.training.dataset import build_training_set, label_impressions
+
+    ws, end = workspace
+    facts = _campaign_facts(ws).set_index("campaign_id").campaign_coupons
+    attrs = pd.read_parquet(ws / "data" / "coupon_attributes.parquet").drop_duplicates("coupon_id", keep="last")
+    campaign_of = attrs.set_index("coupon_id").coupon_campaign_id.astype(str)
+    assert facts.nunique() > 1  # campaigns differ: a wrong join would show
+
+    ts = build_training_set(ws, label_impressions(built.raw), "campaign_test")
+    expected = ts.frame.coupon_id.map(campaign_of).map(facts).to_numpy()
+    np.testing.assert_array_equal(ts.frame.campaign_coupons.to_numpy(), expected)
+
+    version = _train(built.raw, ws, tmp_path / "models", _config(tmp_path, "campaign_test"))
+    assert "campaign_coupons" in load_artifact(tmp_path / "models" / version).features
+    ranker = build_ranker(ws, tmp_path / "models")
+    try:
+        assert ranker.online.key_values(ranker.catalog.current, np.arange(1)).keys() == {"campaign_id", "category"}
+        cat = ranker.catalog.current
+        rows = np.arange(len(cat.ids))
+        read = ranker.online.read("u000001", list(cat.ids), ranker.online.key_values(cat, rows))
+        np.testing.assert_array_equal(read["campaign_coupons"], pd.Series(cat.ids).map(campaign_of).map(facts))
+        # and as Feast serves the view online
+        store = repo.store(ws)
+        some = sorted(facts.index)[:3]
+        got = store.get_online_features(features=["campaign_facts:campaign_coupons"],
+                                        entity_rows=[{"campaign_id": c} for c in some]).to_dict()
+        assert got["campaign_coupons"] == [facts[c] for c in some]
+    finally:
+        ranker.close()
+
+
+def test_a_view_keyed_by_an_undeclared_entity_is_refused_naming_it(built, workspace, tmp_path, capsys):
+    from couponrank.server.online import OnlineFeatures, RegistryError
+
+    ws, _ = workspace
+    code = main(["train", "--raw", str(built.raw), "--repo", str(ws), "--models", str(tmp_path / "models"),
+                 "--config", str(_config(tmp_path, "undeclared_test")), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "region_facts" in err and "'region_id'" in err and "couponrank.from_coupon" in err
+    assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
+    with pytest.raises(RegistryError, match="region_id"):
+        OnlineFeatures(repo.store(ws), service_name="undeclared_test")

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from couponrank.features import repo as feast_repo
-from couponrank.features.services import DEFAULT_FEATURE_SERVICE, feature_names, get_service  # noqa: F401 (re-exported)
+from couponrank.features.services import (DEFAULT_FEATURE_SERVICE, UndeclaredJoinKey, feature_names,  # noqa: F401
+                                          get_service, mapped_keys)
 
 KEY_COLUMNS = ["impression_id", "request_id", "user_id", "coupon_id", "event_timestamp"]
 
@@ -84,12 +86,23 @@ def build_training_set(repo: Path, impressions: pd.DataFrame, service: str, onli
     ``service`` through Feast, ``chunk_rows`` impressions at a time (0: all at once)."""
     store = feast_repo.store(repo, online)
     names = feature_names(store, service)
-    attrs = pd.read_parquet(Path(repo) / "data" / "coupon_attributes.parquet",
-                            columns=["coupon_id", "coupon_target_category"])
-    target = attrs.drop_duplicates("coupon_id", keep="last").set_index("coupon_id")["coupon_target_category"]
+    try:
+        keys = mapped_keys(store, service)  # join keys filled from the coupon's attributes
+    except UndeclaredJoinKey as exc:
+        raise TrainingDataError(str(exc)) from None
     entity_df = impressions[["impression_id", "user_id", "coupon_id", "event_timestamp",
                              "cart_value", "cart_categories", "placement"]].copy()
-    entity_df["category"] = entity_df.coupon_id.map(target).fillna("__unknown__")
+    if keys:
+        path = Path(repo) / "data" / "coupon_attributes.parquet"
+        try:
+            attrs = pd.read_parquet(path, columns=["coupon_id", *dict.fromkeys(keys.values())])
+        except (KeyError, ValueError, pa.ArrowInvalid) as exc:  # a declared column the source lacks
+            raise TrainingDataError(f"{path}: cannot read the columns entities are declared to come from "
+                                    f"({', '.join(sorted(set(keys.values())))}): {exc}") from None
+        # the latest attributes per coupon, as the server's catalogue holds them
+        latest = attrs.drop_duplicates("coupon_id", keep="last").set_index("coupon_id")
+        for key, column in keys.items():
+            entity_df[key] = entity_df.coupon_id.map(latest[column]).fillna("__unknown__").astype(str)
     entity_df["request_ts_unix"] = (
         entity_df.event_timestamp - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     entity_df["event_timestamp"] = entity_df.event_timestamp.astype("datetime64[us, UTC]")
