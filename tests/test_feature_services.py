@@ -328,3 +328,33 @@ def test_a_view_keyed_by_an_undeclared_entity_is_refused_naming_it(built, worksp
     assert not (tmp_path / "models").exists() or not any((tmp_path / "models").iterdir())
     with pytest.raises(RegistryError, match="region_id"):
         OnlineFeatures(repo.store(ws), service_name="undeclared_test")
+
+
+def test_a_hot_reload_to_a_model_whose_inputs_the_server_does_not_read_is_refused(built, workspace, tmp_path,
+                                                                                    caplog):
+    """Swapping between services the server already reads works (above); a model needing
+    inputs it does not read (here an engineer's on-demand view) keeps the old one serving."""
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import UNIX_CLOCK
+
+    ws, _ = workspace
+    version = _train(built.raw, ws, tmp_path / "odfv", _config(tmp_path, "odfv_test"))
+    first = load_artifact(built.models).version  # ranker_v2
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copytree(built.models / first, folder / first)
+    shutil.copytree(tmp_path / "odfv" / version, folder / version)
+    (folder / "LATEST").write_text(first + "\n")
+    (folder / "HISTORY").write_text(first + "\n")
+    running = serve(ws, folder, port=0, config=ServerConfig(model_refresh_seconds=0), clock=UNIX_CLOCK)
+    try:
+        assert main(["promote", version, "--models", str(folder)]) == 0
+        with caplog.at_level("ERROR", logger="couponrank.server.reload"):
+            assert not running.reloader.check()
+        assert running.ranker.model.version == first
+        assert "does not read: spend_per_order_30d, cart_to_order_value" in caplog.text
+        with CouponRankClient(f"127.0.0.1:{running.port}", timeout=10.0) as client:
+            assert client.rank_coupons("u000001", placement="home").model_version == first
+    finally:
+        running.stop(0).wait(5)

@@ -120,6 +120,37 @@ def test_auto_keeps_the_best_validation_ndcg_under_the_project_metric(data):
     assert two.candidates == pytest.approx({k: chosen.candidates[k] for k in two.candidates})
 
 
+def test_parameter_variants_are_tried_with_every_objective_and_the_best_kept(data):
+    train, valid, _ = data
+    config = small_config(["binary", "lambdarank"])
+    config["lightgbm_variants"] = [{}, {"num_leaves": 4, "learning_rate": 0.2}]
+    chosen = train_ranker(train, valid, FEATURES, config)
+    assert list(chosen.candidates) == ["binary (lightgbm)", "binary num_leaves=4 learning_rate=0.2",
+                                       "lambdarank (lightgbm)", "lambdarank num_leaves=4 learning_rate=0.2"]
+    best = max(chosen.candidates, key=chosen.candidates.get)
+    assert chosen.validation_ndcg == chosen.candidates[best]
+    assert best.startswith(chosen.objective + " ")
+    assert chosen.booster.params["objective"] == chosen.objective
+    assert chosen.booster.params["num_leaves"] == chosen.variant.get("num_leaves", config["lightgbm"]["num_leaves"])
+    # each candidate is what that objective and parameter set train alone
+    for objective in ("binary", "lambdarank"):
+        alone = small_config(objective)
+        alone["lightgbm"] = {**alone["lightgbm"], "num_leaves": 4, "learning_rate": 0.2}
+        assert train_ranker(train, valid, FEATURES, alone).validation_ndcg == pytest.approx(
+            chosen.candidates[f"{objective} num_leaves=4 learning_rate=0.2"], abs=1e-12)
+    # the sets really differ (else the test could not tell them apart)
+    assert chosen.candidates["binary (lightgbm)"] != chosen.candidates["binary num_leaves=4 learning_rate=0.2"]
+
+
+@pytest.mark.parametrize("bad", [{"num_leaves": 4}, [{"objective": "binary"}], ["x"]])
+def test_bad_parameter_variants_are_refused_naming_the_key(bad, data):
+    train, valid, _ = data
+    config = small_config("binary")
+    config["lightgbm_variants"] = bad
+    with pytest.raises(TrainingDataError, match="lightgbm_variants"):
+        train_ranker(train, valid, FEATURES, config)
+
+
 def lightgbm_convention_ndcg(frame: pd.DataFrame, scores: np.ndarray, k: int = 5) -> float:
     """LightGBM's ndcg@k: a group whose ideal DCG is 0 scores 1 and stays in the mean."""
     values = []

@@ -64,7 +64,8 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
     ranker = train_ranker(train_df, valid_df, features, config)
     seconds["ranker"] = time.perf_counter() - t
     tried = ", ".join(f"{k} {v:.4f}" for k, v in ranker.candidates.items())
-    _log(f"ranker: {ranker.objective}, {ranker.best_iteration} trees, validation NDCG@5 {ranker.validation_ndcg:.4f} "
+    variant = "".join(f" {k}={v}" for k, v in ranker.variant.items())
+    _log(f"ranker: {ranker.objective}{variant}, {ranker.best_iteration} trees, validation NDCG@5 {ranker.validation_ndcg:.4f} "
          f"(candidates: {tried}) ({seconds['ranker']:.1f}s)", quiet)
 
     t = time.perf_counter()
@@ -93,6 +94,8 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
             "objective": ranker.objective,
             # validation NDCG@5 of each objective tried, by the project's metric (groups with a gain)
             "objective_candidates": ranker.candidates,
+            # the kept candidate's lightgbm_variants overrides ({}: lightgbm's parameters as they are)
+            "lightgbm_variant": ranker.variant,
             "validation_ndcg@5": ranker.validation_ndcg,
             "metrics": {k: float(v) for k, v in summary.loc[evaluate.RANKER].items()
                         if isinstance(v, (int, float))},

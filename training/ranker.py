@@ -45,6 +45,10 @@ def load_config(path: Path = CONFIG_PATH) -> dict:
         objectives(config)
     except TrainingDataError as exc:
         raise TrainingDataError(f"{path}: {exc}") from None
+    try:
+        variants(config)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{path}: {exc}") from None
     service = config.setdefault("feature_service", DEFAULT_FEATURE_SERVICE)
     if not isinstance(service, str) or not service.strip():
         raise TrainingDataError(f"{path}: feature_service: expected the name of a feature service, got {service!r}")
@@ -65,6 +69,26 @@ def objectives(config: dict) -> list[str]:
         raise TrainingDataError(
             f"lightgbm.objective: unknown objective {', '.join(repr(n) for n in unknown)}; expected {allowed}")
     return list(dict.fromkeys(names))
+
+
+def variants(config: dict) -> list[dict]:
+    """``lightgbm_variants``: parameter sets tried with every objective, each overriding
+    ``lightgbm``'s (default: one, with no overrides)."""
+    value = config.get("lightgbm_variants") or [{}]
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise TrainingDataError(f"lightgbm_variants: expected a list of parameter mappings; got {value!r}")
+    for v in value:
+        bad = [k for k in v if not isinstance(k, str) or k in ("objective", "metric")]
+        if bad:
+            raise TrainingDataError(f"lightgbm_variants: {', '.join(map(repr, bad))} cannot vary "
+                                    "(objective: lightgbm.objective; metric follows the objective)")
+    return value
+
+
+def _candidate_name(objective: str, variant: dict, several: bool) -> str:
+    if not several:
+        return objective
+    return objective + (" " + " ".join(f"{k}={v}" for k, v in variant.items()) if variant else " (lightgbm)")
 
 
 def select_at(config: dict) -> int:
@@ -107,8 +131,10 @@ class TrainedRanker:
     # Validation NDCG@k of the kept model, the project's metric (training.metrics.ndcg_at_k).
     validation_ndcg: float
     objective: str = "lambdarank"
-    # Every objective tried -> its validation NDCG@k (project metric); the kept one is the max.
+    # Every candidate tried (objective, with its lightgbm_variants overrides when there are
+    # several) -> its validation NDCG@k (project metric); the kept one is the max.
     candidates: dict[str, float] = field(default_factory=dict)
+    variant: dict = field(default_factory=dict)  # the kept candidate's overrides of lightgbm
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw scores, the scale the server serves (for ``binary``: the log-odds, not the probability)."""
@@ -135,8 +161,8 @@ def _dataset(frame: pd.DataFrame, features: list[str], config: dict, objective: 
     )
 
 
-def _params(config: dict, features: list[str], objective: str) -> dict:
-    params = dict(config["lightgbm"])
+def _params(config: dict, features: list[str], objective: str, variant: dict | None = None) -> dict:
+    params = {**config["lightgbm"], **(variant or {})}
     monotone = config.get("monotone_constraints", {})
     params["monotone_constraints"] = [int(monotone.get(f, 0)) for f in features]
     params["objective"] = objective
@@ -175,24 +201,28 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
     k = select_at(config)
     train_sorted, valid_sorted = _sorted(train), _sorted(valid)
     X_valid = valid[features].to_numpy(np.float64)
-    results: dict[str, tuple[lgb.Booster, int, float]] = {}
+    sets = variants(config)
+    results: dict[str, tuple[lgb.Booster, int, float, str, dict]] = {}
     for objective in names:
-        dtrain = _dataset(train_sorted, features, config, objective)
-        dvalid = _dataset(valid_sorted, features, config, objective, reference=dtrain)
-        callbacks = []
-        if config.get("early_stopping_rounds"):  # 0 or null: keep every round
-            callbacks.append(lgb.early_stopping(config["early_stopping_rounds"], verbose=False))
-        booster = lgb.train(
-            _params(config, features, objective), dtrain, num_boost_round=config["num_boost_round"],
-            valid_sets=[dvalid], valid_names=["validation"], callbacks=callbacks,
-        )
-        best = booster.best_iteration or booster.current_iteration()
-        # scored in the validation frame's own row order: the test metrics' tie-break (metrics.py)
-        scores = booster.predict(X_valid, num_iteration=best, raw_score=True)
-        ndcg = ndcg_at_k(valid["label"].to_numpy(), scores, valid["request_id"].to_numpy(), k)
-        results[objective] = (booster, best, float(ndcg))
+        for variant in sets:
+            # a Dataset per candidate: its binning and pre-filtering follow the parameters
+            dtrain = _dataset(train_sorted, features, config, objective)
+            dvalid = _dataset(valid_sorted, features, config, objective, reference=dtrain)
+            callbacks = []
+            if config.get("early_stopping_rounds"):  # 0 or null: keep every round
+                callbacks.append(lgb.early_stopping(config["early_stopping_rounds"], verbose=False))
+            booster = lgb.train(
+                _params(config, features, objective, variant), dtrain, num_boost_round=config["num_boost_round"],
+                valid_sets=[dvalid], valid_names=["validation"], callbacks=callbacks,
+            )
+            best = booster.best_iteration or booster.current_iteration()
+            # scored in the validation frame's own row order: the test metrics' tie-break (metrics.py)
+            scores = booster.predict(X_valid, num_iteration=best, raw_score=True)
+            ndcg = ndcg_at_k(valid["label"].to_numpy(), scores, valid["request_id"].to_numpy(), k)
+            results[_candidate_name(objective, variant, len(sets) > 1)] = (booster, best, float(ndcg), objective,
+                                                                           dict(variant))
     candidates = {name: r[2] for name, r in results.items()}
     # NaN (no validation group with any gain) never wins; max keeps the first of equals
     chosen = max(candidates, key=lambda n: -np.inf if np.isnan(candidates[n]) else candidates[n])
-    booster, best, ndcg = results[chosen]
-    return TrainedRanker(booster, features, best, ndcg, chosen, candidates)
+    booster, best, ndcg, objective, variant = results[chosen]
+    return TrainedRanker(booster, features, best, ndcg, objective, candidates, variant)
