@@ -93,10 +93,35 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
     not_in_catalog = [f for f in features.catalog_features if f not in FLOAT_COLUMNS]
     if not_in_catalog:
         raise ModelMismatchError(f"coupon_attributes features the catalogue cannot serve: {', '.join(not_in_catalog)}")
+    _score_warm_up(features, catalog.current, ranker_model)
     ranker = Ranker(catalog, features, ranker_model, config)
     ranker.service_features = service_features  # what a hot-reloaded model is checked against
     _warm_up(ranker)
     return ranker
+
+
+def _score_warm_up(online: OnlineFeatures, cat, model: RankerModel) -> None:
+    """Score one candidate of a user the store does not know, built from the registry's
+    views as a request would be: a model that cannot be fed or scored is refused here
+    rather than failing every request."""
+    if not len(cat):
+        return
+    from couponrank.server.online import join_features
+    from couponrank.server.stages import RankRequest, assemble, score
+
+    rows = np.arange(1)
+    read = {name: np.full(1, np.nan) for name in online.names}
+    request = RankRequest(user_id="__warm_up__", candidate_ids=(str(cat.ids[0]),),
+                          now=float(np.nan_to_num(cat.columns["coupon_valid_from_unix"][0])))
+    try:
+        X = assemble(join_features(read, cat, rows, request, online.catalog_features, online.on_demand),
+                     model.features)
+        scores = score(model, X)
+    except Exception as exc:  # whatever fails here would fail every request
+        raise ModelMismatchError(f"model {model.version} cannot score a warm-up request "
+                                 f"({type(exc).__name__}: {exc})") from None
+    if scores.shape != (1,):
+        raise ModelMismatchError(f"model {model.version} gave {scores.shape} scores for one warm-up candidate")
 
 
 def _warm_up(ranker: Ranker) -> None:
