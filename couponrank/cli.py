@@ -79,28 +79,43 @@ def cmd_import(args) -> None:
 
 
 def cmd_build_features(args) -> None:
+    import shutil
+
     from couponrank.features import repo
     from couponrank.features.build import build_features
     from couponrank.features.cleaning import RawDataError
+    from couponrank.features.custom import BuilderError
 
-    repo.init_workspace(Path(args.repo))
+    folder = Path(args.repo)
+    # lay out a new folder as a Feast repository; never overwrite a workspace's own
+    # definitions.py (a feature engineer's views) with the project's
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for name in repo.REPO_FILES:
+        if not (folder / name).exists():
+            shutil.copy2(repo.REPO_DIR / name, folder / name)
     try:
-        summary = build_features(Path(args.raw), Path(args.repo), progress=not args.quiet)
+        summary = build_features(Path(args.raw), folder, progress=not args.quiet)
     except RawDataError as exc:
         raise CliError(str(exc)) from exc
+    except BuilderError as exc:
+        raise CliError(f"{exc} (build-features stopped; every file already in {folder / 'data'} is kept as it "
+                       "is)") from exc
     print("\n".join(summary.report.lines()))
     print(f"snapshots {summary.start:%Y-%m-%d} .. {summary.end:%Y-%m-%d}; "
-          f"wrote offline sources to {Path(args.repo) / 'data'} in {summary.seconds['total']:.1f}s")
+          f"wrote offline sources to {folder / 'data'} in {summary.seconds['total']:.1f}s")
     for name, rows in summary.rows.items():
-        print(f"  {name}: {rows:,} rows")
+        print(f"  {name}: {rows:,} rows" + (" (builders.py)" if name in summary.custom else ""))
+    for stale in summary.stale:
+        print(stale.line(), file=sys.stderr)
 
 
 def cmd_apply(args) -> None:
     from couponrank.features import repo
+    from couponrank.features.custom import OfflineSourceError
 
     try:
         repo.apply(Path(args.repo), online=args.online)
-    except repo.CopiedRegistryError as exc:
+    except (repo.CopiedRegistryError, OfflineSourceError) as exc:
         raise CliError(str(exc)) from exc
 
 
@@ -342,13 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0, help="seed of the --households sample (default: %(default)s)")
 
     sp = add("build-features", cmd_build_features,
-             "Clean raw events and write point-in-time feature snapshots as the Feast offline sources.")
+             "Clean raw events and write point-in-time feature snapshots as the Feast offline sources: the "
+             "built-in views', then one per builder in REPO/builders.py (docs/adding-a-feature.md). Warns about "
+             "each Parquet file in REPO/data that neither wrote (stale). A failing builder stops it (exit 2), "
+             "keeping what REPO/data holds.")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--repo", default=str(DEFAULT_REPO),
-                    help="Feast repository; sources go to REPO/data (default: %(default)s)")
+                    help="Feast repository; sources go to REPO/data; a new folder gets the project's "
+                         "definitions, an existing one keeps its own (default: %(default)s)")
 
     for name, func, help_ in (
-        ("apply", cmd_apply, "Register the feature repository (what `feast apply` does)."),
+        ("apply", cmd_apply, "Register the feature repository (what `feast apply` does), after checking its "
+                             "Parquet offline sources: a timestamp column in nanoseconds or without a zone is "
+                             "refused (exit 2) naming file and column."),
         ("materialize", cmd_materialize, "Load the latest feature values into the online store."),
     ):
         sp = add(name, func, help_)

@@ -4,6 +4,10 @@ write them as the Feast offline sources under ``<repo>/data/``.
 Each output is one Parquet file per feature view in ``definitions.py`` with the
 view's entity keys, ``event_timestamp`` (the snapshot's midnight), ``created_timestamp``
 and exactly the view's feature columns (a test holds the two together).
+
+A workspace's own sources come from the builders in its ``builders.py``
+(features/custom.py), run after the built-in views and written the same way; a Parquet
+file under ``data/`` that neither wrote is reported as stale (not rebuilt).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from couponrank.features import custom
 from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
 from couponrank.features.request_features import ALL_CATEGORIES
 from couponrank.features.snapshots import Window, change_days, snapshot_windows
@@ -26,6 +31,34 @@ DAY = pd.Timedelta(days=1)
 RATE_PRIOR_STRENGTH = 20.0
 NEUTRAL_RATE = 0.05
 
+# The built-in views' sources, in the order build_features writes them.
+BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
+            "user_coupon_coverage", "coupon_stats", "coupon_attributes")
+
+
+@dataclass
+class StaleSource:
+    """A Parquet file under data/ that this build did not write (no built-in view or
+    builder makes it): written ``age_seconds`` before this build's sources."""
+
+    path: Path
+    age_seconds: float
+
+    def line(self) -> str:
+        return (f"warning: {self.path} was not rebuilt (stale: written {_age(self.age_seconds)} before this "
+                f"build); no built-in view or builders.py builder writes it: add a builder "
+                f"(docs/adding-a-feature.md) or delete the file")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {rest // 60} min"
+    return f"{rest // 60} min {rest % 60} s" if rest >= 60 else f"{rest} s"
 
 
 @dataclass
@@ -35,6 +68,8 @@ class BuildSummary:
     report: CleaningReport | None = None
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
+    custom: list[str] = field(default_factory=list)  # sources written by builders.py, in order
+    stale: list[StaleSource] = field(default_factory=list)
 
 
 @dataclass
@@ -345,12 +380,42 @@ def make_clock(data: CleanData) -> _Clock:
     return _Clock(origin, int((ts.max() - origin) // DAY) + 1)
 
 
+def _write(out_dir: Path, name: str, df: pd.DataFrame) -> None:
+    tmp = out_dir / f".{name}.parquet.tmp"
+    # write then rename: a failed run never leaves a half-written source behind
+    try:
+        pq.write_table(_arrow(df), tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(out_dir / f"{name}.parquet")
+
+
+def _stale(out_dir: Path, written: set[str]) -> list[StaleSource]:
+    """The Parquet files under ``out_dir`` not written in this run, with their age
+    relative to the newest one written (file times on both sides: no clock read)."""
+    ours = [(out_dir / f"{name}.parquet").stat().st_mtime for name in written]
+    built_at = max(ours) if ours else 0.0
+    return [StaleSource(path, built_at - path.stat().st_mtime)
+            for path in sorted(out_dir.glob("*.parquet"))
+            if not path.name.startswith(".") and path.stem not in written]
+
+
 def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> BuildSummary:
-    """Clean ``raw_dir`` and write every offline source into ``repo_dir/data``."""
+    """Clean ``raw_dir`` and write every offline source into ``repo_dir/data``: the
+    built-in views', then those of the builders in ``repo_dir/builders.py``
+    (features/custom.py; BuilderError names a builder that fails). ``summary.stale``
+    lists the Parquet files there that neither wrote."""
     from tqdm import tqdm
 
     summary = BuildSummary()
     t0 = time.perf_counter()
+    builders = custom.load_builders(repo_dir)  # first: a broken builders.py costs no build
+    clash = [b.name for b in builders if b.name in BUILT_IN]
+    if clash:
+        raise custom.BuilderError(f"{Path(repo_dir) / custom.BUILDERS_FILE}: builder '{clash[0]}' would overwrite "
+                                  f"the built-in view's source data/{clash[0]}.parquet: give it another name; "
+                                  f"nothing was built")
     data = clean_raw(raw_dir)
     summary.report = data.report
     summary.seconds["clean"] = time.perf_counter() - t0
@@ -367,17 +432,31 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "coupon_stats": lambda: coupon_stats(data, clock, coupon_ids),
         "coupon_attributes": lambda: coupon_attributes(data),
     }
+    assert tuple(jobs) == BUILT_IN
     out_dir = Path(repo_dir) / "data"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, job in tqdm(jobs.items(), desc="build-features", disable=not progress, unit="view"):
-        t = time.perf_counter()
-        df = job()
-        tmp = out_dir / f".{name}.parquet.tmp"
-        # write then rename: a failed run never leaves a half-written source behind
-        pq.write_table(_arrow(df), tmp)
-        tmp.replace(out_dir / f"{name}.parquet")
-        summary.rows[name] = len(df)
-        summary.seconds[name] = time.perf_counter() - t
-    data.report.save(out_dir / "cleaning_report.json")
+    with tqdm(total=len(jobs) + len(builders), desc="build-features", disable=not progress, unit="view") as bar:
+        for name, job in jobs.items():
+            t = time.perf_counter()
+            df = job()
+            _write(out_dir, name, df)
+            summary.rows[name] = len(df)
+            summary.seconds[name] = time.perf_counter() - t
+            bar.update()
+        data.report.save(out_dir / "cleaning_report.json")
+        for builder in builders:
+            t = time.perf_counter()
+            # checked before anything is written: a failing builder leaves its old file as it was
+            df = custom.run_builder(builder, data)
+            try:
+                _write(out_dir, builder.name, df)
+            except Exception as exc:
+                raise custom.BuilderError(f"{builder.where}: its frame cannot be written as Parquet "
+                                          f"({type(exc).__name__}: {exc})") from exc
+            summary.rows[builder.name] = len(df)
+            summary.seconds[builder.name] = time.perf_counter() - t
+            summary.custom.append(builder.name)
+            bar.update()
+    summary.stale = _stale(out_dir, set(summary.rows))
     summary.seconds["total"] = time.perf_counter() - t0
     return summary

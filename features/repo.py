@@ -184,12 +184,30 @@ def apply(repo: Path, online: str = "sqlite") -> None:
     configuration names, not per registry, and Feast applies Redis stores without an
     infra diff (only views removed from definitions.py are deleted); the check still
     runs with ``online="redis"`` so that a later SQLite apply finds a clean registry.
+
+    Before either, every local Parquet file a FileSource of the repository names is
+    checked (schemas only): a timestamp column in nanoseconds (DuckDB, the offline
+    store, fails at materialize with ``ConversionException ... TIMESTAMPTZ_NS ->
+    TIMESTAMP``) or without a zone (ambiguous) raises OfflineSourceError naming the file
+    and column, and nothing is applied or moved.
     """
     repo = Path(repo).resolve()
     config = load_repo_config(repo, yaml_for(repo, online))
+    _check_offline_sources(repo)
     _set_aside_copied_registry(repo, config)
     with _inside(repo):
         apply_total(config, repo, skip_source_validation=False)
+
+
+def _check_offline_sources(repo: Path) -> None:
+    """OfflineSourceError for a Parquet source of the repository's definitions with a
+    nanosecond or zone-less timestamp column (couponrank.features.custom)."""
+    from feast.repo_operations import parse_repo
+
+    from couponrank.features.custom import check_parquet_sources, parquet_sources
+
+    with _inside(repo):  # relative source paths resolve against the repository, as in Feast's apply
+        check_parquet_sources(parquet_sources(parse_repo(repo).data_sources))
 
 
 # Our views have no TTL, so a full materialization must start before any source row.
