@@ -226,6 +226,8 @@ def test_a_service_without_the_rules_views_still_has_its_limits_enforced(built, 
     running = serve(ws, tmp_path / "models", port=0, config=ServerConfig(), clock=UNIX_CLOCK)
     try:
         assert running.ranker.model.feature_service == "ruleless_test"
+        # both rules' inputs are read though the service holds neither view (budget: BUDGET_EXHAUSTED)
+        assert {"ucp_redemptions_total", "coupon_budget_used_frac"} <= set(running.ranker.online.names)
         with CouponRankClient(f"127.0.0.1:{running.port}", timeout=10.0) as client:
             res = client.rank_coupons(str(hit.user_id), candidate_ids=[str(hit.coupon_id)], placement="home",
                                       cart_total_minor=10_000_000, request_time=T.to_pydatetime())
