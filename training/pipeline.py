@@ -18,7 +18,7 @@ from couponrank.training import artifact, evaluate, report
 from couponrank.training.calibration import Calibrator, expected_calibration_error, fit_calibrator
 from couponrank.training.dataset import TrainingDataError, TrainingSet, build_training_set, label_impressions, log_end
 from couponrank.training.ranker import load_config, train_ranker
-from couponrank.training.split import TimeSplit, label_known, time_split
+from couponrank.training.split import TimeSplit, label_known, make_split
 
 
 @dataclass
@@ -53,12 +53,15 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
                                 f"config names '{config['feature_service']}'; rebuild it")
     frame, features = training_set.frame, training_set.features
     split, frame, left_out = split_frame(frame, config, raw)
-    part = split.assign(frame.event_timestamp)
+    part = split.assign(frame.event_timestamp, frame.get("campaign_id"))
     train_df, valid_df, test_df = (frame[part == p] for p in ("train", "validation", "test"))
     _log(f"split: train {split.train_start:%Y-%m-%d}..{split.validation_start:%Y-%m-%d} ({len(train_df):,}), "
          f"validation ..{split.test_start:%Y-%m-%d} ({len(valid_df):,}), "
          f"test ..{split.test_end:%Y-%m-%d} ({len(test_df):,}); left out: {left_out['crosses_cut']:,} whose "
-         f"label window crosses into the next period, {left_out['censored']:,} censored at the log's end", quiet)
+         f"label window crosses into the next period, {left_out['censored']:,} censored at the log's end"
+         + ("; by campaign: " + ", ".join(f"{sum(q == p for _, q in split.campaigns)} {p}"
+                                           for p in ("train", "validation", "test")) if split.campaigns else ""),
+         quiet)
 
     t = time.perf_counter()
     ranker = train_ranker(train_df, valid_df, features, config)
@@ -133,11 +136,25 @@ def _closes(frame: pd.DataFrame, config: dict):
 def split_frame(frame: pd.DataFrame, config: dict, raw: Path | None) -> tuple[TimeSplit, pd.DataFrame, dict]:
     """The split, the impressions whose labels were known in time (split.label_known),
     and how many were left out."""
-    split = time_split(frame.event_timestamp, **config["split"])
+    by_campaign = any(k in config["split"] for k in ("validation_campaigns", "test_campaigns"))
+    if by_campaign:
+        frame = with_campaigns(frame, raw)
+    split = make_split(frame.event_timestamp, config["split"], frame.get("campaign_id"))
     end = log_end(raw) if raw is not None and (Path(raw) / "coupon_events.parquet").exists() \
         else frame.event_timestamp.max()
-    keep, left_out = label_known(frame.event_timestamp, split, _closes(frame, config), end)
+    keep, left_out = label_known(frame.event_timestamp, split, _closes(frame, config), end, frame.get("campaign_id"))
     return split, frame[keep], left_out
+
+
+def with_campaigns(frame: pd.DataFrame, raw: Path | None) -> pd.DataFrame:
+    """``frame`` with each impression's campaign (its coupon's campaign_id in the raw data)."""
+    if "campaign_id" in frame:
+        return frame
+    if raw is None or not (Path(raw) / "coupons.parquet").exists():
+        raise TrainingDataError("split by campaign: the raw coupons table (coupons.campaign_id) is needed")
+    coupons = pd.read_parquet(Path(raw) / "coupons.parquet", columns=["coupon_id", "campaign_id"])
+    campaign = coupons.drop_duplicates("coupon_id", keep="last").set_index("coupon_id")["campaign_id"]
+    return frame.assign(campaign_id=frame.coupon_id.map(campaign))
 
 
 REPORT_FILES = ("report.html", "ndcg_at_k.png", "feature_importance.png", "calibration.png", "metrics.csv",
@@ -192,9 +209,10 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     if missing:
         raise artifact.ArtifactError(f"{art.path}: model features missing from the registry: {', '.join(missing)}")
     split = TimeSplit.from_dict(art.metadata["split"])
-    keep, _ = label_known(ts.frame.event_timestamp, split, _closes(ts.frame, config), log_end(raw))
-    frame = ts.frame[keep]
-    part = split.assign(frame.event_timestamp)
+    frame = with_campaigns(ts.frame, raw) if split.campaigns else ts.frame
+    keep, _ = label_known(frame.event_timestamp, split, _closes(frame, config), log_end(raw), frame.get("campaign_id"))
+    frame = frame[keep]
+    part = split.assign(frame.event_timestamp, frame.get("campaign_id"))
     train_df, test_df = frame[part == "train"], frame[part == "test"]
     booster = lgb.Booster(model_file=str(art.model_file))
     scores = booster.predict(test_df[art.features].to_numpy(np.float64), raw_score=True)  # as served
