@@ -110,3 +110,26 @@ def test_train_and_evaluate_split_by_campaign(generated_features, tmp_path, caps
                  "--out", str(tmp_path / "eval"), "--quiet"]) == 0
     assert (tmp_path / "eval" / "metrics.csv").is_file()
     np.testing.assert_equal(sorted(parts.values()).count("train"), len(parts) - 2)
+
+
+def test_warm_up_days_leave_out_the_first_impressions_and_count_them(generated_features, tmp_path):
+    from couponrank.training.dataset import data_start, label_impressions
+    from couponrank.training.pipeline import split_frame
+    from couponrank.training.ranker import load_config
+
+    raw, _ = generated_features
+    frame = label_impressions(raw)
+    config = load_config()
+    config["split"] = {"validation_fraction": 0.15, "test_fraction": 0.2}
+    _, without, left = split_frame(frame, {**config, "warm_up_days": 0}, raw)
+    assert "warm_up" not in left
+    _, with_warm_up, left_w = split_frame(frame, {**config, "warm_up_days": 7}, raw)
+    until = data_start(raw) + pd.Timedelta(days=7)
+    assert with_warm_up.event_timestamp.min() >= until
+    early = int((without.event_timestamp < until).sum())
+    assert early > 0 and left_w["warm_up"] == early and len(with_warm_up) == len(without) - early
+    assert {k: left_w[k] for k in ("crosses_cut", "censored")} == left
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONFIG_PATH.read_text().replace("warm_up_days: 0", "warm_up_days: -3"))
+    with pytest.raises(Exception, match="warm_up_days"):
+        load_config(bad)

@@ -62,6 +62,17 @@ def label_impressions(raw_dir: Path, label_window: timedelta | None = timedelta(
     return out.sort_values(["event_timestamp", "request_id", "position"]).reset_index(drop=True)
 
 
+def data_start(raw_dir: Path) -> pd.Timestamp:
+    """The first event of the raw data (behaviour or coupon): feature windows reaching
+    before it are truncated."""
+    starts = [pd.read_parquet(Path(raw_dir) / f"{t}.parquet", columns=["event_ts"]).event_ts.min()
+              for t in ("behaviour_events", "coupon_events") if (Path(raw_dir) / f"{t}.parquet").exists()]
+    starts = [s for s in starts if pd.notna(s)]
+    if not starts:
+        raise TrainingDataError(f"{raw_dir}: no events to start the data from")
+    return min(starts)
+
+
 def log_end(raw_dir: Path) -> pd.Timestamp:
     """The last event of the coupon log: labels of later windows are unknown (censored)."""
     return pd.read_parquet(Path(raw_dir) / "coupon_events.parquet", columns=["event_ts"]).event_ts.max()

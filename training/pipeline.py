@@ -16,7 +16,8 @@ from couponrank.clock import utc_now
 from couponrank.features.services import DEFAULT_FEATURE_SERVICE
 from couponrank.training import artifact, evaluate, report
 from couponrank.training.calibration import Calibrator, expected_calibration_error, fit_calibrator
-from couponrank.training.dataset import TrainingDataError, TrainingSet, build_training_set, label_impressions, log_end
+from couponrank.training.dataset import (TrainingDataError, TrainingSet, build_training_set, data_start,
+                                         label_impressions, log_end)
 from couponrank.training.ranker import load_config, train_ranker
 from couponrank.training.split import TimeSplit, label_known, make_split
 
@@ -59,6 +60,7 @@ def train(raw: Path, repo: Path, models_dir: Path, config_path: Path | None = No
          f"validation ..{split.test_start:%Y-%m-%d} ({len(valid_df):,}), "
          f"test ..{split.test_end:%Y-%m-%d} ({len(test_df):,}); left out: {left_out['crosses_cut']:,} whose "
          f"label window crosses into the next period, {left_out['censored']:,} censored at the log's end"
+         + (f", {left_out['warm_up']:,} in the warm-up" if "warm_up" in left_out else "")
          + ("; by campaign: " + ", ".join(f"{sum(q == p for _, q in split.campaigns)} {p}"
                                            for p in ("train", "validation", "test")) if split.campaigns else ""),
          quiet)
@@ -143,7 +145,24 @@ def split_frame(frame: pd.DataFrame, config: dict, raw: Path | None) -> tuple[Ti
     end = log_end(raw) if raw is not None and (Path(raw) / "coupon_events.parquet").exists() \
         else frame.event_timestamp.max()
     keep, left_out = label_known(frame.event_timestamp, split, _closes(frame, config), end, frame.get("campaign_id"))
+    warm_up = warm_up_until(frame, config, raw)
+    if warm_up is not None:
+        early = (frame.event_timestamp < warm_up).to_numpy() & keep
+        left_out["warm_up"] = int(early.sum())
+        keep &= ~early
     return split, frame[keep], left_out
+
+
+def warm_up_until(frame: pd.DataFrame, config: dict, raw: Path | None) -> pd.Timestamp | None:
+    """``warm_up_days`` after the data's first event: impressions before it see feature
+    windows the data's start cuts short, and are left out (None: no warm-up)."""
+    days = config.get("warm_up_days") or 0
+    if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
+        raise TrainingDataError(f"warm_up_days: expected a number of days >= 0, got {days!r}")
+    if not days:
+        return None
+    start = data_start(raw) if raw is not None and Path(raw).exists() else frame.event_timestamp.min()
+    return start + pd.Timedelta(days=days)
 
 
 def with_campaigns(frame: pd.DataFrame, raw: Path | None) -> pd.DataFrame:
@@ -211,6 +230,9 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
     split = TimeSplit.from_dict(art.metadata["split"])
     frame = with_campaigns(ts.frame, raw) if split.campaigns else ts.frame
     keep, _ = label_known(frame.event_timestamp, split, _closes(frame, config), log_end(raw), frame.get("campaign_id"))
+    warm_up = warm_up_until(frame, config, raw)
+    if warm_up is not None:
+        keep &= (frame.event_timestamp >= warm_up).to_numpy()
     frame = frame[keep]
     part = split.assign(frame.event_timestamp, frame.get("campaign_id"))
     train_df, test_df = frame[part == "train"], frame[part == "test"]

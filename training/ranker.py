@@ -49,6 +49,9 @@ def load_config(path: Path = CONFIG_PATH) -> dict:
         variants(config)
     except TrainingDataError as exc:
         raise TrainingDataError(f"{path}: {exc}") from None
+    days = config.get("warm_up_days", 0)
+    if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
+        raise TrainingDataError(f"{path}: warm_up_days: expected a number of days >= 0, got {days!r}")
     service = config.setdefault("feature_service", DEFAULT_FEATURE_SERVICE)
     if not isinstance(service, str) or not service.strip():
         raise TrainingDataError(f"{path}: feature_service: expected the name of a feature service, got {service!r}")
