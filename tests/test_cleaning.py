@@ -91,7 +91,9 @@ def test_bad_rows_are_dropped_and_counted(raw):
     def coupon_events(df):
         early_claim = df.iloc[[2]].assign(event_id="y1", event_ts=at(1, 1))  # before impression e1
         orphan = df.iloc[[2]].assign(event_id="y2", impression_id="nope")
-        return pd.concat([df, early_claim, orphan])
+        red = df[df.event_type == "redemption"].iloc[[0]]
+        no_order = red.assign(event_id="y3", order_id=None)  # kept: the order is optional
+        return pd.concat([df, early_claim, orphan, no_order])
 
     _edit(raw, "items", items)
     _edit(raw, "coupons", coupons)
@@ -109,6 +111,8 @@ def test_bad_rows_are_dropped_and_counted(raw):
         "claim/redemption without a known impression": 1,
     }
     assert len(data.coupons) == len(handmade.coupons())
+    kept = data.coupon_events.set_index("event_id")
+    assert "y3" in kept.index and kept.loc["y3", "event_type"] == "redemption" and pd.isna(kept.loc["y3", "order_id"])
 
 
 def test_cli_reports_bad_file_without_traceback(raw, tmp_path, capsys):
