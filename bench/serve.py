@@ -6,7 +6,7 @@ Set-up, once (cached in --workdir; delete it to start over): synthetic data with
 enough coupons that 500 are valid at once (10k users, 4,000 coupons, 60 days),
 features built, registry applied, every view materialized into SQLite by Feast, a
 point-in-time training set, and a ranker trained with early stopping off so that it
-has exactly 300 trees over the 58 features of ``ranker_v1``; then the trees are
+has exactly 300 trees over the features of the shipped config's feature service; then the trees are
 compiled (timed: the cost the compiled-model cache saves at each start).
 
 Then, in the same run:
@@ -17,7 +17,7 @@ Then, in the same run:
    explanations. Users are drawn at random from those with features, candidates at
    random from the coupons valid at the request time, placement and cart at random.
 2. **naive**, the baseline, in this process: Feast ``get_online_features`` with the
-   ``ranker_v1`` feature service for the user x the same candidates (the on-demand
+   model's feature service for the user x the same candidates (the on-demand
    features computed by Feast from the request data), then ``Booster.predict``. Its
    scores are checked against the server's for the same request.
 3. **throughput**: ghz (the gRPC load tool; installed into bench/.bin by
@@ -189,8 +189,9 @@ class NaivePath:
         from couponrank.training.artifact import load_artifact
 
         self.store = feast_repo.store(ws)
-        self.service = self.store.get_feature_service("ranker_v1")
         art = load_artifact(models)
+        # the service the model was trained on (artifacts without one: ranker_v1)
+        self.service = self.store.get_feature_service(art.metadata.get("feature_service", "ranker_v1"))
         self.booster = lgb.Booster(model_file=str(art.model_file))
         self.features = list(art.features)
         attrs = pd.read_parquet(ws / "data" / "coupon_attributes.parquet", columns=["coupon_id", "coupon_target_category"])
