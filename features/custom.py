@@ -37,13 +37,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from couponrank.features.services import IMPLIED_FROM_COUPON, REQUEST_KEYS
+
 BUILDERS_FILE = "builders.py"
 # The module name builders.py is imported under (and forgotten after), as Feast imports
 # definitions.py under "definitions".
 MODULE = "builders"
 TIMESTAMPS = ("event_timestamp", "created_timestamp")
 # The project's entities' join keys (definitions.py): always stored as strings.
-JOIN_KEYS = ("user_id", "coupon_id", "category")
+JOIN_KEYS = (*REQUEST_KEYS, *IMPLIED_FROM_COUPON)
 TIMESTAMP_FIX = "write timestamps as microseconds UTC"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

@@ -18,7 +18,7 @@ from couponrank.training import artifact, evaluate, report
 from couponrank.training.calibration import Calibrator, expected_calibration_error, fit_calibrator
 from couponrank.training.dataset import (TrainingDataError, TrainingSet, build_training_set, data_start,
                                          label_impressions, log_end)
-from couponrank.training.ranker import load_config, train_ranker
+from couponrank.training.ranker import load_config, train_ranker, warm_up_days
 from couponrank.training.split import TimeSplit, label_known, make_split
 
 
@@ -142,6 +142,13 @@ def split_frame(frame: pd.DataFrame, config: dict, raw: Path | None) -> tuple[Ti
     if by_campaign:
         frame = with_campaigns(frame, raw)
     split = make_split(frame.event_timestamp, config["split"], frame.get("campaign_id"))
+    keep, left_out = known_rows(frame, split, config, raw)
+    return split, frame[keep], left_out
+
+
+def known_rows(frame: pd.DataFrame, split: TimeSplit, config: dict, raw: Path | None) -> tuple[np.ndarray, dict]:
+    """Which impressions a model may learn from or be scored on: labels known in time
+    (split.label_known) and past the warm-up; and how many were left out, by why."""
     end = log_end(raw) if raw is not None and (Path(raw) / "coupon_events.parquet").exists() \
         else frame.event_timestamp.max()
     keep, left_out = label_known(frame.event_timestamp, split, _closes(frame, config), end, frame.get("campaign_id"))
@@ -150,15 +157,13 @@ def split_frame(frame: pd.DataFrame, config: dict, raw: Path | None) -> tuple[Ti
         early = (frame.event_timestamp < warm_up).to_numpy() & keep
         left_out["warm_up"] = int(early.sum())
         keep &= ~early
-    return split, frame[keep], left_out
+    return keep, left_out
 
 
 def warm_up_until(frame: pd.DataFrame, config: dict, raw: Path | None) -> pd.Timestamp | None:
     """``warm_up_days`` after the data's first event: impressions before it see feature
     windows the data's start cuts short, and are left out (None: no warm-up)."""
-    days = config.get("warm_up_days") or 0
-    if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
-        raise TrainingDataError(f"warm_up_days: expected a number of days >= 0, got {days!r}")
+    days = warm_up_days(config)
     if not days:
         return None
     start = data_start(raw) if raw is not None and Path(raw).exists() else frame.event_timestamp.min()
@@ -229,10 +234,7 @@ def evaluate_model(model: Path, raw: Path, repo: Path, out: Path | None = None,
         raise artifact.ArtifactError(f"{art.path}: model features missing from the registry: {', '.join(missing)}")
     split = TimeSplit.from_dict(art.metadata["split"])
     frame = with_campaigns(ts.frame, raw) if split.campaigns else ts.frame
-    keep, _ = label_known(frame.event_timestamp, split, _closes(frame, config), log_end(raw), frame.get("campaign_id"))
-    warm_up = warm_up_until(frame, config, raw)
-    if warm_up is not None:
-        keep &= (frame.event_timestamp >= warm_up).to_numpy()
+    keep, _ = known_rows(frame, split, config, raw)
     frame = frame[keep]
     part = split.assign(frame.event_timestamp, frame.get("campaign_id"))
     train_df, test_df = frame[part == "train"], frame[part == "test"]

@@ -49,9 +49,10 @@ def load_config(path: Path = CONFIG_PATH) -> dict:
         variants(config)
     except TrainingDataError as exc:
         raise TrainingDataError(f"{path}: {exc}") from None
-    days = config.get("warm_up_days", 0)
-    if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
-        raise TrainingDataError(f"{path}: warm_up_days: expected a number of days >= 0, got {days!r}")
+    try:
+        warm_up_days(config)
+    except TrainingDataError as exc:
+        raise TrainingDataError(f"{path}: {exc}") from None
     service = config.setdefault("feature_service", DEFAULT_FEATURE_SERVICE)
     if not isinstance(service, str) or not service.strip():
         raise TrainingDataError(f"{path}: feature_service: expected the name of a feature service, got {service!r}")
@@ -86,6 +87,14 @@ def variants(config: dict) -> list[dict]:
             raise TrainingDataError(f"lightgbm_variants: {', '.join(map(repr, bad))} cannot vary "
                                     "(objective: lightgbm.objective; metric follows the objective)")
     return value
+
+
+def warm_up_days(config: dict) -> float:
+    """``warm_up_days``: days after the data's first event left out of every part (0: none)."""
+    days = config.get("warm_up_days") or 0
+    if not isinstance(days, (int, float)) or isinstance(days, bool) or days < 0:
+        raise TrainingDataError(f"warm_up_days: expected a number of days >= 0, got {days!r}")
+    return days
 
 
 def _candidate_name(objective: str, variant: dict, several: bool) -> str:
