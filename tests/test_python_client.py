@@ -139,6 +139,48 @@ def test_rank_options_are_sent_as_given(scripted):
         assert (servicer.request.top_k, servicer.request.explain, servicer.request.max_reasons) == (0, False, 0)
 
 
+def test_membership_is_sent_only_when_given(scripted):
+    servicer, target = scripted
+    _reset(servicer, [])
+    with CouponRankClient(target, timeout=5.0) as client:
+        client.rank_coupons("u1", ["c1"])  # no membership: the server's stored one
+        assert not servicer.request.context.HasField("membership")
+        client.rank_coupons("u1", ["c1"], membership_tier="gold", membership_segment_ids=["s1", "s2"])
+        m = servicer.request.context
+        assert m.HasField("membership") and (m.membership.tier, list(m.membership.segment_ids)) == ("gold", ["s1", "s2"])
+        client.rank_coupons("u1", ["c1"], membership_tier="")  # explicitly not a member
+        m = servicer.request.context
+        assert m.HasField("membership") and (m.membership.tier, list(m.membership.segment_ids)) == ("", [])
+        client.rank_coupons("u1", membership_tier="", membership_segment_ids=("s1",))
+        assert list(servicer.request.context.membership.segment_ids) == ["s1"]
+        calls = servicer.calls
+        with pytest.raises(ValueError, match="membership_tier"):  # segments need a tier ("" included)
+            client.rank_coupons("u1", membership_segment_ids=["s1"])
+        assert servicer.calls == calls
+        result, error = client.rank_coupons_or_empty("u1", membership_segment_ids=["s1"])
+        assert isinstance(error, ValueError) and result.ranked == ()
+
+
+def test_placements_are_the_enums_by_every_spelling(scripted):
+    servicer, target = scripted
+    _reset(servicer, [])
+    from couponrank.client.client import PLACEMENTS
+    assert [f"PLACEMENT_{p.upper()}" for p in PLACEMENTS] == [n for n in pb.Placement.keys() if n != "PLACEMENT_UNSPECIFIED"]
+    with CouponRankClient(target, timeout=5.0) as client:
+        for spelling in ("member_centre", "MEMBER_CENTRE", pb.PLACEMENT_MEMBER_CENTRE):
+            client.rank_coupons("u1", placement=spelling)
+            assert servicer.request.context.placement == pb.PLACEMENT_MEMBER_CENTRE
+        with pytest.raises(ValueError, match="member_centre"):  # the message lists the placements
+            client.rank_coupons("u1", placement="member_center")
+
+
+def test_results_name_the_not_in_audience_reason():
+    from couponrank.client.client import to_result
+    res = to_result(pb.RankCouponsResponse(ineligible_coupons=[
+        pb.IneligibleCoupon(coupon_id="c1", reason=pb.INELIGIBILITY_REASON_NOT_IN_AUDIENCE, detail="members only")]))
+    assert [(c.coupon_id, c.reason, c.detail) for c in res.ineligible] == [("c1", "NOT_IN_AUDIENCE", "members only")]
+
+
 @pytest.mark.parametrize("amount, currency, minor", [("19.99", "USD", 1999), (Decimal("0.5"), "EUR", 50),
                                                      (1500, "JPY", 1500), ("1.234", "KWD", 1234),
                                                      ("20", "USD", 2000), ("-3.10", "USD", -310)])

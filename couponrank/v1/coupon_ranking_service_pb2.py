@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*couponrank/v1/coupon_ranking_service.proto\x12\rcouponrank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n\x12RankCouponsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1c\n\x14\x63\x61ndidate_coupon_ids\x18\x03 \x03(\t\x12.\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1d.couponrank.v1.RequestContext\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12\x13\n\x0bmax_reasons\x18\x07 \x01(\x05\"\xe2\x01\n\x0eRequestContext\x12+\n\tplacement\x18\x01 \x01(\x0e\x32\x18.couponrank.v1.Placement\x12(\n\ncart_total\x18\x02 \x01(\x0b\x32\x14.couponrank.v1.Money\x12\x17\n\x0f\x63\x61rt_categories\x18\x03 \x03(\t\x12\x13\n\x0b\x63\x61rt_brands\x18\x04 \x03(\t\x12\x19\n\x11\x63\x61rt_merchant_ids\x18\x05 \x03(\t\x12\x30\n\x0crequest_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xb7\x02\n\x13RankCouponsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x33\n\x0eranked_coupons\x18\x02 \x03(\x0b\x32\x1b.couponrank.v1.RankedCoupon\x12;\n\x12ineligible_coupons\x18\x03 \x03(\x0b\x32\x1f.couponrank.v1.IneligibleCoupon\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\ncold_start\x18\x05 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x06 \x01(\x08\x12\x36\n\x0f\x64\x65graded_reason\x18\x07 \x01(\x0e\x32\x1d.couponrank.v1.DegradedReason\x12\x17\n\x0f\x64\x65graded_detail\x18\x08 \x01(\t\x12\x0c\n\x04note\x18\t \x01(\t\"f\n\x0cRankedCoupon\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\x12&\n\x07reasons\x18\x04 \x03(\x0b\x32\x15.couponrank.v1.Reason\">\n\x06Reason\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"i\n\x10IneligibleCoupon\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x32\n\x06reason\x18\x02 \x01(\x0e\x32\".couponrank.v1.IneligibilityReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xe2\x02\n\x14GetModelInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x15\n\rfeature_names\x18\x02 \x03(\t\x12\x41\n\x07metrics\x18\x03 \x03(\x0b\x32\x30.couponrank.v1.GetModelInfoResponse.MetricsEntry\x12<\n\x18training_data_start_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16training_data_end_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xbc\x01\n\tPlacement\x12\x19\n\x15PLACEMENT_UNSPECIFIED\x10\x00\x12\x12\n\x0ePLACEMENT_HOME\x10\x01\x12\x1a\n\x16PLACEMENT_PRODUCT_PAGE\x10\x02\x12\x12\n\x0ePLACEMENT_CART\x10\x03\x12\x16\n\x12PLACEMENT_CHECKOUT\x10\x04\x12 \n\x1cPLACEMENT_ORDER_CONFIRMATION\x10\x05\x12\x16\n\x12PLACEMENT_CAMPAIGN\x10\x06*\xdd\x02\n\x13IneligibilityReason\x12$\n INELIGIBILITY_REASON_UNSPECIFIED\x10\x00\x12 \n\x1cINELIGIBILITY_REASON_EXPIRED\x10\x01\x12&\n\"INELIGIBILITY_REASON_NOT_YET_VALID\x10\x02\x12*\n&INELIGIBILITY_REASON_MIN_SPEND_NOT_MET\x10\x03\x12%\n!INELIGIBILITY_REASON_OUT_OF_SCOPE\x10\x04\x12/\n+INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED\x10\x05\x12\'\n#INELIGIBILITY_REASON_UNKNOWN_COUPON\x10\x06\x12)\n%INELIGIBILITY_REASON_BUDGET_EXHAUSTED\x10\x07*\xae\x01\n\x0e\x44\x65gradedReason\x12\x1f\n\x1b\x44\x45GRADED_REASON_UNSPECIFIED\x10\x00\x12-\n)DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE\x10\x01\x12%\n!DEGRADED_REASON_DEADLINE_PRESSURE\x10\x02\x12%\n!DEGRADED_REASON_MODEL_UNAVAILABLE\x10\x03\x32\xc5\x01\n\x14\x43ouponRankingService\x12T\n\x0bRankCoupons\x12!.couponrank.v1.RankCouponsRequest\x1a\".couponrank.v1.RankCouponsResponse\x12W\n\x0cGetModelInfo\x12\".couponrank.v1.GetModelInfoRequest\x1a#.couponrank.v1.GetModelInfoResponseBw\n\x11\x63om.couponrank.v1B\x19\x43ouponRankingServiceProtoP\x01ZEgithub.com/couponrank/couponrank/clients/go/couponrankv1;couponrankv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*couponrank/v1/coupon_ranking_service.proto\x12\rcouponrank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n\x12RankCouponsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1c\n\x14\x63\x61ndidate_coupon_ids\x18\x03 \x03(\t\x12.\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1d.couponrank.v1.RequestContext\x12\r\n\x05top_k\x18\x05 \x01(\x05\x12\x0f\n\x07\x65xplain\x18\x06 \x01(\x08\x12\x13\n\x0bmax_reasons\x18\x07 \x01(\x05\"\x91\x02\n\x0eRequestContext\x12+\n\tplacement\x18\x01 \x01(\x0e\x32\x18.couponrank.v1.Placement\x12(\n\ncart_total\x18\x02 \x01(\x0b\x32\x14.couponrank.v1.Money\x12\x17\n\x0f\x63\x61rt_categories\x18\x03 \x03(\t\x12\x13\n\x0b\x63\x61rt_brands\x18\x04 \x03(\t\x12\x19\n\x11\x63\x61rt_merchant_ids\x18\x05 \x03(\t\x12\x30\n\x0crequest_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\nmembership\x18\x07 \x01(\x0b\x32\x19.couponrank.v1.Membership\"/\n\nMembership\x12\x0c\n\x04tier\x18\x01 \x01(\t\x12\x13\n\x0bsegment_ids\x18\x02 \x03(\t\"4\n\x05Money\x12\x15\n\rcurrency_code\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_minor\x18\x02 \x01(\x03\"\xb7\x02\n\x13RankCouponsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x33\n\x0eranked_coupons\x18\x02 \x03(\x0b\x32\x1b.couponrank.v1.RankedCoupon\x12;\n\x12ineligible_coupons\x18\x03 \x03(\x0b\x32\x1f.couponrank.v1.IneligibleCoupon\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\ncold_start\x18\x05 \x01(\x08\x12\x10\n\x08\x64\x65graded\x18\x06 \x01(\x08\x12\x36\n\x0f\x64\x65graded_reason\x18\x07 \x01(\x0e\x32\x1d.couponrank.v1.DegradedReason\x12\x17\n\x0f\x64\x65graded_detail\x18\x08 \x01(\t\x12\x0c\n\x04note\x18\t \x01(\t\"f\n\x0cRankedCoupon\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\r\n\x05score\x18\x03 \x01(\x01\x12&\n\x07reasons\x18\x04 \x03(\x0b\x32\x15.couponrank.v1.Reason\">\n\x06Reason\x12\x0f\n\x07\x66\x65\x61ture\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x14\n\x0c\x63ontribution\x18\x03 \x01(\x01\"i\n\x10IneligibleCoupon\x12\x11\n\tcoupon_id\x18\x01 \x01(\t\x12\x32\n\x06reason\x18\x02 \x01(\x0e\x32\".couponrank.v1.IneligibilityReason\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xe2\x02\n\x14GetModelInfoResponse\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x15\n\rfeature_names\x18\x02 \x03(\t\x12\x41\n\x07metrics\x18\x03 \x03(\x0b\x32\x30.couponrank.v1.GetModelInfoResponse.MetricsEntry\x12<\n\x18training_data_start_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x16training_data_end_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01*\xd9\x01\n\tPlacement\x12\x19\n\x15PLACEMENT_UNSPECIFIED\x10\x00\x12\x12\n\x0ePLACEMENT_HOME\x10\x01\x12\x1a\n\x16PLACEMENT_PRODUCT_PAGE\x10\x02\x12\x12\n\x0ePLACEMENT_CART\x10\x03\x12\x16\n\x12PLACEMENT_CHECKOUT\x10\x04\x12 \n\x1cPLACEMENT_ORDER_CONFIRMATION\x10\x05\x12\x16\n\x12PLACEMENT_CAMPAIGN\x10\x06\x12\x1b\n\x17PLACEMENT_MEMBER_CENTRE\x10\x07*\x87\x03\n\x13IneligibilityReason\x12$\n INELIGIBILITY_REASON_UNSPECIFIED\x10\x00\x12 \n\x1cINELIGIBILITY_REASON_EXPIRED\x10\x01\x12&\n\"INELIGIBILITY_REASON_NOT_YET_VALID\x10\x02\x12*\n&INELIGIBILITY_REASON_MIN_SPEND_NOT_MET\x10\x03\x12%\n!INELIGIBILITY_REASON_OUT_OF_SCOPE\x10\x04\x12/\n+INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED\x10\x05\x12\'\n#INELIGIBILITY_REASON_UNKNOWN_COUPON\x10\x06\x12)\n%INELIGIBILITY_REASON_BUDGET_EXHAUSTED\x10\x07\x12(\n$INELIGIBILITY_REASON_NOT_IN_AUDIENCE\x10\x08*\xae\x01\n\x0e\x44\x65gradedReason\x12\x1f\n\x1b\x44\x45GRADED_REASON_UNSPECIFIED\x10\x00\x12-\n)DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE\x10\x01\x12%\n!DEGRADED_REASON_DEADLINE_PRESSURE\x10\x02\x12%\n!DEGRADED_REASON_MODEL_UNAVAILABLE\x10\x03\x32\xc5\x01\n\x14\x43ouponRankingService\x12T\n\x0bRankCoupons\x12!.couponrank.v1.RankCouponsRequest\x1a\".couponrank.v1.RankCouponsResponse\x12W\n\x0cGetModelInfo\x12\".couponrank.v1.GetModelInfoRequest\x1a#.couponrank.v1.GetModelInfoResponseBw\n\x11\x63om.couponrank.v1B\x19\x43ouponRankingServiceProtoP\x01ZEgithub.com/couponrank/couponrank/clients/go/couponrankv1;couponrankv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,32 +35,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\021com.couponrank.v1B\031CouponRankingServiceProtoP\001ZEgithub.com/couponrank/couponrank/clients/go/couponrankv1;couponrankv1'
   _globals['_GETMODELINFORESPONSE_METRICSENTRY']._loaded_options = None
   _globals['_GETMODELINFORESPONSE_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_PLACEMENT']._serialized_start=1538
-  _globals['_PLACEMENT']._serialized_end=1726
-  _globals['_INELIGIBILITYREASON']._serialized_start=1729
-  _globals['_INELIGIBILITYREASON']._serialized_end=2078
-  _globals['_DEGRADEDREASON']._serialized_start=2081
-  _globals['_DEGRADEDREASON']._serialized_end=2255
+  _globals['_PLACEMENT']._serialized_start=1634
+  _globals['_PLACEMENT']._serialized_end=1851
+  _globals['_INELIGIBILITYREASON']._serialized_start=1854
+  _globals['_INELIGIBILITYREASON']._serialized_end=2245
+  _globals['_DEGRADEDREASON']._serialized_start=2248
+  _globals['_DEGRADEDREASON']._serialized_end=2422
   _globals['_RANKCOUPONSREQUEST']._serialized_start=95
   _globals['_RANKCOUPONSREQUEST']._serialized_end=283
   _globals['_REQUESTCONTEXT']._serialized_start=286
-  _globals['_REQUESTCONTEXT']._serialized_end=512
-  _globals['_MONEY']._serialized_start=514
-  _globals['_MONEY']._serialized_end=566
-  _globals['_RANKCOUPONSRESPONSE']._serialized_start=569
-  _globals['_RANKCOUPONSRESPONSE']._serialized_end=880
-  _globals['_RANKEDCOUPON']._serialized_start=882
-  _globals['_RANKEDCOUPON']._serialized_end=984
-  _globals['_REASON']._serialized_start=986
-  _globals['_REASON']._serialized_end=1048
-  _globals['_INELIGIBLECOUPON']._serialized_start=1050
-  _globals['_INELIGIBLECOUPON']._serialized_end=1155
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1157
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1178
-  _globals['_GETMODELINFORESPONSE']._serialized_start=1181
-  _globals['_GETMODELINFORESPONSE']._serialized_end=1535
-  _globals['_GETMODELINFORESPONSE_METRICSENTRY']._serialized_start=1489
-  _globals['_GETMODELINFORESPONSE_METRICSENTRY']._serialized_end=1535
-  _globals['_COUPONRANKINGSERVICE']._serialized_start=2258
-  _globals['_COUPONRANKINGSERVICE']._serialized_end=2455
+  _globals['_REQUESTCONTEXT']._serialized_end=559
+  _globals['_MEMBERSHIP']._serialized_start=561
+  _globals['_MEMBERSHIP']._serialized_end=608
+  _globals['_MONEY']._serialized_start=610
+  _globals['_MONEY']._serialized_end=662
+  _globals['_RANKCOUPONSRESPONSE']._serialized_start=665
+  _globals['_RANKCOUPONSRESPONSE']._serialized_end=976
+  _globals['_RANKEDCOUPON']._serialized_start=978
+  _globals['_RANKEDCOUPON']._serialized_end=1080
+  _globals['_REASON']._serialized_start=1082
+  _globals['_REASON']._serialized_end=1144
+  _globals['_INELIGIBLECOUPON']._serialized_start=1146
+  _globals['_INELIGIBLECOUPON']._serialized_end=1251
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1253
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1274
+  _globals['_GETMODELINFORESPONSE']._serialized_start=1277
+  _globals['_GETMODELINFORESPONSE']._serialized_end=1631
+  _globals['_GETMODELINFORESPONSE_METRICSENTRY']._serialized_start=1585
+  _globals['_GETMODELINFORESPONSE_METRICSENTRY']._serialized_end=1631
+  _globals['_COUPONRANKINGSERVICE']._serialized_start=2425
+  _globals['_COUPONRANKINGSERVICE']._serialized_end=2622
 # @@protoc_insertion_point(module_scope)

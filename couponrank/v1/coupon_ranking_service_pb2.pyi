@@ -19,6 +19,7 @@ class Placement(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLACEMENT_CHECKOUT: _ClassVar[Placement]
     PLACEMENT_ORDER_CONFIRMATION: _ClassVar[Placement]
     PLACEMENT_CAMPAIGN: _ClassVar[Placement]
+    PLACEMENT_MEMBER_CENTRE: _ClassVar[Placement]
 
 class IneligibilityReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -30,6 +31,7 @@ class IneligibilityReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED: _ClassVar[IneligibilityReason]
     INELIGIBILITY_REASON_UNKNOWN_COUPON: _ClassVar[IneligibilityReason]
     INELIGIBILITY_REASON_BUDGET_EXHAUSTED: _ClassVar[IneligibilityReason]
+    INELIGIBILITY_REASON_NOT_IN_AUDIENCE: _ClassVar[IneligibilityReason]
 
 class DegradedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +46,7 @@ PLACEMENT_CART: Placement
 PLACEMENT_CHECKOUT: Placement
 PLACEMENT_ORDER_CONFIRMATION: Placement
 PLACEMENT_CAMPAIGN: Placement
+PLACEMENT_MEMBER_CENTRE: Placement
 INELIGIBILITY_REASON_UNSPECIFIED: IneligibilityReason
 INELIGIBILITY_REASON_EXPIRED: IneligibilityReason
 INELIGIBILITY_REASON_NOT_YET_VALID: IneligibilityReason
@@ -52,6 +55,7 @@ INELIGIBILITY_REASON_OUT_OF_SCOPE: IneligibilityReason
 INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED: IneligibilityReason
 INELIGIBILITY_REASON_UNKNOWN_COUPON: IneligibilityReason
 INELIGIBILITY_REASON_BUDGET_EXHAUSTED: IneligibilityReason
+INELIGIBILITY_REASON_NOT_IN_AUDIENCE: IneligibilityReason
 DEGRADED_REASON_UNSPECIFIED: DegradedReason
 DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE: DegradedReason
 DEGRADED_REASON_DEADLINE_PRESSURE: DegradedReason
@@ -76,20 +80,30 @@ class RankCouponsRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., candidate_coupon_ids: _Optional[_Iterable[str]] = ..., context: _Optional[_Union[RequestContext, _Mapping]] = ..., top_k: _Optional[int] = ..., explain: _Optional[bool] = ..., max_reasons: _Optional[int] = ...) -> None: ...
 
 class RequestContext(_message.Message):
-    __slots__ = ("placement", "cart_total", "cart_categories", "cart_brands", "cart_merchant_ids", "request_time")
+    __slots__ = ("placement", "cart_total", "cart_categories", "cart_brands", "cart_merchant_ids", "request_time", "membership")
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     CART_TOTAL_FIELD_NUMBER: _ClassVar[int]
     CART_CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     CART_BRANDS_FIELD_NUMBER: _ClassVar[int]
     CART_MERCHANT_IDS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_TIME_FIELD_NUMBER: _ClassVar[int]
+    MEMBERSHIP_FIELD_NUMBER: _ClassVar[int]
     placement: Placement
     cart_total: Money
     cart_categories: _containers.RepeatedScalarFieldContainer[str]
     cart_brands: _containers.RepeatedScalarFieldContainer[str]
     cart_merchant_ids: _containers.RepeatedScalarFieldContainer[str]
     request_time: _timestamp_pb2.Timestamp
-    def __init__(self, placement: _Optional[_Union[Placement, str]] = ..., cart_total: _Optional[_Union[Money, _Mapping]] = ..., cart_categories: _Optional[_Iterable[str]] = ..., cart_brands: _Optional[_Iterable[str]] = ..., cart_merchant_ids: _Optional[_Iterable[str]] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    membership: Membership
+    def __init__(self, placement: _Optional[_Union[Placement, str]] = ..., cart_total: _Optional[_Union[Money, _Mapping]] = ..., cart_categories: _Optional[_Iterable[str]] = ..., cart_brands: _Optional[_Iterable[str]] = ..., cart_merchant_ids: _Optional[_Iterable[str]] = ..., request_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., membership: _Optional[_Union[Membership, _Mapping]] = ...) -> None: ...
+
+class Membership(_message.Message):
+    __slots__ = ("tier", "segment_ids")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    segment_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, tier: _Optional[str] = ..., segment_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Money(_message.Message):
     __slots__ = ("currency_code", "amount_minor")

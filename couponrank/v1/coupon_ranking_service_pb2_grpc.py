@@ -77,8 +77,11 @@ class CouponRankingServiceServicer:
         limit (500 by default); a cart list has more than 10,000 entries;
         `context.request_time` is outside 0001-01-01 .. 9999-12-31 UTC or has
         nanos outside 0 .. 999,999,999; `top_k` is negative; `max_reasons` is
-        negative or above 50 (even when `explain` is false). The message quotes
-        at most 32 characters of the caller's value.
+        negative or above 50 (even when `explain` is false);
+        `context.membership.tier` is not one of the server's tiers;
+        `context.membership.segment_ids` has more than 100 entries, or an entry
+        that is empty or over 128 bytes. The message quotes at most 32
+        characters of the caller's value.
         * UNAUTHENTICATED: the call carries `authorization` metadata that is not
         "Bearer <token>" or whose token names no caller the server knows. A call
         without `authorization` is anonymous and is answered (see `explain`).

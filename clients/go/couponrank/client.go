@@ -23,7 +23,8 @@
 //
 // RankOrEmpty does the same but never returns a nil result: on error, an
 // empty ranking and the error, for a checkout that goes on without coupons.
-// ParseMoney/FormatMoney convert decimal amounts, RequestTime a time.Time;
+// ParseMoney/FormatMoney convert decimal amounts, RequestTime a time.Time,
+// Membership builds the caller's view of the user's membership;
 // WithTLS, WithClientCertificate and WithServerName set up TLS from files;
 // WithBearerToken and WithBearerTokenFile identify the caller to the server.
 // Package couponranktest is a fake server for the tests of code using this

@@ -414,11 +414,14 @@ func TestNewClientDoesNotCloseBorrowedConn(t *testing.T) {
 
 func TestParsePlacement(t *testing.T) {
 	for in, want := range map[string]couponrankv1.Placement{
-		"":                       couponrankv1.Placement_PLACEMENT_UNSPECIFIED,
-		"cart":                   couponrankv1.Placement_PLACEMENT_CART,
-		"CHECKOUT":               couponrankv1.Placement_PLACEMENT_CHECKOUT,
-		"PLACEMENT_PRODUCT_PAGE": couponrankv1.Placement_PLACEMENT_PRODUCT_PAGE,
-		"order_confirmation":     couponrankv1.Placement_PLACEMENT_ORDER_CONFIRMATION,
+		"":                        couponrankv1.Placement_PLACEMENT_UNSPECIFIED,
+		"cart":                    couponrankv1.Placement_PLACEMENT_CART,
+		"CHECKOUT":                couponrankv1.Placement_PLACEMENT_CHECKOUT,
+		"PLACEMENT_PRODUCT_PAGE":  couponrankv1.Placement_PLACEMENT_PRODUCT_PAGE,
+		"order_confirmation":      couponrankv1.Placement_PLACEMENT_ORDER_CONFIRMATION,
+		"member_centre":           couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE,
+		"MEMBER_CENTRE":           couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE,
+		"PLACEMENT_MEMBER_CENTRE": couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE,
 	} {
 		got, err := couponrank.ParsePlacement(in)
 		if err != nil || got != want {
@@ -427,6 +430,49 @@ func TestParsePlacement(t *testing.T) {
 	}
 	if _, err := couponrank.ParsePlacement("basket"); err == nil {
 		t.Error("ParsePlacement accepted an unknown placement")
+	}
+}
+
+func TestMembership(t *testing.T) {
+	srv := fake(t, nil)
+	c := dialFake(t, srv)
+	for _, m := range []*couponrankv1.Membership{
+		nil,                       // unset: the server's stored membership
+		couponrank.Membership(""), // explicitly not a member
+		couponrank.Membership("gold", "s1", "s2"),
+	} {
+		req := &couponrankv1.RankCouponsRequest{UserId: "u-1", Context: &couponrankv1.RequestContext{
+			Placement: couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE, Membership: m}}
+		if _, err := c.RankCoupons(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := srv.Requests()
+	if got := reqs[0].GetContext().GetMembership(); got != nil {
+		t.Errorf("no membership given, server got %v", got)
+	}
+	if got := reqs[1].GetContext().GetMembership(); got == nil || got.GetTier() != "" || len(got.GetSegmentIds()) != 0 {
+		t.Errorf("Membership(\"\"): server got %v, want a membership without tier", got)
+	}
+	if got := reqs[2].GetContext().GetMembership(); got.GetTier() != "gold" || strings.Join(got.GetSegmentIds(), ",") != "s1,s2" {
+		t.Errorf("Membership(gold, s1, s2): server got %v", got)
+	}
+	if got := reqs[2].GetContext().GetPlacement(); got != couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE {
+		t.Errorf("placement %v", got)
+	}
+}
+
+func TestNotInAudienceReason(t *testing.T) {
+	srv := fake(t, nil)
+	srv.SetResponses(&couponrankv1.RankCouponsResponse{IneligibleCoupons: []*couponrankv1.IneligibleCoupon{
+		{CouponId: "c1", Reason: couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_NOT_IN_AUDIENCE, Detail: "members only"}}})
+	res, err := dialFake(t, srv).RankCoupons(context.Background(), rankReq())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := couponrank.IneligibleCoupon{CouponID: "c1", Reason: couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_NOT_IN_AUDIENCE, Detail: "members only"}
+	if len(res.Ineligible) != 1 || res.Ineligible[0] != want || res.Ineligible[0].Reason.String() != "INELIGIBILITY_REASON_NOT_IN_AUDIENCE" {
+		t.Errorf("ineligible %+v", res.Ineligible)
 	}
 }
 

@@ -103,9 +103,28 @@ func Money(currencyCode string, amountMinor int64) *couponrankv1.Money {
 	return &couponrankv1.Money{CurrencyCode: currencyCode, AmountMinor: amountMinor}
 }
 
+// Membership returns a couponrankv1.Membership for RequestContext.Membership:
+// the user's membership as the caller knows it now (for example right after
+// the user joined or moved up a tier), which the server then uses in place of
+// the membership it has stored for the user, both for the coupons' audiences
+// (INELIGIBILITY_REASON_NOT_IN_AUDIENCE) and for the model's features.
+//
+// tier is one of the server's tiers ("gold"), or "" for a user who is not a
+// member: Membership("") says so explicitly, while leaving
+// RequestContext.Membership nil lets the server use its stored membership.
+// segmentIDs are the audience segments the user belongs to. The values are
+// not checked here: the server rejects, with INVALID_ARGUMENT naming
+// context.membership.tier or context.membership.segment_ids, a tier it does
+// not declare, more than 100 segment ids, or an id that is empty or over 128
+// bytes.
+func Membership(tier string, segmentIDs ...string) *couponrankv1.Membership {
+	return &couponrankv1.Membership{Tier: tier, SegmentIds: segmentIDs}
+}
+
 // ParsePlacement parses a placement given as its enum name
 // ("PLACEMENT_CART"), without the prefix ("CART") or in lower case ("cart",
-// "product_page"). The empty string is PLACEMENT_UNSPECIFIED.
+// "product_page", "member_centre"). The empty string is
+// PLACEMENT_UNSPECIFIED.
 func ParsePlacement(s string) (couponrankv1.Placement, error) {
 	if s == "" {
 		return couponrankv1.Placement_PLACEMENT_UNSPECIFIED, nil

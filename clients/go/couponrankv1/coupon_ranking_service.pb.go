@@ -47,6 +47,11 @@ const (
 	Placement_PLACEMENT_ORDER_CONFIRMATION Placement = 5
 	// A campaign or promotion landing page.
 	Placement_PLACEMENT_CAMPAIGN Placement = 6
+	// The member centre: the signed-in account or loyalty area, where members
+	// look for the coupons of their tier. Coupons for an audience the user is
+	// not in are returned as `INELIGIBILITY_REASON_NOT_IN_AUDIENCE` here as on
+	// every other placement.
+	Placement_PLACEMENT_MEMBER_CENTRE Placement = 7
 )
 
 // Enum value maps for Placement.
@@ -59,6 +64,7 @@ var (
 		4: "PLACEMENT_CHECKOUT",
 		5: "PLACEMENT_ORDER_CONFIRMATION",
 		6: "PLACEMENT_CAMPAIGN",
+		7: "PLACEMENT_MEMBER_CENTRE",
 	}
 	Placement_value = map[string]int32{
 		"PLACEMENT_UNSPECIFIED":        0,
@@ -68,6 +74,7 @@ var (
 		"PLACEMENT_CHECKOUT":           4,
 		"PLACEMENT_ORDER_CONFIRMATION": 5,
 		"PLACEMENT_CAMPAIGN":           6,
+		"PLACEMENT_MEMBER_CENTRE":      7,
 	}
 )
 
@@ -120,6 +127,10 @@ const (
 	IneligibilityReason_INELIGIBILITY_REASON_UNKNOWN_COUPON IneligibilityReason = 6
 	// The coupon's campaign budget has been spent.
 	IneligibilityReason_INELIGIBILITY_REASON_BUDGET_EXHAUSTED IneligibilityReason = 7
+	// The coupon is for an audience the user is not in: members only, a
+	// membership tier or above, or named segments. `detail` names the audience
+	// the coupon needs (for example "for members of tier gold or above").
+	IneligibilityReason_INELIGIBILITY_REASON_NOT_IN_AUDIENCE IneligibilityReason = 8
 )
 
 // Enum value maps for IneligibilityReason.
@@ -133,6 +144,7 @@ var (
 		5: "INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED",
 		6: "INELIGIBILITY_REASON_UNKNOWN_COUPON",
 		7: "INELIGIBILITY_REASON_BUDGET_EXHAUSTED",
+		8: "INELIGIBILITY_REASON_NOT_IN_AUDIENCE",
 	}
 	IneligibilityReason_value = map[string]int32{
 		"INELIGIBILITY_REASON_UNSPECIFIED":            0,
@@ -143,6 +155,7 @@ var (
 		"INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED": 5,
 		"INELIGIBILITY_REASON_UNKNOWN_COUPON":         6,
 		"INELIGIBILITY_REASON_BUDGET_EXHAUSTED":       7,
+		"INELIGIBILITY_REASON_NOT_IN_AUDIENCE":        8,
 	}
 )
 
@@ -384,7 +397,17 @@ type RequestContext struct {
 	// evaluated at this instant. Unset means the server's current time (UTC);
 	// when no coupon is valid then, `RankCouponsResponse.note` says so. Must lie
 	// within google.protobuf.Timestamp's range (0001-01-01 .. 9999-12-31 UTC).
-	RequestTime   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=request_time,json=requestTime,proto3" json:"request_time,omitempty"`
+	RequestTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=request_time,json=requestTime,proto3" json:"request_time,omitempty"`
+	// The user's membership as the caller knows it now (for example right after
+	// the user joined or moved up a tier). When set, it replaces the membership
+	// the server has stored for the user (its `user_membership` features, as
+	// fresh as the last materialization) both for the coupons' audiences
+	// (`INELIGIBILITY_REASON_NOT_IN_AUDIENCE`) and for the model's membership
+	// features. When unset, the stored membership is used; a user the server
+	// has no membership for is not a member, and while the feature store cannot
+	// be read (a degraded answer) a user is taken as a non-member, so coupons
+	// with an audience are not offered.
+	Membership    *Membership `protobuf:"bytes,7,opt,name=membership,proto3" json:"membership,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,6 +484,73 @@ func (x *RequestContext) GetRequestTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RequestContext) GetMembership() *Membership {
+	if x != nil {
+		return x.Membership
+	}
+	return nil
+}
+
+// A user's membership of the shop's loyalty programme.
+type Membership struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's membership tier: one of the tiers the server declares, lowest
+	// first, in its feature repository's `membership.yaml` (for example
+	// "silver", "gold", "platinum"). Empty means the user is not a member. Any
+	// other value is rejected with INVALID_ARGUMENT. At most 128 bytes (UTF-8).
+	Tier string `protobuf:"bytes,1,opt,name=tier,proto3" json:"tier,omitempty"`
+	// The audience segments the user belongs to, by the ids coupons name in a
+	// segment audience (docs/data.md). Repeated ids count once. At most 100
+	// entries, each non-empty and at most 128 bytes (UTF-8).
+	SegmentIds    []string `protobuf:"bytes,2,rep,name=segment_ids,json=segmentIds,proto3" json:"segment_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Membership) Reset() {
+	*x = Membership{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Membership) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Membership) ProtoMessage() {}
+
+func (x *Membership) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Membership.ProtoReflect.Descriptor instead.
+func (*Membership) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Membership) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *Membership) GetSegmentIds() []string {
+	if x != nil {
+		return x.SegmentIds
+	}
+	return nil
+}
+
 // An amount of money in one currency.
 type Money struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -478,7 +568,7 @@ type Money struct {
 
 func (x *Money) Reset() {
 	*x = Money{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[2]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -490,7 +580,7 @@ func (x *Money) String() string {
 func (*Money) ProtoMessage() {}
 
 func (x *Money) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[2]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -503,7 +593,7 @@ func (x *Money) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Money.ProtoReflect.Descriptor instead.
 func (*Money) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{2}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Money) GetCurrencyCode() string {
@@ -564,7 +654,7 @@ type RankCouponsResponse struct {
 
 func (x *RankCouponsResponse) Reset() {
 	*x = RankCouponsResponse{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[3]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -576,7 +666,7 @@ func (x *RankCouponsResponse) String() string {
 func (*RankCouponsResponse) ProtoMessage() {}
 
 func (x *RankCouponsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[3]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -589,7 +679,7 @@ func (x *RankCouponsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RankCouponsResponse.ProtoReflect.Descriptor instead.
 func (*RankCouponsResponse) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{3}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RankCouponsResponse) GetRequestId() string {
@@ -678,7 +768,7 @@ type RankedCoupon struct {
 
 func (x *RankedCoupon) Reset() {
 	*x = RankedCoupon{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[4]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +780,7 @@ func (x *RankedCoupon) String() string {
 func (*RankedCoupon) ProtoMessage() {}
 
 func (x *RankedCoupon) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[4]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +793,7 @@ func (x *RankedCoupon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RankedCoupon.ProtoReflect.Descriptor instead.
 func (*RankedCoupon) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{4}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RankedCoupon) GetCouponId() string {
@@ -751,7 +841,7 @@ type Reason struct {
 
 func (x *Reason) Reset() {
 	*x = Reason{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[5]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +853,7 @@ func (x *Reason) String() string {
 func (*Reason) ProtoMessage() {}
 
 func (x *Reason) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[5]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +866,7 @@ func (x *Reason) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reason.ProtoReflect.Descriptor instead.
 func (*Reason) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{5}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Reason) GetFeature() string {
@@ -816,7 +906,7 @@ type IneligibleCoupon struct {
 
 func (x *IneligibleCoupon) Reset() {
 	*x = IneligibleCoupon{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[6]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +918,7 @@ func (x *IneligibleCoupon) String() string {
 func (*IneligibleCoupon) ProtoMessage() {}
 
 func (x *IneligibleCoupon) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[6]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +931,7 @@ func (x *IneligibleCoupon) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IneligibleCoupon.ProtoReflect.Descriptor instead.
 func (*IneligibleCoupon) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{6}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IneligibleCoupon) GetCouponId() string {
@@ -874,7 +964,7 @@ type GetModelInfoRequest struct {
 
 func (x *GetModelInfoRequest) Reset() {
 	*x = GetModelInfoRequest{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[7]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +976,7 @@ func (x *GetModelInfoRequest) String() string {
 func (*GetModelInfoRequest) ProtoMessage() {}
 
 func (x *GetModelInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[7]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +989,7 @@ func (x *GetModelInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetModelInfoRequest) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{7}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{8}
 }
 
 // The description of the ranking model the server has loaded.
@@ -924,7 +1014,7 @@ type GetModelInfoResponse struct {
 
 func (x *GetModelInfoResponse) Reset() {
 	*x = GetModelInfoResponse{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[8]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1026,7 @@ func (x *GetModelInfoResponse) String() string {
 func (*GetModelInfoResponse) ProtoMessage() {}
 
 func (x *GetModelInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[8]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1039,7 @@ func (x *GetModelInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetModelInfoResponse) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{8}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetModelInfoResponse) GetModelVersion() string {
@@ -1008,7 +1098,7 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\x05top_k\x18\x05 \x01(\x05R\x04topK\x12\x18\n" +
 	"\aexplain\x18\x06 \x01(\bR\aexplain\x12\x1f\n" +
 	"\vmax_reasons\x18\a \x01(\x05R\n" +
-	"maxReasons\"\xb2\x02\n" +
+	"maxReasons\"\xed\x02\n" +
 	"\x0eRequestContext\x126\n" +
 	"\tplacement\x18\x01 \x01(\x0e2\x18.couponrank.v1.PlacementR\tplacement\x123\n" +
 	"\n" +
@@ -1017,7 +1107,15 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\vcart_brands\x18\x04 \x03(\tR\n" +
 	"cartBrands\x12*\n" +
 	"\x11cart_merchant_ids\x18\x05 \x03(\tR\x0fcartMerchantIds\x12=\n" +
-	"\frequest_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestTime\"O\n" +
+	"\frequest_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestTime\x129\n" +
+	"\n" +
+	"membership\x18\a \x01(\v2\x19.couponrank.v1.MembershipR\n" +
+	"membership\"A\n" +
+	"\n" +
+	"Membership\x12\x12\n" +
+	"\x04tier\x18\x01 \x01(\tR\x04tier\x12\x1f\n" +
+	"\vsegment_ids\x18\x02 \x03(\tR\n" +
+	"segmentIds\"O\n" +
 	"\x05Money\x12#\n" +
 	"\rcurrency_code\x18\x01 \x01(\tR\fcurrencyCode\x12!\n" +
 	"\famount_minor\x18\x02 \x01(\x03R\vamountMinor\"\xad\x03\n" +
@@ -1057,7 +1155,7 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"createTime\x1a:\n" +
 	"\fMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*\xbc\x01\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01*\xd9\x01\n" +
 	"\tPlacement\x12\x19\n" +
 	"\x15PLACEMENT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0ePLACEMENT_HOME\x10\x01\x12\x1a\n" +
@@ -1065,7 +1163,8 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\x0ePLACEMENT_CART\x10\x03\x12\x16\n" +
 	"\x12PLACEMENT_CHECKOUT\x10\x04\x12 \n" +
 	"\x1cPLACEMENT_ORDER_CONFIRMATION\x10\x05\x12\x16\n" +
-	"\x12PLACEMENT_CAMPAIGN\x10\x06*\xdd\x02\n" +
+	"\x12PLACEMENT_CAMPAIGN\x10\x06\x12\x1b\n" +
+	"\x17PLACEMENT_MEMBER_CENTRE\x10\a*\x87\x03\n" +
 	"\x13IneligibilityReason\x12$\n" +
 	" INELIGIBILITY_REASON_UNSPECIFIED\x10\x00\x12 \n" +
 	"\x1cINELIGIBILITY_REASON_EXPIRED\x10\x01\x12&\n" +
@@ -1074,7 +1173,8 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"!INELIGIBILITY_REASON_OUT_OF_SCOPE\x10\x04\x12/\n" +
 	"+INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED\x10\x05\x12'\n" +
 	"#INELIGIBILITY_REASON_UNKNOWN_COUPON\x10\x06\x12)\n" +
-	"%INELIGIBILITY_REASON_BUDGET_EXHAUSTED\x10\a*\xae\x01\n" +
+	"%INELIGIBILITY_REASON_BUDGET_EXHAUSTED\x10\a\x12(\n" +
+	"$INELIGIBILITY_REASON_NOT_IN_AUDIENCE\x10\b*\xae\x01\n" +
 	"\x0eDegradedReason\x12\x1f\n" +
 	"\x1bDEGRADED_REASON_UNSPECIFIED\x10\x00\x12-\n" +
 	")DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE\x10\x01\x12%\n" +
@@ -1098,46 +1198,48 @@ func file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP() []byte {
 }
 
 var file_couponrank_v1_coupon_ranking_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_couponrank_v1_coupon_ranking_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_couponrank_v1_coupon_ranking_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_couponrank_v1_coupon_ranking_service_proto_goTypes = []any{
 	(Placement)(0),                // 0: couponrank.v1.Placement
 	(IneligibilityReason)(0),      // 1: couponrank.v1.IneligibilityReason
 	(DegradedReason)(0),           // 2: couponrank.v1.DegradedReason
 	(*RankCouponsRequest)(nil),    // 3: couponrank.v1.RankCouponsRequest
 	(*RequestContext)(nil),        // 4: couponrank.v1.RequestContext
-	(*Money)(nil),                 // 5: couponrank.v1.Money
-	(*RankCouponsResponse)(nil),   // 6: couponrank.v1.RankCouponsResponse
-	(*RankedCoupon)(nil),          // 7: couponrank.v1.RankedCoupon
-	(*Reason)(nil),                // 8: couponrank.v1.Reason
-	(*IneligibleCoupon)(nil),      // 9: couponrank.v1.IneligibleCoupon
-	(*GetModelInfoRequest)(nil),   // 10: couponrank.v1.GetModelInfoRequest
-	(*GetModelInfoResponse)(nil),  // 11: couponrank.v1.GetModelInfoResponse
-	nil,                           // 12: couponrank.v1.GetModelInfoResponse.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*Membership)(nil),            // 5: couponrank.v1.Membership
+	(*Money)(nil),                 // 6: couponrank.v1.Money
+	(*RankCouponsResponse)(nil),   // 7: couponrank.v1.RankCouponsResponse
+	(*RankedCoupon)(nil),          // 8: couponrank.v1.RankedCoupon
+	(*Reason)(nil),                // 9: couponrank.v1.Reason
+	(*IneligibleCoupon)(nil),      // 10: couponrank.v1.IneligibleCoupon
+	(*GetModelInfoRequest)(nil),   // 11: couponrank.v1.GetModelInfoRequest
+	(*GetModelInfoResponse)(nil),  // 12: couponrank.v1.GetModelInfoResponse
+	nil,                           // 13: couponrank.v1.GetModelInfoResponse.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_couponrank_v1_coupon_ranking_service_proto_depIdxs = []int32{
 	4,  // 0: couponrank.v1.RankCouponsRequest.context:type_name -> couponrank.v1.RequestContext
 	0,  // 1: couponrank.v1.RequestContext.placement:type_name -> couponrank.v1.Placement
-	5,  // 2: couponrank.v1.RequestContext.cart_total:type_name -> couponrank.v1.Money
-	13, // 3: couponrank.v1.RequestContext.request_time:type_name -> google.protobuf.Timestamp
-	7,  // 4: couponrank.v1.RankCouponsResponse.ranked_coupons:type_name -> couponrank.v1.RankedCoupon
-	9,  // 5: couponrank.v1.RankCouponsResponse.ineligible_coupons:type_name -> couponrank.v1.IneligibleCoupon
-	2,  // 6: couponrank.v1.RankCouponsResponse.degraded_reason:type_name -> couponrank.v1.DegradedReason
-	8,  // 7: couponrank.v1.RankedCoupon.reasons:type_name -> couponrank.v1.Reason
-	1,  // 8: couponrank.v1.IneligibleCoupon.reason:type_name -> couponrank.v1.IneligibilityReason
-	12, // 9: couponrank.v1.GetModelInfoResponse.metrics:type_name -> couponrank.v1.GetModelInfoResponse.MetricsEntry
-	13, // 10: couponrank.v1.GetModelInfoResponse.training_data_start_time:type_name -> google.protobuf.Timestamp
-	13, // 11: couponrank.v1.GetModelInfoResponse.training_data_end_time:type_name -> google.protobuf.Timestamp
-	13, // 12: couponrank.v1.GetModelInfoResponse.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 13: couponrank.v1.CouponRankingService.RankCoupons:input_type -> couponrank.v1.RankCouponsRequest
-	10, // 14: couponrank.v1.CouponRankingService.GetModelInfo:input_type -> couponrank.v1.GetModelInfoRequest
-	6,  // 15: couponrank.v1.CouponRankingService.RankCoupons:output_type -> couponrank.v1.RankCouponsResponse
-	11, // 16: couponrank.v1.CouponRankingService.GetModelInfo:output_type -> couponrank.v1.GetModelInfoResponse
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	6,  // 2: couponrank.v1.RequestContext.cart_total:type_name -> couponrank.v1.Money
+	14, // 3: couponrank.v1.RequestContext.request_time:type_name -> google.protobuf.Timestamp
+	5,  // 4: couponrank.v1.RequestContext.membership:type_name -> couponrank.v1.Membership
+	8,  // 5: couponrank.v1.RankCouponsResponse.ranked_coupons:type_name -> couponrank.v1.RankedCoupon
+	10, // 6: couponrank.v1.RankCouponsResponse.ineligible_coupons:type_name -> couponrank.v1.IneligibleCoupon
+	2,  // 7: couponrank.v1.RankCouponsResponse.degraded_reason:type_name -> couponrank.v1.DegradedReason
+	9,  // 8: couponrank.v1.RankedCoupon.reasons:type_name -> couponrank.v1.Reason
+	1,  // 9: couponrank.v1.IneligibleCoupon.reason:type_name -> couponrank.v1.IneligibilityReason
+	13, // 10: couponrank.v1.GetModelInfoResponse.metrics:type_name -> couponrank.v1.GetModelInfoResponse.MetricsEntry
+	14, // 11: couponrank.v1.GetModelInfoResponse.training_data_start_time:type_name -> google.protobuf.Timestamp
+	14, // 12: couponrank.v1.GetModelInfoResponse.training_data_end_time:type_name -> google.protobuf.Timestamp
+	14, // 13: couponrank.v1.GetModelInfoResponse.create_time:type_name -> google.protobuf.Timestamp
+	3,  // 14: couponrank.v1.CouponRankingService.RankCoupons:input_type -> couponrank.v1.RankCouponsRequest
+	11, // 15: couponrank.v1.CouponRankingService.GetModelInfo:input_type -> couponrank.v1.GetModelInfoRequest
+	7,  // 16: couponrank.v1.CouponRankingService.RankCoupons:output_type -> couponrank.v1.RankCouponsResponse
+	12, // 17: couponrank.v1.CouponRankingService.GetModelInfo:output_type -> couponrank.v1.GetModelInfoResponse
+	16, // [16:18] is the sub-list for method output_type
+	14, // [14:16] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_couponrank_v1_coupon_ranking_service_proto_init() }
@@ -1151,7 +1253,7 @@ func file_couponrank_v1_coupon_ranking_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_couponrank_v1_coupon_ranking_service_proto_rawDesc), len(file_couponrank_v1_coupon_ranking_service_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,7 +28,9 @@ import grpc
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
-PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign")
+# The Placement enum's names without "PLACEMENT_", lower case (as couponrank.schema.PLACEMENTS,
+# which this client does not import: it needs only grpcio, protobuf and couponrank.v1).
+PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign", "member_centre")
 
 
 class CouponRankError(Exception):
@@ -58,7 +60,7 @@ class RankedCoupon:
 @dataclass(frozen=True)
 class IneligibleCoupon:
     coupon_id: str
-    reason: str  # IneligibilityReason without its prefix, e.g. "EXPIRED"
+    reason: str  # IneligibilityReason without its prefix, e.g. "EXPIRED", "NOT_IN_AUDIENCE"
     detail: str = ""
 
 
@@ -240,19 +242,33 @@ class CouponRankClient:
                      top_k: int = 0, explain: bool = False, timeout: float | None = None, *,
                      cart_brands: Sequence[str] = (), cart_merchant_ids: Sequence[str] = (),
                      request_time: datetime | None = None, request_id: str = "",
-                     max_reasons: int = 0) -> RankResult:
+                     max_reasons: int = 0, membership_tier: str | None = None,
+                     membership_segment_ids: Sequence[str] = ()) -> RankResult:
         """Rank coupons for one user; ``request_time`` defaults to the server's now.
 
         ``top_k``: coupons to return (0: the server's default). ``explain``: each ranked
         coupon carries the feature contributions behind its score, at most
         ``max_reasons`` of them (0: the server's default, 10 unless configured; the
         server accepts 0 .. 50 and rejects anything else with INVALID_ARGUMENT, even
-        without ``explain``, which it otherwise ignores)."""
+        without ``explain``, which it otherwise ignores).
+
+        ``membership_tier``: the user's membership as the caller knows it now (e.g.
+        right after the user joined), sent as ``context.membership`` in place of the
+        membership the server has stored: one of the server's tiers (``"gold"``), or
+        ``""`` for a user who is not a member, with the user's audience segments in
+        ``membership_segment_ids``. None (the default): no membership is sent and the
+        server uses its stored one. Segment ids need a tier (``""`` included): a
+        ValueError otherwise. The server checks the values (INVALID_ARGUMENT naming
+        ``context.membership.tier`` or ``context.membership.segment_ids``)."""
         ctx = pb.RequestContext(
             placement=_placement(placement),
             cart_total=pb.Money(currency_code=currency, amount_minor=int(cart_total_minor)),
             cart_categories=list(cart_categories), cart_brands=list(cart_brands),
             cart_merchant_ids=list(cart_merchant_ids))
+        if membership_tier is not None:
+            ctx.membership.CopyFrom(pb.Membership(tier=membership_tier, segment_ids=list(membership_segment_ids)))
+        elif membership_segment_ids:
+            raise ValueError("membership_segment_ids needs membership_tier ('' for a user who is not a member)")
         if request_time is not None:
             if request_time.tzinfo is None:
                 request_time = request_time.replace(tzinfo=timezone.utc)

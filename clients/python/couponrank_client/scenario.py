@@ -12,7 +12,12 @@ an error)::
      "candidate_coupon_ids": ["c1", "c2"], "placement": "cart",
      "cart_total_minor": 4599, "currency_code": "USD", "cart_categories": ["shoes"],
      "cart_brands": [], "cart_merchant_ids": [], "request_time": "2026-11-01T12:00:00Z",
-     "top_k": 5, "explain": false, "max_reasons": 3, "deadline_ms": 300}
+     "top_k": 5, "explain": false, "max_reasons": 3, "deadline_ms": 300,
+     "membership_tier": "gold", "membership_segment_ids": ["newsletter"]}
+
+The request carries ``context.membership`` when ``membership_tier`` or
+``membership_segment_ids`` is present (``"membership_tier": ""`` alone: explicitly not
+a member); without both the server uses the membership it has stored.
 
 Output, one line per scenario, in input order::
 
@@ -43,8 +48,8 @@ from typing import IO, Any
 from couponrank.client.client import CouponRankClient, CouponRankError, RankResult
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
-STRING_KEYS = ("name", "request_id", "user_id", "placement", "currency_code", "request_time")
-LIST_KEYS = ("candidate_coupon_ids", "cart_categories", "cart_brands", "cart_merchant_ids")
+STRING_KEYS = ("name", "request_id", "user_id", "placement", "currency_code", "request_time", "membership_tier")
+LIST_KEYS = ("candidate_coupon_ids", "cart_categories", "cart_brands", "cart_merchant_ids", "membership_segment_ids")
 INT_KEYS = ("cart_total_minor", "top_k", "max_reasons", "deadline_ms")
 KEYS = frozenset(STRING_KEYS + LIST_KEYS + INT_KEYS + ("explain",))
 
@@ -95,13 +100,17 @@ def placement(name: str) -> int:
 
 
 def to_request(s: dict[str, Any]) -> pb.RankCouponsRequest:
-    """The RankCoupons request of a scenario; ValueError for a bad placement or request_time."""
+    """The RankCoupons request of a scenario (as :func:`parse` leaves it: no null values);
+    ValueError for a bad placement or request_time."""
     ctx = pb.RequestContext(placement=placement(s.get("placement", "")),
                             cart_categories=s.get("cart_categories", []), cart_brands=s.get("cart_brands", []),
                             cart_merchant_ids=s.get("cart_merchant_ids", []))
     if "cart_total_minor" in s or "currency_code" in s:
         ctx.cart_total.CopyFrom(pb.Money(currency_code=s.get("currency_code", ""),
                                          amount_minor=s.get("cart_total_minor", 0)))
+    if "membership_tier" in s or "membership_segment_ids" in s:  # present, even "" or []: sent
+        ctx.membership.CopyFrom(pb.Membership(tier=s.get("membership_tier", ""),
+                                              segment_ids=s.get("membership_segment_ids", [])))
     if s.get("request_time"):
         try:
             at = datetime.fromisoformat(s["request_time"])

@@ -47,13 +47,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "localhost:50051", "CouponRank server address (gRPC target)")
 	user := fs.String("user", "", "user id to rank coupons for (required unless -scenarios or -model-info)")
-	placement := fs.String("placement", "checkout", "placement: home, product_page, cart, checkout, order_confirmation, campaign (or PLACEMENT_*)")
+	placement := fs.String("placement", "checkout", "placement: home, product_page, cart, checkout, order_confirmation, campaign, member_centre (or PLACEMENT_*)")
 	coupons := fs.String("coupons", "", "comma-separated candidate coupon ids (empty: every active coupon)")
 	cartTotal := fs.Int64("cart-total", -1, "cart total in minor units, e.g. cents (-1: leave unset)")
 	currency := fs.String("currency", "USD", "ISO 4217 currency of -cart-total")
 	categories := fs.String("categories", "", "comma-separated categories in the cart")
 	topK := fs.Int("top-k", 0, "maximum coupons to return (0: server default)")
 	explain := fs.Bool("explain", false, "ask for per-feature score contributions")
+	membershipTier := fs.String("membership-tier", "", "send the user's membership: this tier (\"\": not a member) in place of the server's stored one (flag absent: the server's)")
+	membershipSegments := fs.String("membership-segments", "", "comma-separated audience segment ids of the user; sends a membership (tier \"\" unless -membership-tier)")
 	maxReasons := fs.Int("max-reasons", 0, "with -explain: contributions per coupon, 1..50 (0: server default, 10 unless configured)")
 	timeout := fs.Duration("timeout", couponrank.DefaultTimeout, "deadline of each call, retries included")
 	connectTimeout := fs.Duration("connect-timeout", 5*time.Second, "wait this long for the connection before the first call, so start-up costs stay out of call deadlines (0: don't wait)")
@@ -138,6 +140,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *cartTotal >= 0 {
 		s.CartTotalMinor, s.CurrencyCode = cartTotal, currency
 	}
+	fs.Visit(func(f *flag.Flag) { // given, even empty: a membership is sent
+		switch f.Name {
+		case "membership-tier":
+			s.MembershipTier = membershipTier
+		case "membership-segments":
+			s.MembershipSegmentIDs = append([]string{}, splitList(*membershipSegments)...)
+		}
+	})
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)

@@ -43,6 +43,33 @@ func TestSingleRequest(t *testing.T) {
 	}
 }
 
+func TestMembershipFlags(t *testing.T) {
+	addr, srv := startServer(t)
+	for i, args := range [][]string{
+		{},                       // no membership: the server's stored one
+		{"-membership-tier", ""}, // explicitly not a member
+		{"-membership-tier", "gold", "-membership-segments", "s1, s2"},
+		{"-membership-segments", "s1"}, // tier ""
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"-addr", addr, "-user", "u1", "-placement", "member_centre"}, args...), nil, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		req := srv.Requests()[i]
+		if req.GetContext().GetPlacement() != couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE {
+			t.Errorf("%v: placement %v", args, req.GetContext().GetPlacement())
+		}
+		m := req.GetContext().GetMembership()
+		got := "unset"
+		if m != nil {
+			got = m.GetTier() + "/" + strings.Join(m.GetSegmentIds(), "|")
+		}
+		if want := []string{"unset", "/", "gold/s1|s2", "/s1"}[i]; got != want {
+			t.Errorf("%v: membership %s, want %s", args, got, want)
+		}
+	}
+}
+
 func TestSingleRequestNothingRanked(t *testing.T) {
 	addr := couponranktest.Start(t).Addr() // nothing ranked, with a note
 	var out, errb bytes.Buffer

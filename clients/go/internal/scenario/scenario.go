@@ -11,11 +11,15 @@
 //	 "cart_total_minor": 4599, "currency_code": "USD",
 //	 "cart_categories": ["shoes"], "cart_brands": [], "cart_merchant_ids": [],
 //	 "request_time": "2026-11-01T12:00:00Z", "top_k": 5, "explain": false,
-//	 "max_reasons": 3, "deadline_ms": 300}
+//	 "max_reasons": 3, "deadline_ms": 300,
+//	 "membership_tier": "gold", "membership_segment_ids": ["newsletter"]}
 //
 // placement accepts "PLACEMENT_CART", "CART" or "cart". The cart total is sent
-// when cart_total_minor or currency_code is present. deadline_ms 0 or absent
-// means the client's default timeout.
+// when cart_total_minor or currency_code is present. The request's
+// context.membership is set when membership_tier or membership_segment_ids is
+// present ("membership_tier": "" alone: explicitly not a member); without
+// both the server uses the membership it has stored. null is the same as an
+// absent key. deadline_ms 0 or absent means the client's default timeout.
 //
 // Output, one line per scenario, in input order. On success:
 //
@@ -71,6 +75,10 @@ type Scenario struct {
 	Explain            bool     `json:"explain"`
 	MaxReasons         int32    `json:"max_reasons"`
 	DeadlineMS         int64    `json:"deadline_ms"`
+	// MembershipTier and MembershipSegmentIDs are nil when absent (or null);
+	// the request carries a membership when either is not nil.
+	MembershipTier       *string  `json:"membership_tier"`
+	MembershipSegmentIDs []string `json:"membership_segment_ids"`
 }
 
 // Parse reads a JSON array of scenarios. Unknown keys are an error, so a typo
@@ -110,6 +118,13 @@ func (s *Scenario) Request() (*couponrankv1.RankCouponsRequest, error) {
 			m.CurrencyCode = *s.CurrencyCode
 		}
 		rc.CartTotal = m
+	}
+	if s.MembershipTier != nil || s.MembershipSegmentIDs != nil {
+		m := &couponrankv1.Membership{SegmentIds: s.MembershipSegmentIDs}
+		if s.MembershipTier != nil {
+			m.Tier = *s.MembershipTier
+		}
+		rc.Membership = m
 	}
 	if s.RequestTime != "" {
 		t, err := time.Parse(time.RFC3339Nano, s.RequestTime)

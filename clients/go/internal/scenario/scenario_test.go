@@ -60,6 +60,69 @@ func TestParseAndRequest(t *testing.T) {
 	}
 }
 
+func TestMembershipKeys(t *testing.T) {
+	list, err := Parse(strings.NewReader(`[
+	  {"user_id": "u1", "membership_tier": "gold", "membership_segment_ids": ["s1", "s2"], "placement": "member_centre"},
+	  {"user_id": "u2", "membership_tier": ""},
+	  {"user_id": "u3", "membership_segment_ids": ["s1"]},
+	  {"user_id": "u4", "membership_segment_ids": []},
+	  {"user_id": "u5"},
+	  {"user_id": "u6", "membership_tier": null, "membership_segment_ids": null}
+	]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		set      bool
+		tier     string
+		segments string
+	}
+	for i, w := range []want{{true, "gold", "s1,s2"}, {true, "", ""}, {true, "", "s1"}, {true, "", ""}, {false, "", ""}, {false, "", ""}} {
+		req, err := list[i].Request()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := req.GetContext().GetMembership()
+		if (m != nil) != w.set || m.GetTier() != w.tier || strings.Join(m.GetSegmentIds(), ",") != w.segments {
+			t.Errorf("scenario %d: membership %v, want set=%v tier %q segments %q", i, m, w.set, w.tier, w.segments)
+		}
+	}
+	req, _ := list[0].Request()
+	if req.GetContext().GetPlacement() != couponrankv1.Placement_PLACEMENT_MEMBER_CENTRE {
+		t.Errorf("placement %v", req.GetContext().GetPlacement())
+	}
+	for _, bad := range []string{
+		`[{"user_id": "u", "membership_tier": 1}]`,
+		`[{"user_id": "u", "membership_segment_ids": "s1"}]`,
+		`[{"user_id": "u", "membership_segment_ids": ["s1", 2]}]`,
+		`[{"user_id": "u", "membership": {"tier": "gold"}}]`,
+	} {
+		if _, err := Parse(strings.NewReader(bad)); err == nil {
+			t.Errorf("accepted %s", bad)
+		}
+	}
+}
+
+// The new reason is written by its enum name, as every other.
+func TestNotInAudienceLine(t *testing.T) {
+	srv := couponranktest.Start(t)
+	srv.SetResponses(&couponrankv1.RankCouponsResponse{IneligibleCoupons: []*couponrankv1.IneligibleCoupon{
+		{CouponId: "c9", Reason: couponrankv1.IneligibilityReason_INELIGIBILITY_REASON_NOT_IN_AUDIENCE, Detail: "members only"}}})
+	c, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tier := "gold"
+	res := Run(context.Background(), c, 0, Scenario{UserID: "u", MembershipTier: &tier})
+	if len(res.Ineligible) != 1 || res.Ineligible[0] != (Ineligible{CouponID: "c9", Reason: "INELIGIBILITY_REASON_NOT_IN_AUDIENCE"}) {
+		t.Errorf("ineligible %+v", res.Ineligible)
+	}
+	if got := srv.Requests()[0].GetContext().GetMembership().GetTier(); got != "gold" {
+		t.Errorf("server got tier %q", got)
+	}
+}
+
 func TestParseRejectsUnknownKeys(t *testing.T) {
 	if _, err := Parse(strings.NewReader(`[{"user_id": "u", "topk": 3}]`)); err == nil {
 		t.Error("unknown key accepted")

@@ -1,15 +1,18 @@
 package com.couponrank.client;
 
+import com.couponrank.v1.Membership;
 import com.couponrank.v1.Money;
 import com.couponrank.v1.RequestContext;
 import com.google.protobuf.Timestamp;
 import java.math.BigDecimal;
 import java.time.Instant;
+import java.util.Arrays;
 import java.util.Currency;
 import java.util.Objects;
 
 /**
- * Conversions between Java values and the API's {@link Money} and {@link Timestamp} messages.
+ * Conversions between Java values and the API's {@link Money}, {@link Timestamp} and {@link
+ * Membership} messages.
  *
  * <pre>{@code
  * Money total = Conversions.money("19.99", "USD");          // amount_minor 1999
@@ -17,6 +20,7 @@ import java.util.Objects;
  * BigDecimal back = Conversions.toBigDecimal(total);          // 19.99
  * RequestContext.Builder ctx = RequestContext.newBuilder().setCartTotal(total);
  * Conversions.setRequestTime(ctx, Instant.parse("2026-11-01T12:00:00Z")); // null: the server's now
+ * ctx.setMembership(Conversions.membership("gold", "newsletter")); // unset: the server's stored one
  * }</pre>
  *
  * <p>The number of minor-unit digits of a currency is {@link Currency#getDefaultFractionDigits()}
@@ -137,6 +141,52 @@ public final class Conversions {
   public static RequestContext.Builder setRequestTime(RequestContext.Builder context, Instant at) {
     Objects.requireNonNull(context, "context");
     return at == null ? context.clearRequestTime() : context.setRequestTime(timestamp(at));
+  }
+
+  /**
+   * The user's membership as the caller knows it now (for example right after the user joined or
+   * moved up a tier), for {@code RequestContext.Builder.setMembership}: the server then uses it
+   * in place of the membership it has stored for the user, both for the coupons' audiences
+   * ({@code INELIGIBILITY_REASON_NOT_IN_AUDIENCE}) and for the model's features. Leave the field
+   * unset to have the server use its stored membership.
+   *
+   * <p>{@code tier} is one of the server's tiers ({@code "gold"}), or {@code ""} for a user who is
+   * not a member: {@code membership("")} says so explicitly. {@code segmentIds} are the audience
+   * segments the user belongs to. The values are not checked here: the server rejects, with
+   * INVALID_ARGUMENT naming {@code context.membership.tier} or {@code
+   * context.membership.segment_ids}, a tier it does not declare, more than 100 segment ids, or an
+   * id that is empty or over 128 bytes.
+   *
+   * @throws IllegalArgumentException if {@code tier}, {@code segmentIds} or one of the ids is null
+   */
+  public static Membership membership(String tier, String... segmentIds) {
+    if (segmentIds == null) {
+      throw new IllegalArgumentException("segmentIds must not be null");
+    }
+    return membership(tier, Arrays.asList(segmentIds));
+  }
+
+  /**
+   * {@link #membership(String, String...)} with the segment ids in an {@link Iterable}.
+   *
+   * @throws IllegalArgumentException if {@code tier}, {@code segmentIds} or one of the ids is null
+   */
+  public static Membership membership(String tier, Iterable<String> segmentIds) {
+    if (tier == null) {
+      throw new IllegalArgumentException(
+          "membership tier must not be null (\"\" for a user who is not a member)");
+    }
+    if (segmentIds == null) {
+      throw new IllegalArgumentException("segmentIds must not be null");
+    }
+    Membership.Builder m = Membership.newBuilder().setTier(tier);
+    for (String id : segmentIds) {
+      if (id == null) {
+        throw new IllegalArgumentException("membership segment ids must not hold null");
+      }
+      m.addSegmentIds(id);
+    }
+    return m.build();
   }
 
   private static Currency currency(String code) {

@@ -56,7 +56,8 @@ public final class Example {
   private static final Set<String> VALUE_FLAGS =
       Set.of(
           "addr", "user", "placement", "coupons", "cart-total", "currency", "categories", "top-k",
-          "max-reasons", "timeout", "attempts", "scenarios", "connect-timeout");
+          "max-reasons", "timeout", "attempts", "scenarios", "connect-timeout", "membership-tier",
+          "membership-segments");
 
   private static final String USAGE =
       String.join(
@@ -64,7 +65,12 @@ public final class Example {
           "usage: Example [flags]",
           "  -addr string        CouponRank server address (default localhost:50051)",
           "  -user string        user id to rank coupons for (required unless -scenarios or -model-info)",
-          "  -placement string   home, product_page, cart, checkout, order_confirmation, campaign (default checkout)",
+          "  -placement string   home, product_page, cart, checkout, order_confirmation, campaign,",
+          "                      member_centre (or PLACEMENT_*) (default checkout)",
+          "  -membership-tier string  send the user's membership: this tier (\"\": not a member) in place",
+          "                      of the server's stored one (flag absent: the server's)",
+          "  -membership-segments string  comma-separated audience segment ids of the user; sends a",
+          "                      membership (tier \"\" unless -membership-tier)",
           "  -coupons string     comma-separated candidate coupon ids (empty: every active coupon)",
           "  -cart-total int     cart total in minor units, e.g. cents (-1: leave unset) (default -1)",
           "  -currency string    ISO 4217 currency of -cart-total (default USD)",
@@ -211,6 +217,12 @@ public final class Example {
         RequestContext.newBuilder()
             .setPlacement(ScenarioRunner.parsePlacement(flags.getOrDefault("placement", "checkout")))
             .addAllCartCategories(splitList(flags.getOrDefault("categories", "")));
+    if (flags.containsKey("membership-tier") || flags.containsKey("membership-segments")) {
+      ctx.setMembership(
+          Conversions.membership(
+              flags.getOrDefault("membership-tier", ""),
+              splitList(flags.getOrDefault("membership-segments", ""))));
+    }
     long cartTotal = Long.parseLong(flags.getOrDefault("cart-total", "-1"));
     if (cartTotal >= 0) {
       ctx.setCartTotal(

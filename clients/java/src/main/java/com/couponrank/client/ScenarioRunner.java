@@ -3,6 +3,7 @@ package com.couponrank.client;
 import com.couponrank.v1.DegradedReason;
 import com.couponrank.v1.IneligibilityReason;
 import com.couponrank.v1.IneligibleCoupon;
+import com.couponrank.v1.Membership;
 import com.couponrank.v1.Money;
 import com.couponrank.v1.Placement;
 import com.couponrank.v1.RankCouponsRequest;
@@ -39,9 +40,12 @@ import java.util.Set;
  * <p>Input: a JSON array of objects; every key is optional except {@code user_id}: {@code name,
  * request_id, user_id, candidate_coupon_ids, placement ("PLACEMENT_CART", "CART" or "cart"),
  * cart_total_minor, currency_code, cart_categories, cart_brands, cart_merchant_ids, request_time
- * (RFC 3339), top_k, explain, max_reasons, deadline_ms}. The cart total is sent when {@code cart_total_minor}
- * or {@code currency_code} is present; {@code deadline_ms} 0 or absent means the client's default.
- * Unknown keys are an error.
+ * (RFC 3339), top_k, explain, max_reasons, deadline_ms, membership_tier, membership_segment_ids}.
+ * The cart total is sent when {@code cart_total_minor} or {@code currency_code} is present; the
+ * request's {@code context.membership} is set when {@code membership_tier} (a string) or {@code
+ * membership_segment_ids} (a list of strings) is present ({@code "membership_tier": ""} alone:
+ * explicitly not a member; neither: the server's stored membership); {@code deadline_ms} 0 or
+ * absent means the client's default. Null is the same as an absent key. Unknown keys are an error.
  *
  * <p>Output on success: {@code {"index":0,"name":"..","ok":true,"ranked":[{"coupon_id":"c1",
  * "rank":1,"score":0.42}],"ineligible":[{"coupon_id":"c2","reason":"INELIGIBILITY_REASON_EXPIRED"}],
@@ -59,7 +63,8 @@ public final class ScenarioRunner {
       Set.of(
           "name", "request_id", "user_id", "candidate_coupon_ids", "placement",
           "cart_total_minor", "currency_code", "cart_categories", "cart_brands",
-          "cart_merchant_ids", "request_time", "top_k", "explain", "max_reasons", "deadline_ms");
+          "cart_merchant_ids", "request_time", "top_k", "explain", "max_reasons", "deadline_ms",
+          "membership_tier", "membership_segment_ids");
 
   /** One scenario: the request to send, its deadline and how to report it. */
   public static final class Scenario {
@@ -137,6 +142,12 @@ public final class ScenarioRunner {
           Money.newBuilder()
               .setAmountMinor(num(o, "cart_total_minor", where))
               .setCurrencyCode(str(o, "currency_code", where)));
+    }
+    if (present(o, "membership_tier") || present(o, "membership_segment_ids")) {
+      ctx.setMembership(
+          Membership.newBuilder()
+              .setTier(str(o, "membership_tier", where))
+              .addAllSegmentIds(strs(o, "membership_segment_ids", where)));
     }
     RankCouponsRequest.Builder req =
         RankCouponsRequest.newBuilder()

@@ -5,16 +5,39 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.couponrank.v1.Membership;
 import com.couponrank.v1.Money;
 import com.couponrank.v1.RequestContext;
 import com.google.protobuf.Timestamp;
 import java.math.BigDecimal;
 import java.time.Instant;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 class ConversionsTest {
+
+  @Test
+  void membership() {
+    Membership gold = Conversions.membership("gold", "s1", "s2");
+    assertEquals("gold", gold.getTier());
+    assertEquals(List.of("s1", "s2"), gold.getSegmentIdsList());
+    assertEquals(gold, Conversions.membership("gold", List.of("s1", "s2")));
+    Membership none = Conversions.membership(""); // explicitly not a member
+    assertEquals("", none.getTier());
+    assertEquals(0, none.getSegmentIdsCount());
+    assertTrue(RequestContext.newBuilder().setMembership(none).build().hasMembership());
+    assertFalse(RequestContext.newBuilder().build().hasMembership()); // unset: the server's stored one
+    // Not checked here: the server answers INVALID_ARGUMENT.
+    assertEquals("diamond", Conversions.membership("diamond", "").getTier());
+    IllegalArgumentException e =
+        assertThrows(IllegalArgumentException.class, () -> Conversions.membership(null));
+    assertTrue(e.getMessage().contains("not a member"), e.getMessage());
+    assertThrows(IllegalArgumentException.class, () -> Conversions.membership("gold", "s1", null));
+    assertThrows(IllegalArgumentException.class, () -> Conversions.membership("gold", (List<String>) null));
+    assertThrows(IllegalArgumentException.class, () -> Conversions.membership("gold", (String[]) null));
+  }
 
   @ParameterizedTest(name = "{0} {1} -> {2}")
   @CsvSource({

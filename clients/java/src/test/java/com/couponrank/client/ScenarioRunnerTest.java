@@ -135,6 +135,91 @@ class ScenarioRunnerTest {
     assertEquals(Placement.PLACEMENT_PRODUCT_PAGE, ScenarioRunner.parsePlacement("PLACEMENT_PRODUCT_PAGE"));
     assertThrows(IllegalArgumentException.class, () -> ScenarioRunner.parsePlacement("basket"));
     assertThrows(IllegalArgumentException.class, () -> ScenarioRunner.parsePlacement("UNRECOGNIZED"));
+    for (String name : List.of("member_centre", "MEMBER_CENTRE", "PLACEMENT_MEMBER_CENTRE")) {
+      assertEquals(Placement.PLACEMENT_MEMBER_CENTRE, ScenarioRunner.parsePlacement(name), name);
+    }
+  }
+
+  @Test
+  void membershipIsSentWhenEitherKeyIsPresent() {
+    List<ScenarioRunner.Scenario> list =
+        ScenarioRunner.parse(
+            new StringReader(
+                "[{\"user_id\": \"u1\", \"membership_tier\": \"gold\", \"membership_segment_ids\": [\"s1\", \"s2\"],"
+                    + " \"placement\": \"member_centre\"},"
+                    + " {\"user_id\": \"u2\", \"membership_tier\": \"\"},"
+                    + " {\"user_id\": \"u3\", \"membership_segment_ids\": [\"s1\"]},"
+                    + " {\"user_id\": \"u4\", \"membership_segment_ids\": []},"
+                    + " {\"user_id\": \"u5\"},"
+                    + " {\"user_id\": \"u6\", \"membership_tier\": null, \"membership_segment_ids\": null}]"));
+    RequestContext c = list.get(0).request().getContext();
+    assertEquals(Placement.PLACEMENT_MEMBER_CENTRE, c.getPlacement());
+    assertTrue(c.hasMembership());
+    assertEquals("gold", c.getMembership().getTier());
+    assertEquals(List.of("s1", "s2"), c.getMembership().getSegmentIdsList());
+    // "" alone: explicitly not a member; segments alone: tier ""; [] alone: a membership too
+    String[][] want = {{"", ""}, {"", "s1"}, {"", ""}};
+    for (int i = 1; i <= 3; i++) {
+      RequestContext ci = list.get(i).request().getContext();
+      assertTrue(ci.hasMembership(), "scenario " + i);
+      assertEquals(want[i - 1][0], ci.getMembership().getTier(), "scenario " + i);
+      assertEquals(want[i - 1][1], String.join(",", ci.getMembership().getSegmentIdsList()), "scenario " + i);
+    }
+    assertFalse(list.get(4).request().getContext().hasMembership(), "no keys: the server's membership");
+    assertFalse(list.get(5).request().getContext().hasMembership(), "null is absent");
+    for (String bad :
+        List.of(
+            "[{\"membership_tier\": 1}]",
+            "[{\"membership_tier\": [\"gold\"]}]",
+            "[{\"membership_segment_ids\": \"s1\"}]",
+            "[{\"membership_segment_ids\": [\"s1\", 2]}]",
+            "[{\"membership\": {\"tier\": \"gold\"}}]")) {
+      assertThrows(IllegalArgumentException.class, () -> ScenarioRunner.parse(new StringReader(bad)), bad);
+    }
+  }
+
+  @Test
+  void notInAudienceIsWrittenByItsEnumName() {
+    server.respondWith(
+        RankCouponsResponse.newBuilder()
+            .addIneligibleCoupons(
+                IneligibleCoupon.newBuilder().setCouponId("c9")
+                    .setReason(IneligibilityReason.INELIGIBILITY_REASON_NOT_IN_AUDIENCE)
+                    .setDetail("members only"))
+            .build());
+    List<ScenarioRunner.Scenario> list =
+        ScenarioRunner.parse(new StringReader("[{\"user_id\":\"u1\",\"membership_tier\":\"gold\"}]"));
+    try (CouponRankClient client =
+        CouponRankClient.newBuilder().target(addr).defaultDeadline(Duration.ofSeconds(10)).build()) {
+      String line = ScenarioRunner.run(client, 0, list.get(0)).json();
+      assertTrue(
+          line.contains("\"ineligible\":[{\"coupon_id\":\"c9\",\"reason\":\"INELIGIBILITY_REASON_NOT_IN_AUDIENCE\"}]"), line);
+    }
+    assertEquals("gold", server.requests().get(0).getContext().getMembership().getTier());
+  }
+
+  @Test
+  void exampleMembershipFlags() {
+    PrintStream devNull = new PrintStream(new ByteArrayOutputStream(), true, StandardCharsets.UTF_8);
+    String[][] args = {
+      {}, // no membership: the server's stored one
+      {"-membership-tier", ""}, // explicitly not a member
+      {"-membership-tier", "gold", "-membership-segments", "s1, s2"},
+      {"-membership-segments=s1"}, // tier ""
+    };
+    String[] want = {"unset", "/", "gold/s1|s2", "/s1"};
+    for (int i = 0; i < args.length; i++) {
+      List<String> a = new java.util.ArrayList<>(
+          List.of("-addr", addr, "-user", "u1", "-placement", "member_centre", "-timeout", "10s"));
+      a.addAll(List.of(args[i]));
+      assertEquals(0, Example.run(a.toArray(new String[0]), System.in, devNull, System.err), a.toString());
+      RequestContext c = server.requests().get(i).getContext();
+      assertEquals(Placement.PLACEMENT_MEMBER_CENTRE, c.getPlacement());
+      String got = c.hasMembership()
+          ? c.getMembership().getTier() + "/" + String.join("|", c.getMembership().getSegmentIdsList())
+          : "unset";
+      assertEquals(want[i], got, a.toString());
+    }
   }
 
   @Test
