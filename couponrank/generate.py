@@ -1,7 +1,8 @@
 """Seeded synthetic data generator: every raw table of :mod:`couponrank.schema`.
 
 ``generate(out_dir, SIZES["demo"])`` writes users, items, coupons, behaviour_events,
-coupon_events and impression_truth as Parquet plus ``manifest.json``. One
+coupon_events, memberships (optional raw table) and impression_truth as Parquet plus
+``manifest.json``. One
 ``numpy.random.default_rng(seed)`` drives everything, so the same config gives
 byte-identical files. All simulation is vectorised numpy (couponrank.generate_model).
 
@@ -19,6 +20,22 @@ price sensitivity s_u ~ Gamma(4, 0.25) (mean 1); coupon responsiveness
 r_u ~ Normal(0, 0.8); activity lambda_u ~ Gamma(0.7, 1/0.7) (mean 1, heavy tail).
 15% of users sign up during the period (no activity before signup).
 
+Memberships (generate_model.make_memberships; its own rng stream, so the rest of the
+world is as it was before memberships existed). A third of the users (exactly:
+member_share) are members at some point; the tier on joining is silver/gold/platinum
+50/30/20% (generate_model.TIERS, equal to features/membership.yaml's tiers). A member
+joins during the period (before its last day) w.p. 0.3, and always when signing up in
+it; the others joined before it (between signup and the start): about 60/40 overall.
+25% of the silver and gold members whose membership starts 3+ days before the end
+move up one tier mid-period (at least a day after joining and after the start), so
+a user's tier depends on the time. Each of the 3 segments (generate_model.SEGMENTS,
+equal to membership.yaml's: new_parents, students, pet_owners) holds each user w.p.
+0.1, independently and members or not; a user's segments do not change. The
+memberships table has one row per change, on whole minutes after the user's signup:
+at signup with tier null for a user in a segment, on joining, on moving up (every row
+repeats the user's segments, sorted and "|"-joined; null when none). Users who are neither
+members nor in a segment have no row.
+
 Catalogue. Each brand belongs to exactly one category; each merchant has a primary
 category and 80% of its items are there. Item price is lognormal:
 exp(mu_cat + 0.3 z_brand + 0.45 eps), mu_cat ~ U(log 8, log 120); item popularity
@@ -31,6 +48,9 @@ worth schema.SHIPPING_FEE). Scopes 35% all (scope_value null), 35% category,
 from up to 20 days before the period to 2 days before its end. per_user_limit 1/2/3
 (60/25/15%), campaign ids, budget = worth x max(10, reach x target rate x
 LogU(2, 10)) where reach is the coupon's number of impressions (a generous plan).
+Audiences (exact shares): 72% "all" (written as "all", never null), 15% "members",
+5% "tier>=gold", 3% "tier>=platinum", 5% "segments:<id>" (30% of them name a second,
+different segment: "segments:new_parents|students", sorted as the canonical form).
 
 Behaviour. Sessions per user ~ Poisson(lambda_u x active days x rate), the rate set
 so the log has ~target_events rows; start times follow a diurnal curve. A session
@@ -44,8 +64,9 @@ amount = price).
 Ranking requests (one per placement per session, with probability): home 0.25 at
 the session start (empty cart); product_page 0.15 at a random view; cart 0.35 right
 after a random add-to-cart; checkout 0.5 just before an order; order_confirmation
-0.25 just after it (the cart is empty again); campaign 0.03 at a random view.
-cart_value / cart_categories are the cart so far.
+0.25 just after it (the cart is empty again); campaign 0.03 at a random view;
+member_centre 3 s after the session start (empty cart) w.p. 0.2 when the user is a
+member then, 0.03 when not. cart_value / cart_categories are the cart so far.
 
 Logging policy: uniformly random among the coupons the server could serve. Each
 request shows K ~ U{3..6} coupons drawn uniformly without replacement, positions
@@ -61,7 +82,12 @@ cart_value, cart_categories), so every logged slate is one the server could rank
     coupons are never shown at cart and checkout: the log records the cart's
     categories only (no brands or merchants), and the server, given the logged
     request, drops them as out of scope. Elsewhere the scope is not checked (a
-    scoped coupon there promotes what is not yet in the cart), as on the server.
+    scoped coupon there promotes what is not yet in the cart), as on the server;
+  - at every placement, the coupon's audience admits the user's membership at
+    that moment (the latest memberships row with valid_from <= ts; the server's
+    NOT_IN_AUDIENCE rule): "members" any tier, "tier>=gold" gold or platinum,
+    "segments:..." a user in one of them. Non-members see only "all" coupons and
+    those of their segments.
 When fewer than K coupons pass, all of them are shown (in a random order); a request
 where none passes shows nothing and is left out of the log (manifest
 stats.ranking_requests_skipped). The server's online rules (per-user limit, budget)
@@ -78,10 +104,15 @@ Redemption. p = sigmoid(A), A = b0 + sum of terms (generate_model.COEF):
                             category, the merchant's primary category; 0 for "all"
   + 0.4 x 1[target category already in the cart]
   + 0.5 x exp(-hours_to_valid_to / 48)           urgency
-  + placement: checkout +0.5, cart +0.35, campaign +0.2, product_page +0.1, home 0,
-               order_confirmation -0.5
+  + placement: checkout +0.5, cart +0.35, member_centre +0.3, campaign +0.2,
+               product_page +0.1, home 0, order_confirmation -0.5
   - 0.4 x log(position)
   - 0.2 x min(times this coupon was shown to this user in the previous 7 days, 10)
+  + 0.6 x 1[restricted audience: members, tier>=..., segments]  (shown only to users
+                            it admits: loyalty programmes report members redeem
+                            their exclusive offers more)
+  + 0.1 x the user's tier rank at the request time (0 not a member, 1 silver, 2
+                            gold, 3 platinum), on every coupon
 b0 is calibrated (bisection) so that mean p = target_redemption_rate (5%); it is
 recorded in the manifest with the other coefficients. There is no term for a cart
 below the minimum spend (earlier versions had - 2.0 x the relative gap): such
@@ -109,8 +140,11 @@ cumulative discount exceeds its budget are dropped (their claims stay).
 Dirty data (dirty_fraction > 0, separate rng stream, the clean rows are unchanged):
 duplicate rows (all tables), null user_id and unknown event_type (event copies with
 new event ids), negative-price items and coupons with an unknown type or
-valid_to < valid_from (new ids), claims/redemptions timed before their impression.
-Each kind gets max(1, round(dirty_fraction x table rows)) rows; counts in the manifest.
+valid_to < valid_from (new ids), coupons with a malformed audience ("tier>=diamond",
+"vip", "segments:"; new ids), claims/redemptions timed before their impression; in
+memberships: duplicate rows, rows repeating a (user_id, valid_from) with another tier,
+unknown user ids, an unknown tier ("diamond", one second after a real row: its own
+key) and null user ids. Each kind gets max(1, round(dirty_fraction x table rows)) rows; counts in the manifest.
 """
 
 from __future__ import annotations
@@ -164,6 +198,16 @@ class GeneratorConfig:
     p_campaign: float = 0.03
     claim_extra: float = 0.5
     claim_floor: float = 0.01
+    # membership (tiers: generate_model.TIERS, = features/membership.yaml)
+    member_share: float = 1 / 3  # users who are members at some point
+    tier_shares: tuple[float, ...] = (0.5, 0.3, 0.2)  # tier on joining, lowest first
+    p_join_during: float = 0.3  # members who join during the period (new users always do)
+    p_upgrade: float = 0.25  # members below the top tier who move up one tier mid-period
+    segment_share: float = 0.1  # users in each segment of generate_model.SEGMENTS (independently; members or not)
+    # coupon audiences: all, members, tier>=gold, tier>=platinum, segments:<id>[|<id>]
+    audience_shares: tuple[float, ...] = (0.72, 0.15, 0.05, 0.03, 0.05)
+    p_member_centre: float = 0.2  # per session of a member
+    p_member_centre_non_member: float = 0.03
 
     def __post_init__(self) -> None:
         if self.end_date is not None and (isinstance(self.end_date, datetime) or not isinstance(self.end_date, date)):
@@ -177,6 +221,11 @@ class GeneratorConfig:
             raise ValueError("impressions_per_request must be (lo, hi) with 1 <= lo <= hi")
         if self.days < 2 or min(self.n_users, self.n_coupons, self.n_merchants) < 1:
             raise ValueError("need days >= 2 and at least one user, coupon and merchant")
+        if len(self.tier_shares) != len(gm.TIERS) or not np.isclose(sum(self.tier_shares), 1.0):
+            raise ValueError(f"tier_shares must be {len(gm.TIERS)} shares ({', '.join(gm.TIERS)}) summing to 1")
+        if len(self.audience_shares) != 5 or not np.isclose(sum(self.audience_shares), 1.0):
+            raise ValueError("audience_shares must be 5 shares (all, members, tier>=gold, tier>=platinum, "
+                             "segments) summing to 1")
 
     def replace(self, **changes) -> GeneratorConfig:
         return replace(self, **changes)
@@ -211,6 +260,10 @@ class GenerationSummary:
     row_counts: dict[str, int]
     seconds: float
     manifest: dict = field(repr=False, default_factory=dict)
+
+
+# every table generate() writes: the raw tables, the optional memberships, the oracle
+OUTPUT_TABLES = (*schema.RAW_TABLES, schema.MEMBERSHIPS, schema.IMPRESSION_TRUTH)
 
 
 # ----------------------------------------------------------------------------- arrow helpers
@@ -253,6 +306,26 @@ class Names:
         self.brand = _ids("b", np.arange(cfg.n_brands), _width(cfg.n_brands, 4))
         self.merchant = _ids("m", np.arange(cfg.n_merchants), _width(cfg.n_merchants, 3))
         self.campaign = _ids("camp", np.arange(n_campaigns), _width(n_campaigns, 2))
+        self.segment = pa.array(gm.SEGMENTS)
+        self.tier = pa.array(gm.TIERS)
+
+
+def _masks(mask: np.ndarray, names: pa.Array, prefix: str = "") -> pa.Array:
+    """prefix + the sorted, "|"-joined names of each bitmask's bits (the canonical form
+    of couponrank.features.membership); null for an empty mask."""
+    uniq, inv = np.unique(np.asarray(mask, np.uint64), return_inverse=True)
+    listed = names.to_pylist()
+    strings = [prefix + "|".join(sorted(n for i, n in enumerate(listed) if (int(m) >> i) & 1)) if m else None
+               for m in uniq]
+    return pa.array(strings, pa.string()).take(pa.array(inv.ravel()))
+
+
+def _audiences(w: gm.World, nm: Names) -> pa.Array:
+    """The coupons' audience texts (schema.AUDIENCE_*): "all" for everyone."""
+    fixed = pa.array([schema.AUDIENCE_ALL, schema.AUDIENCE_MEMBERS, schema.AUDIENCE_TIER_PREFIX + gm.TIERS[1],
+                      schema.AUDIENCE_TIER_PREFIX + gm.TIERS[2], None], pa.string())  # fmt: skip
+    segments = _masks(w.c_seg, nm.segment, schema.AUDIENCE_SEGMENTS_PREFIX)
+    return pc.coalesce(_take(fixed, w.c_audience), segments)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -277,9 +350,14 @@ def _dimension_tables(cfg: GeneratorConfig, w: gm.World, nm: Names, start_s: int
         "scope": _take(pa.array(schema.COUPON_SCOPES), w.c_scope), "scope_value": scope_value,
         "valid_from": _ts(start_s, w.c_from), "valid_to": _ts(start_s, w.c_to),
         "per_user_limit": pa.array(w.c_limit, pa.int32()), "campaign_id": _take(nm.campaign, w.c_campaign),
-        "budget": _f64(w.c_budget),
+        "budget": _f64(w.c_budget), "audience": _audiences(w, nm),
     })  # fmt: skip
-    return {"users": users, "items": items, "coupons": coupons}
+    m = gm.membership_rows(w)
+    memberships = _table(schema.MEMBERSHIPS, {
+        "user_id": _take(nm.user, m.user), "valid_from": _ts(start_s, m.ts),
+        "tier": _take(nm.tier, m.tier.astype(np.int64) - 1), "segments": _masks(m.seg, nm.segment),
+    })  # fmt: skip
+    return {"users": users, "items": items, "coupons": coupons, "memberships": memberships}
 
 
 def _behaviour_table(w, b, o: gm.Outcomes, red_user: np.ndarray, nm: Names, start_s: int):
@@ -388,9 +466,12 @@ def _inject_dirty(tables: dict[str, pa.Table], cfg: GeneratorConfig) -> tuple[di
     rng = np.random.default_rng([cfg.seed, 0xD127])  # own stream: the clean data stay identical
     report: dict[str, dict[str, int]] = {}
     out = {}
-    for name in ("users", "items", "coupons", "behaviour_events", "coupon_events"):
+    for name in ("users", "items", "coupons", "behaviour_events", "coupon_events", "memberships"):
         t = tables[name]
         n = t.num_rows
+        if n == 0:
+            out[name], report[name] = t, {}
+            continue
         k = max(1, int(round(cfg.dirty_fraction * n)))
         key_col = t.schema.names[0]
         prefix = {"items": "i", "coupons": "c", "behaviour_events": "be", "coupon_events": "ce"}.get(name, "")
@@ -423,6 +504,25 @@ def _inject_dirty(tables: dict[str, pa.Table], cfg: GeneratorConfig) -> tuple[di
             rows = _set(t.take(src), "coupon_id", new_ids(k))
             vf, vt = rows.column("valid_from"), rows.column("valid_to")
             add("valid_to_before_valid_from", src, _set(_set(rows, "valid_from", vt), "valid_to", vf))
+            src = rng.integers(0, n, k)
+            rows = _set(t.take(src), "coupon_id", new_ids(k))
+            malformed = np.array(["tier>=diamond", "vip", "segments:"])[np.arange(k) % 3]
+            add("bad_audience", src, _set(rows, "audience", pa.array(malformed, pa.string())))
+        if name == "memberships":
+            # a row like another on the same key (user_id, valid_from) but with another tier
+            src = np.sort(rng.choice(n, min(k, n), replace=False))
+            rows = t.take(src)
+            rank = pc.fill_null(pc.index_in(rows.column("tier"), value_set=pa.array(gm.TIERS)), -1).to_numpy() + 1
+            add("duplicate_user_id_valid_from", src, _set(rows, "tier", pa.array(np.array(gm.TIERS)[rank % 3])))
+            src = rng.integers(0, n, k)
+            users = _ids("u", np.arange(cfg.n_users, cfg.n_users + k), len(t.column("user_id")[0].as_py()) - 1)
+            add("unknown_user_id", src, _set(t.take(src), "user_id", users))
+            src = np.sort(rng.choice(n, min(k, n), replace=False))
+            rows = t.take(src)  # one second later: its own key (rows are on whole minutes after signup)
+            later = pc.add(rows.column("valid_from").cast(pa.int64()), 1_000_000).cast(schema.TS)
+            add("unknown_tier", src, _set(_set(rows, "tier", pa.array(["diamond"] * len(src))), "valid_from", later))
+            src = rng.integers(0, n, k)
+            add("null_user_id", src, _set(t.take(src), "user_id", pa.nulls(k, pa.string())))
         if name in ("behaviour_events", "coupon_events"):
             src = rng.integers(0, n, k)
             rows = _set(_set(t.take(src), "event_id", new_ids(k)), "user_id", pa.nulls(k, pa.string()))
@@ -469,7 +569,7 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
     step("behaviour")
     b = gm.simulate_behaviour(cfg, w, rng, gm.RowSampler(w.theta))
     step(f"requests ({len(b.s_user):,} sessions, {len(b.v_item):,} views)")
-    r = gm.make_requests(cfg, b, rng)
+    r = gm.make_requests(cfg, w, b, rng)
     imp = gm.sample_impressions(cfg, w, r, rng)
     step(f"redemption model ({len(imp.coupon):,} impressions)")
     ordered = np.flatnonzero(b.ordered)
@@ -494,7 +594,7 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
         tables, dirty = _inject_dirty(tables, cfg)
 
     step("writing parquet")
-    for t in (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH):
+    for t in OUTPUT_TABLES:
         assert tables[t.name].schema.equals(t.schema), t.name
         pq.write_table(tables[t.name], out_dir / t.file, compression="zstd")
     counts = {name: t.num_rows for name, t in tables.items()}
@@ -509,7 +609,7 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
         "end": cfg.end.isoformat(),
         "currency": "USD",
         "shipping_fee": schema.SHIPPING_FEE,
-        "files": {t.name: t.file for t in (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH)},
+        "files": {t.name: t.file for t in OUTPUT_TABLES},
         "row_counts": counts,
         "stats": {
             "sessions": len(b.s_user), "ranking_requests": n_req,
@@ -519,6 +619,11 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
             "mean_p_redeem": float(o.p_eff.mean()) if len(o.p_eff) else 0.0,
             "ineligible_impressions": o.ineligible, "redemptions_drawn": o.drawn,
             "dropped_per_user_limit": o.dropped_limit, "dropped_budget": o.dropped_budget,
+            "members": int(np.count_nonzero(w.m_join != gm.NEVER)),
+            "members_moving_up": int(np.count_nonzero(w.m_up != gm.NEVER)),
+            "users_in_a_segment": int(np.count_nonzero(w.u_seg)),
+            "restricted_coupons": int(np.count_nonzero(w.c_audience != gm.AUD_ALL)),
+            "restricted_impressions": int(np.count_nonzero(w.c_audience[imp.coupon] != gm.AUD_ALL)),
         },
         "model": {
             "intercept": truth.intercept, "coefficients": gm.COEF,
@@ -526,6 +631,7 @@ def generate(out_dir: Path, config: GeneratorConfig, progress: bool = False,
             "urgency_hours": gm.URGENCY_HOURS, "fatigue_window_days": gm.FATIGUE_WINDOW // gm.DAY,
             "fatigue_cap": gm.FATIGUE_CAP, "ref_basket": ref_basket, "show_margin_minutes": gm.SHOW_MARGIN // 60,
         },
+        "membership": {"tiers": list(gm.TIERS), "segments": nm.segment.to_pylist()},
         "dirty": dirty,
     }  # fmt: skip
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

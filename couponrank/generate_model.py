@@ -25,12 +25,25 @@ PCT, AMT, FREE = 0, 1, 2  # index into schema.COUPON_TYPES
 ALL, CAT, BRAND, MERCH = 0, 1, 2, 3  # index into schema.COUPON_SCOPES
 VIEW, ATC, FAV, ORDER = 0, 1, 2, 3  # index into schema.BEHAVIOUR_EVENT_TYPES
 IMPRESSION, CLAIM, REDEMPTION = 0, 1, 2  # index into schema.COUPON_EVENT_TYPES
-HOME, PRODUCT, CART, CHECKOUT, CONFIRM, CAMPAIGN = range(6)  # index into schema.PLACEMENTS
+HOME, PRODUCT, CART, CHECKOUT, CONFIRM, CAMPAIGN, MEMBER_CENTRE = range(7)  # index into schema.PLACEMENTS
 assert schema.COUPON_TYPES == ("percent_off", "amount_off", "free_shipping")
 assert schema.COUPON_SCOPES == ("all", "category", "brand", "merchant")
 assert schema.BEHAVIOUR_EVENT_TYPES == ("view", "add_to_cart", "favourite", "order")
 assert schema.COUPON_EVENT_TYPES == ("impression", "claim", "redemption")
-assert schema.PLACEMENTS == ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign")
+assert schema.PLACEMENTS == (
+    "home", "product_page", "cart", "checkout", "order_confirmation", "campaign", "member_centre",
+)  # fmt: skip
+# Membership tiers, lowest first, and segment ids: features/membership.yaml's (a test
+# keeps them equal). A user's tier is held as its rank: 0 not a member, 1 = TIERS[0],
+# ...; a user's or a coupon's segments as a bitmask (bit i: SEGMENTS[i]).
+TIERS = ("silver", "gold", "platinum")
+SEGMENTS = ("new_parents", "students", "pet_owners")
+# Coupon audiences (index into GeneratorConfig.audience_shares): everyone, any member,
+# tier>=gold, tier>=platinum, users in one or two segments.
+AUD_ALL, AUD_MEMBERS, AUD_GOLD, AUD_PLATINUM, AUD_SEGMENTS = range(5)
+AUD_MIN_TIER = np.array([0, 1, 2, 3, 0], np.int8)  # lowest tier rank each audience admits
+P_TWO_SEGMENTS = 0.3  # a segment coupon names a second segment (when there are two or more)
+NEVER = np.int64(2**60)  # "no such time" (never joins / never moves up)
 
 # Coefficients of the redemption logit A (see the model in couponrank.generate).
 COEF = {
@@ -41,8 +54,10 @@ COEF = {
     "urgency": 0.5,  # x exp(-hours_to_valid_to / 48)
     "position": 0.4,  # x log(position)
     "fatigue": 0.2,  # x min(times shown to this user in the previous 7 days, 10)
+    "exclusive": 0.6,  # x 1[the coupon's audience is restricted: members, tier>=, segments]
+    "tier_rank": 0.1,  # x the user's tier rank at the request time (0 not a member .. 3 platinum)
 }
-PLACEMENT_EFFECT = np.array([0.0, 0.1, 0.35, 0.5, -0.5, 0.2])  # order of schema.PLACEMENTS
+PLACEMENT_EFFECT = np.array([0.0, 0.1, 0.35, 0.5, -0.5, 0.2, 0.3])  # order of schema.PLACEMENTS
 URGENCY_HOURS = 48.0
 FATIGUE_WINDOW, FATIGUE_CAP = 7 * DAY, 10
 SHOW_MARGIN = 10 * MIN  # a coupon is shown only if valid_from <= ts <= valid_to - SHOW_MARGIN
@@ -179,6 +194,14 @@ class World:
     c_campaign: np.ndarray
     n_campaigns: int
     c_budget: np.ndarray = field(default_factory=lambda: np.zeros(0))  # set by plan_budgets
+    # membership (make_memberships): times in seconds since the start, NEVER when none
+    m_join: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # becomes a member
+    m_tier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # tier rank on joining (0: never)
+    m_up: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # moves up one tier
+    u_seg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # bitmask of segments
+    c_audience: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # AUD_*
+    c_min_tier: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # lowest tier rank admitted
+    c_seg: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))  # segments admitted (0: any user)
 
 
 def make_world(cfg: GeneratorConfig, rng: np.random.Generator) -> World:
@@ -233,11 +256,98 @@ def make_world(cfg: GeneratorConfig, rng: np.random.Generator) -> World:
     c_limit = rng.choice(np.array([1, 2, 3]), N, p=[0.6, 0.25, 0.15])
     n_campaigns = cfg.n_campaigns or max(2, N // 8)
     c_campaign = rng.integers(0, n_campaigns, N)
-    return World(
+    w = World(
         theta, sens, resp, activity, signup, country, cat_pop, brand_cat, merchant_cat,
         item_cat, item_brand, item_merchant, price, item_pop, c_type, value, min_spend,
         c_scope, scope_value, target_cat, c_from, c_to, c_limit, c_campaign, n_campaigns,
     )  # fmt: skip
+    make_memberships(cfg, w, membership_rng(cfg))
+    return w
+
+
+def membership_rng(cfg: GeneratorConfig) -> np.random.Generator:
+    """The memberships' and audiences' own stream: the rest of the world is drawn as
+    before they existed."""
+    return np.random.default_rng([cfg.seed, 0x4D454D42])
+
+
+def make_memberships(cfg: GeneratorConfig, w: World, rng: np.random.Generator) -> None:
+    """Users' memberships and segments, coupons' audiences (see the model in couponrank.generate).
+
+    A member joins at a whole number of minutes after signup: before the period (in
+    (signup, start)) or, w.p. p_join_during and always for users who sign up in it,
+    during it (before its last day). Members below the top tier whose membership
+    starts 3+ days before the end move up one tier w.p. p_upgrade, at least a day
+    after joining (and after the start), also on the minute grid of their signup."""
+    U, N, T = cfg.n_users, cfg.n_coupons, cfg.days * DAY
+    member = balanced(rng, U, (1.0 - cfg.member_share, cfg.member_share)) == 1
+    tier = np.where(member, 1 + rng.choice(len(TIERS), U, p=cfg.tier_shares), 0).astype(np.int8)
+    during = (rng.random(U) < cfg.p_join_during) | (w.signup >= 0)
+    lo = np.where(during, np.maximum(w.signup, 0), w.signup)
+    hi = np.where(during, T - DAY, 0)
+    k_lo = np.maximum(-(-(lo - w.signup) // MIN), 1)  # minutes after signup: the first in [lo, hi)
+    k_hi = (hi - w.signup - 1) // MIN  # the last
+    join = w.signup + MIN * (k_lo + (rng.random(U) * np.maximum(k_hi - k_lo + 1, 1)).astype(np.int64))
+    member &= join < T - HOUR  # (only a tiny config can push a join past the end)
+    w.m_join = np.where(member, join, NEVER)
+    up_lo = np.maximum(join, 0) + DAY
+    can = member & (tier < len(TIERS)) & (join < T - 3 * DAY)
+    up = up_lo + rng.random(U) * np.maximum(T - DAY - up_lo, 0)
+    up = join + MIN * ((up.astype(np.int64) - join) // MIN)
+    w.m_up = np.where(can & (rng.random(U) < cfg.p_upgrade), up, NEVER)
+    w.m_tier = np.where(member, tier, 0).astype(np.int8)
+    bits = rng.random((U, len(SEGMENTS))) < cfg.segment_share
+    w.u_seg = (bits.astype(np.uint64) << np.arange(len(SEGMENTS), dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+
+    aud = balanced(rng, N, cfg.audience_shares).astype(np.int8)
+    first = rng.integers(0, len(SEGMENTS), N).astype(np.uint64)
+    second = (first + np.uint64(1) + rng.integers(0, max(len(SEGMENTS) - 1, 1), N).astype(np.uint64)) % np.uint64(
+        len(SEGMENTS)
+    )  # another segment than the first
+    two = (rng.random(N) < P_TWO_SEGMENTS) & (len(SEGMENTS) > 1)
+    one = np.uint64(1)
+    seg = (one << first) | np.where(two, one << second, np.uint64(0))
+    w.c_audience = aud
+    w.c_min_tier = AUD_MIN_TIER[aud]
+    w.c_seg = np.where(aud == AUD_SEGMENTS, seg, np.uint64(0))
+
+
+def tier_at(w: World, user: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The user's tier rank at ``ts`` (a membership row holds from its valid_from on)."""
+    tier = w.m_tier[user]
+    return np.where(ts >= w.m_up[user], tier + 1, np.where(ts >= w.m_join[user], tier, 0)).astype(np.int8)
+
+
+def admits(w: World, coupon: np.ndarray, user: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Whether the coupon's audience admits the user's membership at ``ts`` (arrays that
+    broadcast): tier rank >= the audience's minimum and, for a segment audience, the
+    user in one of its segments (couponrank.features.membership.admitted)."""
+    tier_ok = w.c_min_tier[coupon] <= tier_at(w, user, ts)
+    seg = w.c_seg[coupon]
+    return tier_ok & ((seg == 0) | ((seg & w.u_seg[user]) != 0))
+
+
+@dataclass
+class Memberships:
+    """The memberships table's rows, sorted by (user, valid_from): a row at signup with
+    no tier for a user in a segment, a row when joining, a row when moving up."""
+
+    user: np.ndarray
+    ts: np.ndarray
+    tier: np.ndarray  # rank, 0: not a member
+    seg: np.ndarray  # the user's segments bitmask
+
+
+def membership_rows(w: World) -> Memberships:
+    users = np.arange(len(w.m_join))
+    seg_only = users[w.u_seg != 0]
+    joined = users[w.m_join != NEVER]
+    moved = users[w.m_up != NEVER]
+    user = np.concatenate([seg_only, joined, moved])
+    ts = np.concatenate([w.signup[seg_only], w.m_join[joined], w.m_up[moved]])
+    tier = np.concatenate([np.zeros(len(seg_only), np.int8), w.m_tier[joined], w.m_tier[moved] + 1]).astype(np.int8)
+    order = np.lexsort((ts, user))
+    return Memberships(user[order], ts[order], tier[order], w.u_seg[user[order]])
 
 
 # ----------------------------------------------------------------------------- behaviour
@@ -272,6 +382,7 @@ def rows_per_session(cfg: GeneratorConfig) -> float:
     requests = (
         cfg.p_home + cfg.p_product_page + cfg.p_campaign + cfg.p_cart * p_cart
         + (cfg.p_checkout + cfg.p_order_confirmation) * cfg.p_order * p_cart
+        + cfg.member_share * cfg.p_member_centre + (1 - cfg.member_share) * cfg.p_member_centre_non_member
     )  # fmt: skip
     # an upper bound: a request shows fewer when fewer coupons pass eligibility (small worlds)
     shown = requests * 0.5 * sum(cfg.impressions_per_request)
@@ -342,9 +453,10 @@ class Requests:
     cart_n: np.ndarray  # add-to-carts in the cart when shown
     cart_value: np.ndarray
     cart_mask: np.ndarray
+    user: np.ndarray
 
 
-def make_requests(cfg: GeneratorConfig, b: Behaviour, rng: np.random.Generator) -> Requests:
+def make_requests(cfg: GeneratorConfig, w: World, b: Behaviour, rng: np.random.Generator) -> Requests:
     S = len(b.s_user)
     parts = []
 
@@ -364,6 +476,11 @@ def make_requests(cfg: GeneratorConfig, b: Behaviour, rng: np.random.Generator) 
     s = np.flatnonzero(b.ordered & (rng.random(S) < cfg.p_order_confirmation))
     parts.append((s, CONFIRM, b.order_ts[s] + 3, np.zeros(len(s), np.int64)))  # the order emptied the cart
     at_view(cfg.p_campaign, CAMPAIGN, 1)
+    # the member centre, just after the session starts (empty cart), mostly by members
+    t = b.s_start + 3
+    member = tier_at(w, b.s_user, t) > 0
+    s = np.flatnonzero(rng.random(S) < np.where(member, cfg.p_member_centre, cfg.p_member_centre_non_member))
+    parts.append((s, MEMBER_CENTRE, t[s], np.zeros(len(s), np.int64)))
 
     sess = np.concatenate([p[0] for p in parts])
     place = np.concatenate([np.full(len(p[0]), p[1], np.int8) for p in parts])
@@ -375,7 +492,7 @@ def make_requests(cfg: GeneratorConfig, b: Behaviour, rng: np.random.Generator) 
     has = cart_n > 0
     value = np.where(has, b.a_cum[last] if len(b.a_cum) else 0.0, 0.0)
     mask = np.where(has, b.a_mask[last] if len(b.a_mask) else 0, 0).astype(np.uint64)
-    return Requests(sess, place, ts, cart_n, np.round(value, 2), mask)
+    return Requests(sess, place, ts, cart_n, np.round(value, 2), mask, b.s_user[sess])
 
 
 # ----------------------------------------------------------------------------- impressions
@@ -392,7 +509,9 @@ def servable(w: World, r: Requests, req: np.ndarray, coupon: np.ndarray) -> np.n
     SHOW_MARGIN), min_spend <= cart_value at every placement, and at the cart and
     checkout an in-scope coupon: scope "all", or a category scope whose category is in
     the cart. Brand and merchant scopes are never shown there: the log keeps the
-    cart's categories only, so the server, given the logged request, would drop them."""
+    cart's categories only, so the server, given the logged request, would drop them.
+    At every placement the coupon's audience admits the user's membership at ts
+    (:func:`admits`)."""
     ts, cart_value, place = r.ts[req], r.cart_value[req], r.place[req]
     valid = (w.c_from[coupon] <= ts) & (ts <= w.c_to[coupon] - SHOW_MARGIN)
     spend = w.c_min_spend[coupon] <= cart_value
@@ -401,7 +520,7 @@ def servable(w: World, r: Requests, req: np.ndarray, coupon: np.ndarray) -> np.n
     cat_in_cart = ((r.cart_mask[req] >> bit) & np.uint64(1)).astype(bool)
     in_scope = (scope == ALL) | ((scope == CAT) & cat_in_cart)
     checked = np.isin(place, SCOPE_CHECKED)
-    return valid & spend & (in_scope | ~checked)
+    return valid & spend & (in_scope | ~checked) & admits(w, coupon, r.user[req], ts)
 
 
 def sample_impressions(cfg: GeneratorConfig, w: World, r: Requests, rng: np.random.Generator) -> Impressions:
@@ -524,6 +643,9 @@ def redemption_probability(
     in_cart = scoped & ((r.cart_mask[req] >> np.maximum(tgt, 0).astype(np.uint64)) & np.uint64(1)).astype(bool)
     hours_left = (w.c_to[c] - ts) / HOUR
     fat = fatigue(user, c, ts, cfg.n_coupons, cfg.days * DAY)
+    # shown only when the audience admits the user (servable), so a restricted coupon
+    # here is always one the user may use
+    restricted = (w.c_min_tier[c] > 0) | (w.c_seg[c] != 0)
     a = (
         COEF["discount_depth"] * depth * w.sens[user]
         + COEF["responsiveness"] * w.resp[user]
@@ -533,6 +655,8 @@ def redemption_probability(
         + PLACEMENT_EFFECT[place]
         - COEF["position"] * np.log(imp.pos)
         - COEF["fatigue"] * np.minimum(fat, FATIGUE_CAP)
+        + COEF["exclusive"] * restricted
+        + COEF["tier_rank"] * tier_at(w, user, ts)
     )
     intercept = calibrate_intercept(a, cfg.target_redemption_rate)
     return Truth(sigmoid(a + intercept), a, intercept, depth, fat)

@@ -20,7 +20,12 @@ COUPON_SCOPES = ("all", "category", "brand", "merchant")
 BEHAVIOUR_EVENT_TYPES = ("view", "add_to_cart", "favourite", "order")
 COUPON_EVENT_TYPES = ("impression", "claim", "redemption")
 # Placement names match the proto enum (couponrank.v1.Placement) without its prefix.
-PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign")
+# New placements are appended (request_features.PLACEMENT_CODES numbers them in this order).
+PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign", "member_centre")
+# A coupon's audience (coupons.audience), one of: "all" (everyone; null means all),
+# "members" (any membership tier), "tier>=<tier>" (that tier of membership.yaml or a
+# later one), "segments:<id>|<id>..." (users in any of the segments).
+AUDIENCE_ALL, AUDIENCE_MEMBERS, AUDIENCE_TIER_PREFIX, AUDIENCE_SEGMENTS_PREFIX = "all", "members", "tier>=", "segments:"
 # Flat shipping fee used to value a free-shipping coupon (major units).
 SHIPPING_FEE = 4.99
 
@@ -31,6 +36,8 @@ class Table:
     schema: pa.Schema
     key: tuple[str, ...]  # columns that identify a row (used for de-duplication)
     timestamp: str | None = None  # event-time column, if the table is an event log
+    # Columns a file may lack (added after the table was first published): read as nulls.
+    optional: tuple[str, ...] = ()
 
     @property
     def file(self) -> str:
@@ -78,9 +85,11 @@ COUPONS = Table(
             ("per_user_limit", pa.int32()),  # >= 1
             ("campaign_id", pa.string()),
             ("budget", pa.float64()),  # total discount the campaign may give away with this coupon
+            ("audience", pa.string()),  # who may use it (AUDIENCE_*); optional column, null = "all"
         ]
     ),
     key=("coupon_id",),
+    optional=("audience",),
 )
 
 BEHAVIOUR_EVENTS = Table(
@@ -141,4 +150,22 @@ COUPON_ITEMS = Table(
     pa.schema([("coupon_id", pa.string()), ("item_id", pa.string())]),
     key=("coupon_id", "item_id"),
 )
-OPTIONAL_TABLES = (COUPON_ITEMS,)
+
+# Optional: each user's membership over time. A row says that from valid_from on the
+# user holds `tier` (one of membership.yaml's tiers; null: not a member) and belongs to
+# `segments` ("|"-joined segment ids; null or "": none), until the user's next row.
+# Users without a row are not members. Read into the user_membership view.
+MEMBERSHIPS = Table(
+    "memberships",
+    pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("valid_from", TS),
+            ("tier", pa.string()),
+            ("segments", pa.string()),
+        ]
+    ),
+    key=("user_id", "valid_from"),
+    timestamp="valid_from",
+)
+OPTIONAL_TABLES = (COUPON_ITEMS, MEMBERSHIPS)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from couponrank.features import custom
+from couponrank.features import membership
 from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
 from couponrank.features.request_features import ALL_CATEGORIES
 from couponrank.features.snapshots import Window, change_days, snapshot_windows
@@ -33,7 +34,7 @@ NEUTRAL_RATE = 0.05
 
 # The built-in views' sources, in the order build_features writes them.
 BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
-            "user_coupon_coverage", "coupon_stats", "coupon_attributes")
+            "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership")
 
 
 @dataclass
@@ -361,6 +362,38 @@ def coupon_attributes(data: CleanData) -> pd.DataFrame:
         "coupon_per_user_limit": c["per_user_limit"].astype(float),
         "coupon_budget": c["budget"].astype(float),
         "coupon_campaign_id": c["campaign_id"],
+        **audience_columns(c["audience"], data.membership),
+    })
+
+
+def audience_columns(audience: pd.Series, config: membership.Membership) -> dict[str, np.ndarray]:
+    """The coupon_attributes columns of the coupons' (cleaned, canonical) audiences."""
+    parsed = {text: membership.parse_audience(text, config) for text in pd.unique(audience.astype(object))}
+    a = [parsed[text] for text in audience.astype(object)]
+    return {
+        "coupon_audience": np.array([x.text for x in a], dtype=object),
+        "coupon_audience_min_tier": np.array([x.min_tier for x in a], dtype=np.float64),
+        "coupon_audience_segment_mask": np.array([x.segment_mask for x in a], dtype=np.float64),
+        "coupon_audience_segment_count": np.array([x.segment_count for x in a], dtype=np.float64),
+    }
+
+
+def user_membership(data: CleanData) -> pd.DataFrame:
+    """Each user's membership from each change on (raw memberships, stamped at its
+    valid_from): tier rank in membership.yaml (0: not a member), segments as a bit mask
+    and a count. No rows without a memberships table: every user is then a non-member."""
+    m = data.memberships
+    if m is None:
+        m = pd.DataFrame({"user_id": pd.Series([], dtype=object), "valid_from": pd.Series([], dtype="datetime64[us, UTC]"),
+                          "tier": pd.Series([], dtype=object), "segments": pd.Series([], dtype=object)})
+    segments = [membership.split(x) for x in m["segments"].astype(object)]
+    return pd.DataFrame({
+        "user_id": m["user_id"].astype(pd.StringDtype()),  # typed keys: Feast joins on strings
+        "event_timestamp": m["valid_from"],
+        "created_timestamp": m["valid_from"],
+        "membership_tier_rank": np.array([data.membership.rank(t) for t in m["tier"]], dtype=np.float64),
+        "membership_segment_mask": np.array([data.membership.mask(s) for s in segments], dtype=np.float64),
+        "membership_segment_count": np.array([len(s) for s in segments], dtype=np.float64),
     })
 
 
@@ -416,7 +449,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         raise custom.BuilderError(f"{Path(repo_dir) / custom.BUILDERS_FILE}: builder '{clash[0]}' would overwrite "
                                   f"the built-in view's source data/{clash[0]}.parquet: give it another name; "
                                   f"nothing was built")
-    data = clean_raw(raw_dir)
+    data = clean_raw(raw_dir, membership.load(repo_dir))
     summary.report = data.report
     summary.seconds["clean"] = time.perf_counter() - t0
     clock = make_clock(data)
@@ -431,6 +464,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "user_coupon_coverage": lambda: user_coupon_coverage(data, clock),
         "coupon_stats": lambda: coupon_stats(data, clock, coupon_ids),
         "coupon_attributes": lambda: coupon_attributes(data),
+        "user_membership": lambda: user_membership(data),
     }
     assert tuple(jobs) == BUILT_IN
     out_dir = Path(repo_dir) / "data"

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from couponrank import schema
+from couponrank.features import membership
 from couponrank.schema import Table
 
 
@@ -69,6 +70,8 @@ class CleanData:
     coupon_events: pd.DataFrame
     report: CleaningReport
     coupon_items: pd.DataFrame | None = None  # optional raw table; None when absent
+    memberships: pd.DataFrame | None = None  # optional raw table; None when absent
+    membership: membership.Membership = membership.Membership()  # membership.yaml's tiers and segments
 
 
 def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
@@ -81,14 +84,17 @@ def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises several types for corrupt files
         raise RawDataError(f"{path}: not a readable Parquet file ({exc})") from exc
     present = set(pf.schema_arrow.names)
-    missing = [f.name for f in table.schema if f.name not in present]
+    missing = [f.name for f in table.schema if f.name not in present and f.name not in table.optional]
     if missing:
         raise RawDataError(f"{path}: missing column(s) {', '.join(missing)}")
+    absent = [f for f in table.schema if f.name not in present]  # optional ones: read as nulls
     # Event logs are large: read repeated strings as categoricals (dictionary-encoded)
     # and the rest as Arrow-backed strings; 4x faster and far smaller than objects.
     repeated = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in table.key] \
         if table.timestamp else []
-    arrow = pq.read_table(path, columns=table.schema.names, read_dictionary=repeated)
+    arrow = pq.read_table(path, columns=[n for n in table.schema.names if n in present], read_dictionary=repeated)
+    for f in absent:
+        arrow = arrow.append_column(f.name, pa.nulls(arrow.num_rows, f.type))
     columns = []
     for f in table.schema:
         col = arrow.column(f.name)
@@ -160,9 +166,12 @@ def _known(c: _Cleaner, column: str, allowed, what: str | None = None) -> None:
     c.drop(~c.df[column].isin(allowed), f"unknown {what or column}")
 
 
-def clean_raw(raw_dir: Path) -> CleanData:
-    """Read all raw tables from ``raw_dir`` and apply the cleaning rules (docs/data.md)."""
+def clean_raw(raw_dir: Path, config: membership.Membership | None = None) -> CleanData:
+    """Read all raw tables from ``raw_dir`` and apply the cleaning rules (docs/data.md).
+    ``config``: the tiers and segments users and audiences may name (default: the
+    project's membership.yaml)."""
     raw_dir = Path(raw_dir)
+    config = membership.load() if config is None else config
     report = CleaningReport()
     frames = {t.name: read_table(raw_dir, t) for t in schema.RAW_TABLES}
 
@@ -205,6 +214,9 @@ def clean_raw(raw_dir: Path) -> CleanData:
     c.fill("budget", c.df["budget"].isna(), np.inf, "budget: null -> unlimited")
     c.drop(c.df["budget"] < 0, "negative budget")
     c.fill("campaign_id", c.df["campaign_id"].isna(), "none", "campaign_id: null -> 'none'")
+    audiences = _audiences(c.df["audience"], config)
+    c.drop(audiences.isna(), "bad audience")
+    c.df = c.df.assign(audience=audiences.loc[c.df.index].astype(object))
     coupons = c.done()
     coupons["per_user_limit"] = coupons["per_user_limit"].astype(np.int32)
 
@@ -250,15 +262,48 @@ def clean_raw(raw_dir: Path) -> CleanData:
     c.fill("discount_amount", red & c.df["discount_amount"].isna(), 0.0, "discount_amount: null -> 0")
     coupon_events = c.done()
 
+    def start_optional(table: Table) -> _Cleaner | None:
+        """start() for a table a raw folder may lack: None when it does."""
+        if not (raw_dir / table.file).is_file():
+            return None
+        frames[table.name] = read_table(raw_dir, table)
+        return start(table)
+
     # coupon items (optional)
     coupon_items = None
-    if (raw_dir / schema.COUPON_ITEMS.file).is_file():
-        frames[schema.COUPON_ITEMS.name] = read_table(raw_dir, schema.COUPON_ITEMS)
-        c = start(schema.COUPON_ITEMS)
+    if (c := start_optional(schema.COUPON_ITEMS)) is not None:
         c.require("coupon_id", "item_id")
         c.dedupe(schema.COUPON_ITEMS.key)
         _known(c, "coupon_id", coupons["coupon_id"])
         _known(c, "item_id", items["item_id"])
         coupon_items = c.done()
 
-    return CleanData(users, items, coupons, behaviour, coupon_events, report, coupon_items)
+    # memberships (optional)
+    memberships = None
+    if (c := start_optional(schema.MEMBERSHIPS)) is not None:
+        c.require("user_id", "valid_from")
+        c.dedupe(schema.MEMBERSHIPS.key)
+        _known(c, "user_id", users["user_id"])
+        c.df = c.df.assign(tier=c.df["tier"].astype(object).map(lambda v: v.strip() if isinstance(v, str) else ""))
+        _known(c, "tier", ("",) + config.tiers, "tier")  # "": not a member from valid_from on
+        segs = c.df["segments"].astype(object).map(membership.split)
+        known = segs.map(lambda ids: tuple(s for s in ids if s in config.segments))
+        c.df = c.df.assign(segments=segs.map(membership.SEPARATOR.join).astype(object))
+        c.fill("segments", (segs.map(len) != known.map(len)).to_numpy(), known.map(membership.SEPARATOR.join),
+               "segments: ids membership.yaml does not declare removed")
+        memberships = c.done()
+
+    return CleanData(users, items, coupons, behaviour, coupon_events, report, coupon_items, memberships, config)
+
+
+def _audiences(values: pd.Series, config: membership.Membership) -> pd.Series:
+    """Each coupon's audience in its canonical text (membership.parse_audience); NaN
+    where it does not parse. Audiences repeat: parse each distinct text once."""
+    text = values.astype(object).where(values.notna(), None)
+    parsed = {}
+    for v in pd.unique(text):
+        try:
+            parsed[v] = membership.parse_audience(v, config).text
+        except membership.BadAudience:
+            parsed[v] = np.nan
+    return text.map(lambda v: parsed[v])

@@ -136,6 +136,21 @@ user_coupon_coverage = FeatureView(
                 "over 30, 90 and 365 days. Empty when the raw data lists no coupon items.",
 )
 
+user_membership = FeatureView(
+    name="user_membership",
+    entities=[user],
+    ttl=NO_TTL,
+    schema=[
+        Field(name="membership_tier_rank", dtype=Float64),
+        Field(name="membership_segment_mask", dtype=Float64),
+        Field(name="membership_segment_count", dtype=Float64),
+    ],
+    source=_source("user_membership"),
+    description="The user's loyalty membership (raw memberships, from each change on): tier rank in "
+                "membership.yaml (0: not a member), segments (bit mask of membership.yaml's, and count). "
+                "The server checks coupon audiences with it.",
+)
+
 # ---------------------------------------------------------------- coupon views
 coupon_stats = FeatureView(
     name="coupon_stats",
@@ -172,9 +187,14 @@ coupon_attributes = FeatureView(
         Field(name="coupon_per_user_limit", dtype=Float64),
         Field(name="coupon_budget", dtype=Float64),
         Field(name="coupon_campaign_id", dtype=String),
+        Field(name="coupon_audience", dtype=String),
+        Field(name="coupon_audience_min_tier", dtype=Float64),
+        Field(name="coupon_audience_segment_mask", dtype=Float64),
+        Field(name="coupon_audience_segment_count", dtype=Float64),
     ],
     source=_source("coupon_attributes"),
-    description="What the coupon is: type, value, minimum spend, scope, validity, limits (stamped when created).",
+    description="What the coupon is: type, value, minimum spend, scope, validity, limits, audience "
+                "(stamped when created).",
 )
 
 # ---------------------------------------------------------------- request context
@@ -253,4 +273,26 @@ ranker_features_v2 = FeatureService(
         request_context_features,
     ],
     description="ranker_v1 without absolute timestamps (the relative ctx_days_since_* stay).",
+)
+
+
+# ranker_v3: ranker_v2 plus membership (issue 13): the user's tier rank and segment count,
+# the coupon's audience (lowest tier rank admitted, segments named). A restricted coupon
+# is only ever ranked for users its audience admits, so these say "an exclusive offer
+# for a member of this tier".
+ranker_features_v3 = FeatureService(
+    name="ranker_v3",
+    features=[
+        _without(user_activity),
+        _without(user_coupon_behaviour),
+        user_category_affinity,
+        user_coupon_usage,
+        user_coupon_coverage,
+        user_membership[["membership_tier_rank", "membership_segment_count"]],
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit",
+                           "coupon_audience_min_tier", "coupon_audience_segment_count"]],
+        request_context_features,
+    ],
+    description="ranker_v2 plus the user's membership and the coupon's audience.",
 )

@@ -22,7 +22,7 @@ from feast.repo_operations import apply_total
 from couponrank.clock import utc_now
 
 REPO_DIR = Path(__file__).resolve().parent
-REPO_FILES = ("definitions.py", "feature_store.yaml", "feature_store.redis.yaml", ".feastignore")
+REPO_FILES = ("definitions.py", "feature_store.yaml", "feature_store.redis.yaml", ".feastignore", "membership.yaml")
 ONLINE_STORES = {"sqlite": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
 
 

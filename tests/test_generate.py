@@ -15,20 +15,49 @@ from couponrank import generate_model as gm
 from couponrank import schema
 from couponrank.cli import main
 from couponrank.clock import fixed
-from couponrank.generate import SIZES, generate
+from couponrank.features import membership
+from couponrank.generate import OUTPUT_TABLES, SIZES, generate
 from couponrank.server import stages
 from couponrank.server.catalog import FLOAT_COLUMNS, STATS_COLUMNS, STRING_COLUMNS, Catalog
 from pinned import END_DATE, TINY
 
 pytestmark = pytest.mark.clock  # date-sensitive: run again with the clock moved ahead
 
-ALL_TABLES = (*schema.RAW_TABLES, schema.IMPRESSION_TRUTH)
+ALL_TABLES = (*schema.RAW_TABLES, schema.MEMBERSHIPS, schema.IMPRESSION_TRUTH)
 # a mid size (half the demo) that still shows the signal clearly and builds in a few seconds
 MID = SIZES["demo"].replace(name="mid", n_users=1_500, target_events=250_000, end_date=END_DATE)
 
 
 def load(d: Path) -> dict[str, pd.DataFrame]:
     return {t.name: pd.read_parquet(d / t.file) for t in ALL_TABLES}
+
+
+def membership_at(memberships: pd.DataFrame, user_id, ts) -> pd.DataFrame:
+    """The membership in force for each (user, ts): the user's latest row with
+    valid_from <= ts; tier rank (0: not a member) and segments ("" none)."""
+    config = membership.load()
+    ts = pd.Series(ts).reset_index(drop=True).astype(memberships.valid_from.dtype)
+    left = pd.DataFrame({"user_id": np.asarray(user_id, object), "ts": ts, "row": np.arange(len(ts))})
+    right = memberships.rename(columns={"valid_from": "ts"}).sort_values("ts", kind="stable")
+    m = pd.merge_asof(left.sort_values("ts", kind="stable"), right, on="ts", by="user_id").sort_values("row")
+    rank = [config.rank(t) if isinstance(t, str) else 0 for t in m.tier]
+    return pd.DataFrame({"rank": np.array(rank, int), "segments": m.segments.fillna("").to_numpy(object)})
+
+
+def audience_admits(audience, rank, segments) -> np.ndarray:
+    """Per row: does the coupon's audience text admit a user of this tier rank and these
+    segments? The batch pipeline's and server's rule (couponrank.features.membership)."""
+    config = membership.load()
+    audience = pd.Series(np.asarray(audience, object))
+    parsed = {a: membership.parse_audience(a, config) for a in audience.unique()}
+    min_tier = audience.map(lambda a: parsed[a].min_tier).to_numpy(np.float64)
+    coupon_mask = audience.map(lambda a: parsed[a].segment_mask).to_numpy(np.float64)
+    ok = np.zeros(len(audience), bool)
+    groups = pd.DataFrame({"rank": np.asarray(rank), "seg": np.asarray(segments, object)}).groupby(["rank", "seg"])
+    for (r, seg), idx in groups.indices.items():
+        user_mask = config.mask(membership.split(seg))
+        ok[idx] = membership.admitted(min_tier[idx], coupon_mask[idx], float(r), float(user_mask))
+    return ok
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +85,11 @@ def mid_data(tmp_path_factory) -> dict[str, pd.DataFrame]:
 
 
 # ----------------------------------------------------------------------------- files
+def test_writes_every_table_including_the_optional_memberships():
+    assert OUTPUT_TABLES == ALL_TABLES
+    assert schema.MEMBERSHIPS in schema.OPTIONAL_TABLES
+
+
 def test_files_match_schema_exactly(tiny):
     out, summary = tiny
     for t in ALL_TABLES:
@@ -158,7 +192,7 @@ def test_bad_end_date_is_refused_naming_the_option(tmp_path, capsys, value):
 def test_different_seed_differs(tiny, tmp_path):
     out, _ = tiny
     generate(tmp_path, TINY.replace(seed=TINY.seed + 1))
-    for t in (schema.USERS, schema.COUPONS, schema.BEHAVIOUR_EVENTS, schema.COUPON_EVENTS):
+    for t in (schema.USERS, schema.COUPONS, schema.BEHAVIOUR_EVENTS, schema.COUPON_EVENTS, schema.MEMBERSHIPS):
         a, b = pq.read_table(out / t.file), pq.read_table(tmp_path / t.file)
         assert not a.equals(b), t.name
 
@@ -258,6 +292,92 @@ def test_coupon_event_integrity(tiny_data):
     assert (amount >= red.coupon_id.map(c.min_spend).values - 1e-6).all()
 
 
+# ----------------------------------------------------------------------------- memberships, audiences
+def test_tiers_and_segments_are_those_of_membership_yaml():
+    config = membership.load()
+    assert gm.TIERS == config.tiers and gm.SEGMENTS == config.segments
+
+
+def test_memberships_table(tiny_data):
+    users, m = tiny_data["users"].set_index("user_id"), tiny_data["memberships"]
+    config = membership.load()
+    assert len(m) > 0 and m.user_id.isin(users.index).all() and m.valid_from.notna().all()
+    assert not m.duplicated(["user_id", "valid_from"]).any()
+    assert m.equals(m.sort_values(["user_id", "valid_from"]))  # one row per change, in order
+    assert m.tier.dropna().isin(config.tiers).all() and set(m.tier.dropna()) == set(config.tiers)
+    assert (m.tier.notna() | m.segments.notna()).all()  # users with neither have no row
+    assert (m.valid_from >= m.user_id.map(users.signup_ts)).all()
+    # a user's segments do not change; each segment holds about a tenth of the users
+    assert (m.groupby("user_id").segments.nunique(dropna=False) == 1).all()
+    assert (m.segments.dropna().map(membership.split).map("|".join) == m.segments.dropna()).all()  # canonical
+    assert m.segments.dropna().map(lambda s: config.mask(membership.split(s)) > 0).all()  # declared segments
+    segs = m.drop_duplicates("user_id").segments.dropna().map(membership.split)
+    per_segment = pd.Series([s for ss in segs for s in ss]).value_counts()
+    assert set(per_segment.index) == set(gm.SEGMENTS)
+    assert per_segment.between(0.04 * TINY.n_users, 0.2 * TINY.n_users).all()
+    assert segs.map(len).max() >= 2  # a user in two segments: "|"-joined
+
+    rank = m.tier.map(lambda t: config.rank(t) if isinstance(t, str) else 0)
+    members = m[rank > 0].groupby("user_id")
+    assert members.ngroups == round(TINY.n_users / 3)  # a third of the users
+    first = members.valid_from.min()
+    start, end = pd.Timestamp(TINY.start), pd.Timestamp(TINY.end)
+    assert (first < start).sum() > (first >= start).sum() > 0  # most joined before the period, some during
+    assert first.max() < end
+    # some members move up mid-period: the tier rank rises, never falls
+    steps = rank[rank > 0].groupby(m.user_id[rank > 0]).diff().dropna()
+    assert len(steps) > 0 and (steps == 1).all()
+    assert (m[rank > 0].groupby("user_id").valid_from.max()[members.size() > 1] > start).all()
+    # non-members in a segment have one row with no tier
+    seg_only = m.groupby("user_id").tier.count() == 0
+    assert seg_only.sum() > 0 and (m[m.user_id.isin(seg_only[seg_only].index)].segments.notna()).all()
+
+
+def test_coupon_audiences(tiny_data):
+    coupons = tiny_data["coupons"]
+    config = membership.load()
+    assert coupons.audience.notna().all()  # everyone-coupons say "all"
+    parsed = coupons.audience.map(lambda a: membership.parse_audience(a, config))
+    assert (parsed.map(lambda a: a.text) == coupons.audience).all()  # canonical form
+    kinds = coupons.audience.str.replace(r"^segments:.*", "segments", regex=True)
+    assert set(kinds) == {"all", "members", "tier>=gold", "tier>=platinum", "segments"}
+    assert 0.6 <= (kinds == "all").mean() <= 0.85
+    assert ((parsed.map(lambda a: a.segment_mask) > 0) == (kinds == "segments")).all()
+
+
+def test_restricted_coupons_are_shown_only_to_users_their_audience_admits(tiny_data):
+    """The server's NOT_IN_AUDIENCE rule, at the request time: the user's latest
+    memberships row at or before the impression."""
+    ce, coupons, m = tiny_data["coupon_events"], tiny_data["coupons"], tiny_data["memberships"]
+    imp = ce[ce.event_type == "impression"]
+    audience = imp.coupon_id.map(coupons.set_index("coupon_id").audience)
+    at = membership_at(m, imp.user_id, imp.event_ts)
+    assert audience_admits(audience, at["rank"], at.segments).all()
+    restricted = (audience != "all").to_numpy()
+    assert restricted.sum() >= 100
+    members_only = (audience.isin(["members"]) | audience.str.startswith("tier>=")).to_numpy()
+    assert members_only.any() and (at["rank"].to_numpy()[members_only] > 0).all()  # non-members never see them
+    assert audience.str.startswith("segments:").any()
+    # point in time matters: the user's final membership differs from the one when shown
+    last = membership_at(m, imp.user_id, np.full(len(imp), pd.Timestamp(TINY.end)))
+    changed = (last["rank"] != at["rank"]).to_numpy()
+    assert (changed & restricted).any()
+
+
+def test_member_centre_requests(tiny_data):
+    ce, m = tiny_data["coupon_events"], tiny_data["memberships"]
+    imp = ce[ce.event_type == "impression"]
+    first = imp.drop_duplicates("request_id")
+    at = membership_at(m, first.user_id, first.event_ts)
+    member = pd.Series(at["rank"].to_numpy() > 0, index=first.index)
+    centre = first.placement == "member_centre"
+    assert centre.sum() > 0 and (first.loc[centre, "cart_value"] == 0).all()
+    assert member[centre].mean() > 0.6 > member[~centre].mean()  # mostly members (non-members rarely)
+    assert (~member[centre]).any()
+    by_place = imp.placement.value_counts()
+    assert by_place["member_centre"] < by_place["home"]
+
+
 # ----------------------------------------------------------------------------- served slates
 def _catalog(coupons: pd.DataFrame) -> Catalog:
     """The server's catalogue of the written coupons (what build-features would give it)."""
@@ -273,7 +393,25 @@ def _catalog(coupons: pd.DataFrame) -> Catalog:
         "coupon_valid_to_unix": unix("valid_to"), "coupon_budget": c.budget.to_numpy(np.float64),
         "coupon_per_user_limit": c.per_user_limit.to_numpy(np.float64),
     }  # fmt: skip
+    config = membership.load()
+    audiences = [membership.parse_audience(a, config) for a in c.audience]
+    cols |= {
+        "coupon_audience": np.array([a.text for a in audiences], object),
+        "coupon_audience_min_tier": np.array([a.min_tier for a in audiences], np.float64),
+        "coupon_audience_segment_mask": np.array([a.segment_mask for a in audiences], np.float64),
+        "coupon_audience_segment_count": np.array([a.segment_count for a in audiences], np.float64),
+    }
     return Catalog(c.coupon_id.to_numpy(object), cols, 0.0)
+
+
+def _members_then(data) -> dict[str, tuple[float, float]]:
+    """Per request id: the user's (tier rank, segment mask) at the request time, what
+    the server's audience rule (stages.eligibility's ``member``) compares against."""
+    config = membership.load()
+    first = data["coupon_events"].query("event_type == 'impression'").drop_duplicates("request_id")
+    at = membership_at(data["memberships"], first.user_id, first.event_ts)
+    masks = [float(config.mask(membership.split(seg))) for seg in at.segments]
+    return dict(zip(first.request_id, zip(at["rank"].astype(float), masks)))
 
 
 def _logged_requests(coupon_events: pd.DataFrame):
@@ -293,12 +431,15 @@ def test_generator_checks_scope_where_the_server_does():
 def test_every_impression_is_one_the_server_would_serve(tiny, tiny_data):
     """The logging policy draws among the coupons the server's static rules let through
     the request as it is logged: every impression passes stages.eligibility (minimum
-    spend at every placement, scope at cart and checkout), so the logged slates are
-    slates the server could rank; a request with no such coupon is not logged."""
+    spend at every placement, scope at cart and checkout, the audience against the
+    user's membership at the request time), so the logged slates are slates the server
+    could rank; a request with no such coupon is not logged."""
     catalog = _catalog(tiny_data["coupons"])
+    members = _members_then(tiny_data)
     n_req = 0
     for slate, req in _logged_requests(tiny_data["coupon_events"]):
-        el = stages.eligibility(req, catalog, stages.candidates(req, catalog, req.now), req.now)
+        member = members[slate.request_id.iloc[0]]  # the audience rule: membership at the request time
+        el = stages.eligibility(req, catalog, stages.candidates(req, catalog, req.now), req.now, member=member)
         assert el.keep.all(), (req, el.dropped())
         n_req += 1
     stats = tiny[1].manifest["stats"]
@@ -315,6 +456,7 @@ def test_a_short_slate_shows_every_coupon_the_server_would_serve(tiny_data):
     """Fewer than K servable coupons: all of them are shown (K >= impressions_per_request[0])."""
     catalog = _catalog(tiny_data["coupons"])
     vt = catalog.columns["coupon_valid_to_unix"]
+    members = _members_then(tiny_data)
     short = 0
     for slate, req in _logged_requests(tiny_data["coupon_events"]):
         if len(slate) >= TINY.impressions_per_request[0]:
@@ -322,7 +464,7 @@ def test_a_short_slate_shows_every_coupon_the_server_would_serve(tiny_data):
         short += 1
         every = stages.RankRequest(req.user_id, (), req.placement, req.cart_total, req.cart_categories, now=req.now)
         cands = stages.candidates(every, catalog, req.now)
-        el = stages.eligibility(every, catalog, cands, req.now)
+        el = stages.eligibility(every, catalog, cands, req.now, member=members[slate.request_id.iloc[0]])
         showable = el.keep & (vt[cands.rows] - gm.SHOW_MARGIN >= req.now)  # the generator's margin before expiry
         assert set(cands.ids[showable]) == set(slate.coupon_id), req
     assert short > 0
@@ -352,7 +494,8 @@ def labelled(mid_data) -> pd.DataFrame:
     imp = ce[ce.event_type == "impression"].merge(coupons, on="coupon_id")
     imp = imp.merge(truth, left_on="event_id", right_on="impression_id", suffixes=("", "_t"))
     redeemed = set(ce.loc[ce.event_type == "redemption", "impression_id"])
-    return imp.assign(redeemed=imp.event_id.isin(redeemed))
+    at = membership_at(mid_data["memberships"], imp.user_id, imp.event_ts)
+    return imp.assign(redeemed=imp.event_id.isin(redeemed), tier_rank=at["rank"].to_numpy())
 
 
 def test_overall_rate_and_calibration(labelled):
@@ -375,6 +518,19 @@ def test_position_and_placement_effects(labelled):
     assert by_pos.loc[1] > by_pos.loc[4:].mean()
     by_place = labelled.groupby("placement").redeemed.mean()
     assert by_place["checkout"] > by_place["home"] > by_place["order_confirmation"]
+    assert by_place["member_centre"] > by_place["home"]
+
+
+def test_members_redeem_their_exclusive_coupons_more(labelled):
+    """+0.6 on the logit for a restricted audience (always one that admits the user),
+    +0.1 per tier rank on every coupon: the rates and the oracle's p both show it."""
+    members = labelled[labelled.tier_rank > 0]
+    exclusive = members.audience != "all"
+    assert exclusive.sum() > 2_000
+    assert members[exclusive].redeemed.mean() > 1.3 * members[~exclusive].redeemed.mean()
+    assert members[exclusive].p_redeem.mean() > 1.3 * members[~exclusive].p_redeem.mean()
+    everyone = labelled[labelled.audience == "all"]
+    assert everyone[everyone.tier_rank > 0].p_redeem.mean() > everyone[everyone.tier_rank == 0].p_redeem.mean()
 
 
 # ----------------------------------------------------------------------------- dirty rows
@@ -405,3 +561,34 @@ def test_dirty_rows_injected(dirty, tiny_data):
         by_key = lambda df: df.sort_values(key).reset_index(drop=True)  # noqa: E731
         pd.testing.assert_frame_equal(by_key(kept), by_key(clean))
     assert summary.row_counts["coupon_events"] > len(tiny_data["coupon_events"])
+
+
+def test_dirty_memberships_and_audiences(dirty, tiny_data):
+    out, summary = dirty
+    m = summary.manifest["dirty"]
+    d = load(out)
+    config = membership.load()
+    ms, clean = d["memberships"], tiny_data["memberships"]
+    kinds = {"duplicate_row", "duplicate_user_id_valid_from", "unknown_user_id", "unknown_tier", "null_user_id"}
+    assert set(m["memberships"]) == kinds and all(v >= 1 for v in m["memberships"].values())
+    assert len(ms) == len(clean) + sum(m["memberships"].values())
+    assert ms.duplicated().sum() >= m["memberships"]["duplicate_row"]
+    known = ms.dropna(subset=["user_id"]).drop_duplicates()
+    assert known.duplicated(["user_id", "valid_from"]).sum() == m["memberships"]["duplicate_user_id_valid_from"]
+    assert (~ms.user_id.dropna().isin(d["users"].user_id)).sum() == m["memberships"]["unknown_user_id"]
+    assert (~ms.tier.dropna().isin(config.tiers)).sum() == m["memberships"]["unknown_tier"]
+    assert ms.user_id.isna().sum() == m["memberships"]["null_user_id"]
+    # the clean rows are untouched: the rows equal to a clean one give back the clean table
+    kept = ms.merge(clean, how="inner").drop_duplicates()
+    pd.testing.assert_frame_equal(kept.reset_index(drop=True), clean.reset_index(drop=True))
+
+    def parses(a) -> bool:
+        try:
+            membership.parse_audience(a, config)
+            return True
+        except ValueError:
+            return False
+
+    bad = ~d["coupons"].audience.map(parses)
+    assert bad.sum() == m["coupons"]["bad_audience"] >= 1
+    assert not d["coupons"].coupon_id[bad].isin(tiny_data["coupons"].coupon_id).any()  # new ids

@@ -236,11 +236,12 @@ def sample_ids(ids: np.ndarray, n: int | None, seed: int) -> np.ndarray:
 
 def arrow_table(table: Table, columns: Mapping[str, object]) -> pa.Table:
     """An Arrow table of exactly ``table``'s schema from column values (arrays,
-    Series, or a scalar / None repeated for every row)."""
+    Series, or a scalar / None repeated for every row); an optional column not given
+    is null (coupons.audience: every coupon for everyone)."""
     n = next(len(v) for v in columns.values() if hasattr(v, "__len__") and not isinstance(v, str))
     arrays = []
     for f in table.schema:
-        v = columns[f.name]
+        v = columns[f.name] if f.name not in table.optional else columns.get(f.name)
         if v is None or np.isscalar(v):
             arrays.append(pa.array([v] * n, f.type) if v is not None else pa.nulls(n, f.type))
             continue
