@@ -102,6 +102,16 @@ def main() -> None:
           f"claim or redemption; cold start: {int(cold.loc[evaluate.RANKER, 'n_groups']):,} requests; served slates: "
           f"{int(served.loc[evaluate.RANKER, 'n_rows']):,} of {int(r.n_rows):,} impressions "
           f"({int(served.loc[evaluate.RANKER, 'n_groups_with_gain']):,} requests with a gain)")
+    placements = table[table.population.str.startswith("placement=")]
+    models_shown = [m for m in (evaluate.RANKER, "lightgbm_binary", "pit_popularity", "random", "oracle")
+                    if m in set(placements.model)]
+    print("\nNDCG@5 per placement (requests with a claim or redemption)")
+    print("| placement | requests | " + " | ".join(models_shown) + " |")
+    print("|---|---|" + "---|" * len(models_shown))
+    for population, rows in placements.groupby("population", sort=False):
+        rows = rows.set_index("model")
+        print(f"| {population.removeprefix('placement=')} | {int(rows.loc[evaluate.RANKER, 'n_groups_with_gain']):,} | "
+              + " | ".join(f"{rows.loc[m, 'ndcg@5']:.4f}" for m in models_shown) + " |")
     import json
 
     meta = json.loads((result.path / "metadata.json").read_text())

@@ -85,6 +85,7 @@ def cmd_build_features(args) -> None:
     from couponrank.features.build import build_features
     from couponrank.features.cleaning import RawDataError
     from couponrank.features.custom import BuilderError
+    from couponrank.features.membership import MembershipConfigError
 
     folder = Path(args.repo)
     # lay out a new folder as a Feast repository; never overwrite a workspace's own
@@ -95,7 +96,7 @@ def cmd_build_features(args) -> None:
             shutil.copy2(repo.REPO_DIR / name, folder / name)
     try:
         summary = build_features(Path(args.raw), folder, progress=not args.quiet)
-    except RawDataError as exc:
+    except (RawDataError, MembershipConfigError) as exc:
         raise CliError(str(exc)) from exc
     except BuilderError as exc:
         raise CliError(f"{exc} (build-features stopped; every file already in {folder / 'data'} is kept as it "
@@ -273,13 +274,16 @@ def cmd_rank(args) -> None:
     except ValueError as exc:
         raise CliError(f"--cart-total/--currency: {exc}") from exc
     split = (lambda text: [v for v in (text or "").split(",") if v])
+    if args.membership_segments and args.membership_tier is None:
+        raise CliError("--membership-segments needs --membership-tier ('' for a user who is not a member)")
     with CouponRankClient(args.addr, timeout=args.timeout, credentials=credentials, token=token) as client:
         try:
             result = client.rank_coupons(
                 args.user, candidate_ids=split(args.candidates), placement=args.placement,
                 cart_total_minor=minor, currency=args.currency, cart_categories=split(args.cart_categories),
                 cart_brands=split(args.cart_brands), cart_merchant_ids=split(args.cart_merchants),
-                top_k=args.top_k, explain=args.explain, request_time=_utc(args.time) if args.time else None)
+                top_k=args.top_k, explain=args.explain, request_time=_utc(args.time) if args.time else None,
+                membership_tier=args.membership_tier, membership_segment_ids=split(args.membership_segments))
         except CouponRankError as exc:
             raise CliError(str(exc)) from exc
     print_ranking(args.user, result)
@@ -482,8 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
              "the reasons and the coupons dropped.")
     sp.add_argument("--addr", default="localhost:50051", help="server address (default: %(default)s)")
     sp.add_argument("--user", required=True)
-    sp.add_argument("--placement", default="cart",
-                    choices=["home", "product_page", "cart", "checkout", "order_confirmation", "campaign"])
+    sp.add_argument("--placement", default="cart", choices=RANK_PLACEMENTS)
     sp.add_argument("--cart-total", default="0", help="cart total in major units, e.g. 49.90 (default: 0)")
     sp.add_argument("--currency", default="USD")
     sp.add_argument("--cart-categories", help="comma-separated categories in the cart")
@@ -491,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--cart-merchants", help="comma-separated merchant ids in the cart")
     sp.add_argument("--candidates", help="comma-separated coupon ids (default: every active coupon)")
     sp.add_argument("--top-k", type=int, default=0, help="coupons to return (default: the server's)")
+    sp.add_argument("--membership-tier", metavar="TIER",
+                    help="the user's membership tier as the caller knows it ('' for a non-member), sent in place "
+                         "of the one the server has stored (default: send none)")
+    sp.add_argument("--membership-segments", metavar="IDS",
+                    help="comma-separated audience segments of the user; needs --membership-tier")
     sp.add_argument("--time", help="request time, ISO-8601 UTC (default: the server's now)")
     sp.add_argument("--explain", action="store_true", help="show each coupon's top feature contributions")
     sp.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt (default: %(default)s)")
@@ -516,6 +524,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--user", required=True)
     sp.add_argument("--coupon", required=True)
     return p
+
+
+# couponrank.schema.PLACEMENTS (tests/test_membership.py keeps them equal); not imported
+# here, so that `couponrank --help` does not load pyarrow.
+RANK_PLACEMENTS = ["home", "product_page", "cart", "checkout", "order_confirmation", "campaign", "member_centre"]
 
 
 def main(argv: list[str] | None = None) -> int:

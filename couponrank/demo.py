@@ -18,7 +18,7 @@ def _step(title: str) -> None:
 def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: bool = True,
              end_date: date | None = None, clock: Clock = utc_now) -> dict:
     """``end_date``: the generated data's end (default: today by ``clock``); the server
-    started at step 7 takes its "now" from ``clock`` too, and the three requests set
+    started at step 7 takes its "now" from ``clock`` too, and the four requests set
     no request time, as a checkout service's would not."""
     from couponrank.features import repo as feast_repo
     from couponrank.features.build import build_features
@@ -61,9 +61,17 @@ def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: 
     _print_table(result.metrics)
     print(f"model artifact {result.version} -> {result.path}")
 
-    _step("7. serve RankCoupons on a loopback port and ask it for three users")
+    _step("7. serve RankCoupons on a loopback port and ask it for three users, and a member at the member centre")
     answers = _serve_and_ask(repo, models, clock, known.user_id, raw)
     return {"online": online, "built": built, "model": result, "answers": answers}
+
+
+def _top_member(raw: Path) -> str:
+    """A user whose latest membership row holds the highest tier (the first by id)."""
+    m = pd.read_parquet(raw / "memberships.parquet").sort_values(["user_id", "valid_from"], kind="stable")
+    latest = m.drop_duplicates("user_id", keep="last")
+    tiers = [t for t in ("platinum", "gold", "silver") if (latest.tier == t).any()]
+    return str(min(latest.user_id[latest.tier == tiers[0]]))
 
 
 def _serve_and_ask(repo: Path, models: Path, clock: Clock, known_user: str, raw: Path) -> list:
@@ -76,6 +84,7 @@ def _serve_and_ask(repo: Path, models: Path, clock: Clock, known_user: str, raw:
         (known_user, "home", 0, []),
         (users.iloc[1], "cart", 6_000, ["cat00"]),
         (users.iloc[2], "checkout", 12_000, ["cat01", "cat03"]),
+        (_top_member(raw), "member_centre", 20_000, []),
     ]
     server = serve(repo, models, port=0, host="127.0.0.1", clock=unix_seconds(clock))
     answers = []

@@ -194,7 +194,7 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
                         currency_code="USD", request_time=at))
 
     # scope: one coupon per scope kind, active at T, no minimum spend; every cart list is sent
-    free = active_T[active_T.coupon_min_spend == 0]
+    free = active_T[(active_T.coupon_min_spend == 0) & (active_T.coupon_audience == "all")]  # for anyone
     scoped = {k: free[free.coupon_scope == k] for k in ("category", "brand", "merchant")}
     if not all(len(v) for v in scoped.values()):
         sys.exit("contract_server: the tiny data has no active category, brand and merchant coupons at once")
@@ -208,6 +208,37 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
              cart_merchant_ids=[value["merchant"]]),
         case(ok(lambda l: reasons(l) == dict.fromkeys(three, "OUT_OF_SCOPE")), "scope-no-cart-list-matches", **cart,
              cart_categories=[IN_CART], cart_brands=[IN_CART], cart_merchant_ids=[IN_CART]),
+    ]
+
+    # audiences (issue 13): at the member centre, with a cart meeting every minimum spend,
+    # for the highest-tier member in the store, for a user with no membership, and for
+    # each with the request's membership
+    members = latest(data / "user_membership.parquet", ["user_id"])  # the online store's rows
+    top = members[members.membership_tier_rank == members.membership_tier_rank.max()].user_id
+    if not len(top):
+        sys.exit("contract_server: the tiny data has no member")
+    top = min(top)
+    outsider = min(set(users) - set(members.user_id))
+    open_ = active_T[(active_T.coupon_audience == "all") & ~active_T.coupon_id.isin(spent)
+                     & ~active_T.coupon_id.isin(used_up.coupon_id[used_up.user_id == top])]
+    exclusive = active_T[(active_T.coupon_audience == "members") & ~active_T.coupon_id.isin(spent)
+                         & ~active_T.coupon_id.isin(used_up.coupon_id[used_up.user_id == top])]
+    if not len(open_) or not len(exclusive):
+        sys.exit("contract_server: the tiny data has no open and members-only coupons active at once")
+    pair = sorted([open_.coupon_id.iloc[0], exclusive.coupon_id.iloc[0]])
+    members_only = exclusive.coupon_id.iloc[0]
+    centre = dict(candidate_coupon_ids=pair, placement="member_centre", cart_total_minor=10_000_000,
+                  currency_code="USD", request_time=at)
+    out += [
+        case(ok(lambda l: sorted(ids(l)) == pair and not l["ineligible"]), "member-centre-member-sees-member-coupon",
+             user_id=top, **centre),
+        case(ok(lambda l: ids(l) == [c for c in pair if c != members_only]
+                and reasons(l) == {members_only: "NOT_IN_AUDIENCE"}), "member-centre-non-member-not-in-audience",
+             user_id=outsider, **centre),
+        case(ok(lambda l: sorted(ids(l)) == pair and not l["ineligible"]), "member-centre-requests-membership-wins",
+             user_id=outsider, membership_tier="silver", membership_segment_ids=["students"], **centre),
+        case(ok(lambda l: reasons(l) == {members_only: "NOT_IN_AUDIENCE"}), "member-centre-request-says-not-a-member",
+             user_id=top, membership_tier="", **centre),
     ]
 
     some = list(active_T.coupon_id[:3])
@@ -225,6 +256,10 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
              candidate_coupon_ids=[f"c-many-{i}" for i in range(max_candidates + 1)], **valid),
         case(invalid("top_k"), "invalid-negative-top-k", top_k=-1, **valid),
         case(invalid("max_reasons"), "invalid-max-reasons-over-limit", explain=True, max_reasons=51, **valid),
+        case(invalid("context.membership.tier"), "invalid-unknown-membership-tier", membership_tier="diamond",
+             **valid),
+        case(invalid("context.membership.segment_ids"), "invalid-unknown-membership-segment", membership_tier="",
+             membership_segment_ids=["c-contract-no-such-segment"], **valid),
         # 10 KB of currency code: the message quotes 32 characters (it once went over gRPC's
         # 8 KB metadata limit and reached the client as RESOURCE_EXHAUSTED)
         case(invalid("context.cart_total.currency_code"), "invalid-oversized-currency",

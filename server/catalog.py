@@ -4,7 +4,7 @@ Loaded at start from the Feast repository's offline sources (Parquet under
 ``<repo>/data``, written by ``couponrank build-features``):
 
 * ``coupon_attributes.parquet`` -- type, value, min spend, scope, scope value, target
-  category, validity window, per-user limit, budget, campaign. The latest row per
+  category, validity window, per-user limit, budget, campaign, audience. The latest row per
   coupon (by ``event_timestamp``, then ``created_timestamp``) wins, as in the online
   store after a full materialization.
 * ``coupon_stats.parquet`` -- a cached copy of the latest ``coupon_redemption_rate_30d``
@@ -42,9 +42,14 @@ STATS_FILE = "coupon_stats.parquet"
 
 # Catalogue columns, named as the coupon_attributes feature view names them.
 STRING_COLUMNS = ("coupon_type", "coupon_scope", "coupon_scope_value", "coupon_target_category",
-                  "coupon_campaign_id")
+                  "coupon_campaign_id", "coupon_audience")
 FLOAT_COLUMNS = ("coupon_value", "coupon_min_spend", "coupon_valid_from_unix", "coupon_valid_to_unix",
-                 "coupon_per_user_limit", "coupon_budget")
+                 "coupon_per_user_limit", "coupon_budget", "coupon_audience_min_tier",
+                 "coupon_audience_segment_mask", "coupon_audience_segment_count")
+# Columns added after catalogues were first written (issue 13's audiences): a file built
+# before them is read with these values, i.e. every coupon for everyone.
+LATER_COLUMNS = {"coupon_audience": "all", "coupon_audience_min_tier": 0.0, "coupon_audience_segment_mask": 0.0,
+                 "coupon_audience_segment_count": 0.0}
 # Cached from coupon_stats (for the fallback path only).
 STATS_COLUMNS = ("coupon_redemption_rate_30d", "coupon_budget_used_frac")
 
@@ -80,6 +85,12 @@ class Catalog:
         vf, vt = self.columns["coupon_valid_from_unix"], self.columns["coupon_valid_to_unix"]
         return np.flatnonzero((vf <= now) & (now < vt))
 
+    @property
+    def restricted(self) -> int:
+        """How many coupons have an audience (members, a tier, segments)."""
+        return int(((self.columns["coupon_audience_min_tier"] > 0)
+                    | (self.columns["coupon_audience_segment_mask"] > 0)).sum())
+
     def take(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Column ``name`` at catalogue rows ``rows`` (all >= 0)."""
         return self.columns[name][rows]
@@ -106,6 +117,7 @@ def load_catalog(repo: Path) -> Catalog:
         attrs = pd.read_parquet(attrs_path)
     except Exception as exc:  # missing, unreadable
         raise CatalogError(f"{attrs_path}: cannot read the coupon catalogue ({exc})") from exc
+    attrs = attrs.assign(**{c: v for c, v in LATER_COLUMNS.items() if c not in attrs})
     missing = [c for c in ("coupon_id", *STRING_COLUMNS, *FLOAT_COLUMNS) if c not in attrs]
     if missing:
         raise CatalogError(f"{attrs_path}: missing column(s) {', '.join(missing)}")

@@ -36,6 +36,7 @@ from grpc_reflection.v1alpha import reflection
 from couponrank.clock import unix_now
 from couponrank.server.callers import Callers
 from couponrank.server.catalog import FLOAT_COLUMNS, CatalogHolder
+from couponrank.features import membership
 from couponrank.features.services import UnknownFeatureService, feature_names
 from couponrank.server.model import ModelMismatchError, RankerModel
 from couponrank.server.online import OnlineFeatures, RegistryError
@@ -67,6 +68,11 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
     """Load store, model and catalogue; raises ModelMismatchError (or ArtifactError,
     CatalogError) with a clear message when they cannot be served together."""
     config = config or ServerConfig()
+    if config.membership is None:
+        try:
+            config = replace(config, membership=membership.load(Path(repo)))
+        except membership.MembershipConfigError as exc:
+            raise ModelMismatchError(str(exc)) from None
     store = store if store is not None else build_store(repo, online)
     ranker_model = RankerModel.load(Path(model), config.scorer)
 
@@ -86,6 +92,10 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
         features.check_on_demand()
     except RegistryError as exc:
         raise ModelMismatchError(str(exc)) from None
+    if catalog.current.restricted and not features.reads_membership:
+        raise ModelMismatchError(f"{catalog.current.restricted} coupon(s) have an audience, but the feature registry "
+                                 "has no user_membership view to check it with (membership_tier_rank, "
+                                 "membership_segment_mask); add it to definitions.py (see the project's) and apply")
     no_provider = [f for f in ranker_model.features if f not in features.provided]
     if no_provider:
         raise ModelMismatchError(f"model {ranker_model.version} inputs the server has no provider for: "

@@ -41,7 +41,7 @@ import numpy as np
 
 from couponrank.features import request_features
 from couponrank.features.services import DEFAULT_FEATURE_SERVICE, get_service, mapped_keys
-from couponrank.server.catalog import STRING_COLUMNS, Catalog
+from couponrank.server.catalog import FLOAT_COLUMNS, STRING_COLUMNS, Catalog
 from couponrank.server.periodic import Periodic
 from couponrank.server.stages import RankRequest
 from couponrank.server.store_reader import StoreReader, StoreReadError, open_reader
@@ -59,6 +59,13 @@ USER_KEY, COUPON_KEY, CATEGORY_KEY = "user_id", "coupon_id", "category"
 # whether or not its feature service holds them, so that a service without them cannot
 # silently turn a rule off; a registry without them is refused at start.
 RULE_INPUTS = {"ucp_redemptions_total": "user_coupon_usage", "coupon_budget_used_frac": "coupon_stats"}
+# The audience rule's inputs (issue 13), read likewise when the registry has them. A
+# registry applied before user_membership existed has not: every user is then a
+# non-member, and a catalogue with audiences refuses the start (server/main.py).
+# membership_segment_count rides along in the same row read, so that a hot swap to a
+# model using it (ranker_v3) needs no restart.
+MEMBERSHIP_INPUTS = {"membership_tier_rank": "user_membership", "membership_segment_mask": "user_membership",
+                     "membership_segment_count": "user_membership"}
 
 
 class RegistryError(ValueError):
@@ -207,6 +214,17 @@ class OnlineFeatures:
             if name not in online_names:
                 self.view_features.setdefault(source, []).append(name)
                 online_names.add(name)
+        # Every numeric catalogue column is served, in the service or not: they are in
+        # memory, and a hot swap to a model of a newer service reading another coupon
+        # attribute (ranker_v3's audience) then needs no restart.
+        self.catalog_features += [c for c in FLOAT_COLUMNS if c not in self.catalog_features]
+        self.reads_membership = all(source in views and name in {f.name for f in views[source].features}
+                                    for name, source in MEMBERSHIP_INPUTS.items())
+        if self.reads_membership:
+            for name, source in MEMBERSHIP_INPUTS.items():
+                if name not in online_names:
+                    self.view_features.setdefault(source, []).append(name)
+                    online_names.add(name)
         self.names = [n for names in self.view_features.values() for n in names]
         self.reader = reader or open_reader(store, self.view_features, timeout)
         self.join_keys = {v: self.reader.views[v].join_keys for v in self.view_features}

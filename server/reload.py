@@ -69,7 +69,7 @@ class ModelReloader:
     def _check(self, model: RankerModel) -> None:
         """The model's inputs are its feature service's, and this server reads them all
         (a model of another service is served when the server already reads its
-        inputs: ranker_v1 and ranker_v2 swap either way; otherwise restart)."""
+        inputs: ranker_v1, ranker_v2 and ranker_v3 swap either way on a registry holding them all; otherwise restart)."""
         if self.service_features is None:
             model.check_features(self.ranker.model.features)
             return

@@ -13,7 +13,8 @@ protos to plain values and back and maps errors to status codes:
   negative amount; an empty or duplicate id in ``candidate_coupon_ids``; more
   candidates than :attr:`ServerConfig.max_candidates` (default 500); negative
   ``top_k``; ``max_reasons`` negative or above MAX_REASONS_LIMIT (checked whether or
-  not ``explain`` is set).
+  not ``explain`` is set); ``context.membership`` naming a tier or segment the
+  repository's membership.yaml does not declare, or more than MAX_SEGMENT_IDS segments.
 * DEADLINE_EXCEEDED: ``context.time_remaining()`` is checked between stages; the
   request stops as soon as the caller's deadline has passed.
 * Online store failure (an exception, or no answer within ``store_timeout`` bounded
@@ -22,9 +23,10 @@ protos to plain values and back and maps errors to status codes:
   (catalogue, loaded at start; ties and unknown rates by coupon id), ``degraded`` with
   FEATURE_STORE_UNAVAILABLE, an empty ``model_version`` and scores equal to that rate.
   The per-user limit cannot be checked then; the budget is checked against the
-  cached ``coupon_budget_used_frac``. After a failure the store is not asked again for
-  ``store_cooldown`` seconds (those requests degrade at once instead of queueing
-  behind a dead store).
+  cached ``coupon_budget_used_frac``; a user is a non-member (coupons with an audience
+  are NOT_IN_AUDIENCE) unless the request carries ``context.membership``. After a
+  failure the store is not asked again for ``store_cooldown`` seconds (those requests
+  degrade at once instead of queueing behind a dead store).
 * The caller's deadline leaves less than ``store_timeout`` and the read does not
   finish within it: the same popularity fallback, degraded with DEADLINE_PRESSURE
   (the store is not blamed, so no cooldown).
@@ -49,6 +51,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from opentelemetry import trace
 
 from couponrank.clock import unix_now
+from couponrank.features.membership import Membership
 from couponrank.schema import PLACEMENTS
 from couponrank.server import stages
 from couponrank.server.catalog import DEFAULT_REFRESH_SECONDS, CatalogHolder
@@ -124,6 +127,9 @@ class ServerConfig:
     # How often the online store is probed for being empty (server/store_watch.py): an
     # empty store degrades answers and turns health NOT_SERVING. 0: never probed.
     store_check_seconds: float = 5.0
+    # The tiers and segments of the repository's membership.yaml (features/membership.py):
+    # what context.membership may name. None: build_ranker reads the repository's.
+    membership: Membership | None = None
 
 
 # ISO 4217 currencies whose minor unit is not 1/100 of the major unit.
@@ -325,12 +331,43 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
         now = ts.seconds + ts.nanos / 1e9
     else:
         now = clock()
+    member = _membership(ctx.membership, config.membership or Membership()) if ctx.HasField("membership") else None
     return RankRequest(
         user_id=request.user_id, candidate_ids=ids, placement=placement, cart_total=cart_total,
         cart_categories=tuple(ctx.cart_categories), cart_brands=tuple(ctx.cart_brands),
         cart_merchants=tuple(ctx.cart_merchant_ids), now=now,
         top_k=request.top_k or config.default_top_k, explain=request.explain, max_reasons=request.max_reasons,
-        explain_user_features=caller.sees_user_features)
+        explain_user_features=caller.sees_user_features, membership=member)
+
+
+MAX_SEGMENT_IDS = 100  # context.membership.segment_ids
+
+
+def _membership(m: pb.Membership, config: Membership) -> tuple[float, float, float]:
+    """The request's membership as (tier rank, segment mask, segments): InvalidArgument
+    for a tier or segment the server's membership.yaml does not declare."""
+    _check_size("context.membership.tier", m.tier)
+    try:
+        rank = config.rank(m.tier)
+    except KeyError:
+        raise InvalidArgument("context.membership.tier", f"{quote(m.tier)} is not one of the server's tiers "
+                                                         f"({', '.join(config.tiers) or 'none declared'}; "
+                                                         "empty: not a member)") from None
+    ids = m.segment_ids
+    if len(ids) > MAX_SEGMENT_IDS:
+        raise InvalidArgument("context.membership.segment_ids", f"{len(ids)} entries, more than the limit of "
+                                                                f"{MAX_SEGMENT_IDS}")
+    for i, sid in enumerate(ids):
+        if not sid:
+            raise InvalidArgument("context.membership.segment_ids", f"entry {i} is empty")
+        _check_size(f"context.membership.segment_ids[{i}]", sid, "context.membership.segment_ids")
+    try:
+        mask = config.mask(dict.fromkeys(ids))
+    except KeyError as exc:
+        raise InvalidArgument("context.membership.segment_ids",
+                              f"{quote(str(exc.args[0]))} is not one of the server's segments "
+                              f"({', '.join(config.segments) or 'none declared'})") from None
+    return float(rank), float(mask), float(len(set(ids)))
 
 
 # ------------------------------------------------------------------ the ranking path
@@ -418,7 +455,8 @@ class Ranker:
         """The stages in order."""
         self._checkpoint(time_remaining, "candidate selection")
         cands = stages.candidates(req, cat, req.now)
-        static = stages.eligibility(req, cat, cands, req.now)
+        given = req.membership[:2] if req.membership is not None else None  # audiences checked at once
+        static = stages.eligibility(req, cat, cands, req.now, member=given)
         ineligible = [(cands.ids[i], r, d) for i, r, d in static.dropped()]
         kept = cands.subset(static.keep)
         if len(kept) == 0:
@@ -434,8 +472,13 @@ class Ranker:
             outcome.n_candidates = len(cands)
             return outcome
 
+        if req.membership is not None:  # the caller's view replaces the stored one, features too
+            for name, value in zip(MEMBERSHIP_FEATURES, req.membership):
+                if name in read:
+                    read[name] = np.full(len(kept), value)
         usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),
-                                   read.get("coupon_budget_used_frac"))
+                                   read.get("coupon_budget_used_frac"),
+                                   member=given if given is not None else _member(read))
         ineligible += [(kept.ids[i], r, d) for i, r, d in usage.dropped()]
         cold = self.online.cold_start(read)
         read = {k: v[usage.keep] for k, v in read.items()}
@@ -518,7 +561,9 @@ class Ranker:
                   cause: str = FEATURE_STORE_UNAVAILABLE) -> RankOutcome:
         """Popularity ranking from the catalogue's cached coupon stats."""
         budget = cat.take("coupon_budget_used_frac", kept.rows)
-        el = stages.eligibility(req, cat, kept, req.now, None, budget)
+        # without the store a user is a non-member, unless the request says otherwise
+        member = req.membership[:2] if req.membership is not None else (0.0, 0.0)
+        el = stages.eligibility(req, cat, kept, req.now, None, budget, member=member)
         ineligible = ineligible + [(kept.ids[i], r, d) for i, r, d in el.dropped()]
         kept = kept.subset(el.keep)
         popularity = cat.take("coupon_redemption_rate_30d", kept.rows)
@@ -527,6 +572,20 @@ class Ranker:
         detail = f"{problem}; ranked by the cached 30-day redemption rate, per-user limits not checked"
         return RankOutcome(ranked, ineligible, "", degraded_reason=cause,
                            degraded_detail=detail)
+
+
+# The user_membership features a request's context.membership replaces, in the order of
+# RankRequest.membership.
+MEMBERSHIP_FEATURES = ("membership_tier_rank", "membership_segment_mask", "membership_segment_count")
+
+
+def _member(read: dict[str, np.ndarray]) -> tuple[float, float]:
+    """The user's (tier rank, segment mask) from the read: one user, the same value on
+    every candidate's row; NaN (no row for the user, or a registry without
+    user_membership) is a non-member."""
+    rank, mask = read.get(MEMBERSHIP_FEATURES[0]), read.get(MEMBERSHIP_FEATURES[1])
+    first = (lambda a: float(a[0]) if a is not None and len(a) else np.nan)
+    return first(rank), first(mask)
 
 
 # ------------------------------------------------------------------ gRPC

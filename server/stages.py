@@ -21,13 +21,19 @@ Eligibility rules (first failing rule wins, in this order):
    is not dropped.
 5. MIN_SPEND_NOT_MET: ``cart_total < min_spend`` at every placement (the contract:
    an unset cart is an empty cart, total 0).
-6. PER_USER_LIMIT_REACHED: ``ucp_redemptions_total >= per_user_limit`` (online
+6. NOT_IN_AUDIENCE: the coupon's audience (members, a tier or above, segments:
+   features/membership.py) does not admit the user's membership: the request's
+   ``context.membership`` when given, else the stored ``user_membership`` (a user
+   without a row is not a member); on the fallback path without the request's, the
+   user is taken as a non-member.
+7. PER_USER_LIMIT_REACHED: ``ucp_redemptions_total >= per_user_limit`` (online
    feature; not checked when unknown/NaN).
-7. BUDGET_EXHAUSTED: ``coupon_budget_used_frac >= 1`` (online feature, or the cached
+8. BUDGET_EXHAUSTED: ``coupon_budget_used_frac >= 1`` (online feature, or the cached
    copy on the fallback path; not checked when NaN).
 
-Rules 6-7 need online features, so the service calls :func:`eligibility` twice: once
-without them (to read features only for coupons that can pass), once with them.
+Rules 6-8 need online features, so the service calls :func:`eligibility` twice: once
+without them (to read features only for coupons that can pass; rule 6 already when
+the request carries the membership), once with them.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from couponrank.features import membership
 from couponrank.server.catalog import Catalog
 
 SCOPE_CHECKED_PLACEMENTS = frozenset({"cart", "checkout"})
@@ -55,6 +62,7 @@ class Reason(enum.IntEnum):
     PER_USER_LIMIT_REACHED = 5
     UNKNOWN_COUPON = 6
     BUDGET_EXHAUSTED = 7
+    NOT_IN_AUDIENCE = 8
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,9 @@ class RankRequest:
     # The caller may see the user's own behaviour features in explanations
     # (server/callers.py); otherwise only coupon and request features are named.
     explain_user_features: bool = False
+    # context.membership when the request carries it: (tier rank, segment bit mask, number
+    # of segments) in the server's membership.yaml; None: the stored membership decides.
+    membership: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -127,8 +138,10 @@ def _in(values: np.ndarray, allowed: Sequence[str]) -> np.ndarray:
 
 def eligibility(request: RankRequest, catalog: Catalog, cands: Candidates, now: float,
                 ucp_redemptions: np.ndarray | None = None,
-                budget_used_frac: np.ndarray | None = None) -> Eligibility:
-    """Keep-mask and reason per candidate (rules in the module docstring)."""
+                budget_used_frac: np.ndarray | None = None,
+                member: tuple[float, float] | None = None) -> Eligibility:
+    """Keep-mask and reason per candidate (rules in the module docstring). ``member``:
+    the user's (tier rank, segment mask) to check audiences against; None: not checked."""
     n = len(cands)
     unknown = cands.rows < 0
     if len(catalog) == 0 or unknown.all():
@@ -162,10 +175,16 @@ def eligibility(request: RankRequest, catalog: Catalog, cands: Candidates, now: 
     limit_reached = used >= limit  # NaN (unknown): False
     budget = np.full(n, np.nan) if budget_used_frac is None else np.asarray(budget_used_frac, np.float64)
     budget_out = budget >= 1.0
+    not_in_audience = np.zeros(n, dtype=bool)
+    if member is not None:
+        not_in_audience = ~membership.admitted(col("coupon_audience_min_tier"), col("coupon_audience_segment_mask"),
+                                               *member)
 
-    conditions = [unknown, expired, not_yet, out_of_scope, min_spend_not_met, limit_reached, budget_out]
+    conditions = [unknown, expired, not_yet, out_of_scope, min_spend_not_met, not_in_audience, limit_reached,
+                  budget_out]
     reasons = [Reason.UNKNOWN_COUPON, Reason.EXPIRED, Reason.NOT_YET_VALID, Reason.OUT_OF_SCOPE,
-               Reason.MIN_SPEND_NOT_MET, Reason.PER_USER_LIMIT_REACHED, Reason.BUDGET_EXHAUSTED]
+               Reason.MIN_SPEND_NOT_MET, Reason.NOT_IN_AUDIENCE, Reason.PER_USER_LIMIT_REACHED,
+               Reason.BUDGET_EXHAUSTED]
     reason = np.select(conditions, [int(r) for r in reasons], default=int(Reason.ELIGIBLE)).astype(np.int8)
     keep = reason == Reason.ELIGIBLE
 
@@ -184,6 +203,8 @@ def eligibility(request: RankRequest, catalog: Catalog, cands: Candidates, now: 
         elif r is Reason.MIN_SPEND_NOT_MET:
             detail[i] = (f"cart total {request.cart_total:.2f} is {min_spend[i] - request.cart_total:.2f} "
                          f"below the minimum spend {min_spend[i]:.2f}")
+        elif r is Reason.NOT_IN_AUDIENCE:
+            detail[i] = membership.describe(catalog.columns["coupon_audience"][rows[i]])
         elif r is Reason.PER_USER_LIMIT_REACHED:
             detail[i] = f"redeemed {used[i]:.0f} time(s), limit {limit[i]:.0f}"
         else:

@@ -32,10 +32,10 @@ def test_demo_runs_end_to_end_and_ranks_at_the_servers_clock(tmp_path, capsys):
     assert re.search(r'"ucp_redemptions_total": [1-9]', out)
     art = load_artifact(models)
     assert "lightgbm_ranker" in out and art.version in out
-    # the server ranked coupons for all three users with the trained model, at its clock
-    assert out.count(f"model {art.version}") == 3 and "at checkout" in out
+    # the server ranked coupons for all four requests with the trained model, at its clock
+    assert out.count(f"model {art.version}") == 4 and "at checkout" in out and "at member_centre" in out
     answers = result["answers"]
-    assert len(answers) == 3 and all(a.ranked and not a.note for a in answers)
+    assert len(answers) == 4 and all(a.ranked and not a.note for a in answers)
 
 
 def test_demo_refuses_a_bad_end_date(tmp_path, capsys):

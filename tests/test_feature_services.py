@@ -39,17 +39,19 @@ def _train(raw, ws, models, config) -> str:
     return load_artifact(models).version
 
 
-def test_the_shipped_config_trains_ranker_v2_without_absolute_times(built):
+def test_the_shipped_config_trains_ranker_v3_without_absolute_times_with_membership(built):
     art = load_artifact(built.models)  # the demo trained with training/ranker.yaml
-    assert art.metadata["feature_service"] == "ranker_v2"
+    assert art.metadata["feature_service"] == "ranker_v3"
     assert not ABSOLUTE & set(art.features)
+    assert {"membership_tier_rank", "membership_segment_count", "coupon_audience_min_tier",
+            "coupon_audience_segment_count"} <= set(art.features)
     # the relative times computed from them are still model inputs
     assert {"ctx_days_since_last_event", "ctx_days_since_last_order"} <= set(art.features)
 
 
 @pytest.fixture(scope="module")
 def two_services(built, tmp_path_factory):
-    """A models folder holding the demo's ranker_v2 model and a ranker_v1 one trained on
+    """A models folder holding the demo's ranker_v3 model and a ranker_v1 one trained on
     the same registry, LATEST naming the ranker_v1 one."""
     tmp = tmp_path_factory.mktemp("services")
     v1 = _train(built.raw, built.repo, tmp / "v1", _config(tmp, "ranker_v1"))
@@ -342,7 +344,7 @@ def test_a_hot_reload_to_a_model_whose_inputs_the_server_does_not_read_is_refuse
 
     ws, _ = workspace
     version = _train(built.raw, ws, tmp_path / "odfv", _config(tmp_path, "odfv_test"))
-    first = load_artifact(built.models).version  # ranker_v2
+    first = load_artifact(built.models).version  # ranker_v3
     folder = tmp_path / "models"
     folder.mkdir()
     shutil.copytree(built.models / first, folder / first)
@@ -360,3 +362,45 @@ def test_a_hot_reload_to_a_model_whose_inputs_the_server_does_not_read_is_refuse
             assert client.rank_coupons("u000001", placement="home").model_version == first
     finally:
         running.stop(0).wait(5)
+
+
+def test_a_registry_without_user_membership_serves_non_members_or_refuses_audiences(built, two_services, tmp_path):
+    """A registry applied before user_membership existed (a workspace's own older
+    definitions.py): every user is then a non-member, so a catalogue holding coupons
+    with an audience is refused at start, naming the view; one without them serves."""
+    import re
+
+    from couponrank.server.main import build_ranker
+    from couponrank.server.model import ModelMismatchError
+    from couponrank.server.stages import RankRequest
+
+    folder, v1, _ = two_services  # a ranker_v1 model: no membership features
+    ws = repo.init_workspace(tmp_path / "ws")
+    for source in (built.repo / "data").glob("*.parquet"):
+        shutil.copy2(source, ws / "data" / source.name)
+    text = (ws / "definitions.py").read_text()
+    text = re.sub(r"(?ms)^user_membership = FeatureView\(.*?^\)\n", "", text)
+    text = re.sub(r"(?ms)^ranker_features_v3 = FeatureService\(.*?^\)\n", "", text)
+    assert "user_membership =" not in text and 'name="ranker_v3"' not in text
+    (ws / "definitions.py").write_text(text)
+    repo.apply(ws)
+    repo.materialize(ws, end=(repo.last_snapshot(ws) + pd.Timedelta(seconds=1)).to_pydatetime())
+    models = tmp_path / "models"
+    shutil.copytree(folder / v1, models / v1)
+    (models / "LATEST").write_text(v1 + "\n")
+
+    attrs = pd.read_parquet(ws / "data" / "coupon_attributes.parquet")
+    assert (attrs.coupon_audience != "all").any()
+    with pytest.raises(ModelMismatchError, match=r"coupon\(s\) have an audience.*no user_membership view"):
+        build_ranker(ws, models)
+
+    attrs.assign(coupon_audience="all", coupon_audience_min_tier=0.0, coupon_audience_segment_mask=0.0,
+                 coupon_audience_segment_count=0.0).to_parquet(ws / "data" / "coupon_attributes.parquet")
+    ranker = build_ranker(ws, models)
+    try:
+        assert not ranker.online.reads_membership
+        out = ranker.rank(RankRequest("u000001", placement="member_centre", cart_total=1e6,
+                                      now=float(attrs.coupon_valid_from_unix.max())))
+        assert out.ranked and not [r for r in out.ineligible if r[1].name == "NOT_IN_AUDIENCE"]
+    finally:
+        ranker.close()

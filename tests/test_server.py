@@ -35,7 +35,8 @@ def _catalog(rows: dict[str, dict]) -> Catalog:
                 "coupon_target_category": "__all__", "coupon_campaign_id": "k", "coupon_value": 10.0,
                 "coupon_min_spend": 0.0, "coupon_valid_from_unix": 0.0, "coupon_valid_to_unix": 1000.0,
                 "coupon_per_user_limit": 1.0, "coupon_budget": 100.0, "coupon_redemption_rate_30d": np.nan,
-                "coupon_budget_used_frac": 0.0}
+                "coupon_budget_used_frac": 0.0, "coupon_audience": "all", "coupon_audience_min_tier": 0.0,
+                "coupon_audience_segment_mask": 0.0, "coupon_audience_segment_count": 0.0}
     cols = {}
     for name in STRING_COLUMNS:
         cols[name] = np.array([rows[i].get(name, defaults[name]) for i in ids], dtype=object)
@@ -303,9 +304,9 @@ def test_served_scores_equal_offline_scores(built, client, catalog):
         "request_ts_unix": T.timestamp(),
     })
     store = repo.store(built.repo)
-    hist = store.get_historical_features(entity_df=entity_df,
-                                         features=store.get_feature_service("ranker_v1")).to_df()
     art = _artifact(built)
+    hist = store.get_historical_features(entity_df=entity_df,
+                                         features=store.get_feature_service(art.metadata["feature_service"])).to_df()
     X = hist.set_index("coupon_id").loc[ids, art.features].astype(np.float64).to_numpy()
     expected = lgb.Booster(model_file=str(art.model_file)).predict(X, raw_score=True)  # any objective: raw
     np.testing.assert_allclose([served[i] for i in ids], expected, rtol=0, atol=1e-9)

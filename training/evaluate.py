@@ -75,12 +75,29 @@ def served_mask(frame: pd.DataFrame) -> np.ndarray:
         checked = frame["placement"].isin(SCOPE_CHECKED_PLACEMENTS).to_numpy()
         category = frame["ctx_coupon_scope"].to_numpy() == COUPON_SCOPE_CODES["category"]
         served &= ~(checked & category & (frame["ctx_cart_has_target_category"].to_numpy() != 1))
+    if {"membership_tier_rank", "coupon_audience_min_tier"} <= set(frame.columns):
+        # a coupon's audience: members / a tier or above (segment audiences are not in the
+        # frame's features and count as served); no membership row is a non-member
+        rank = np.nan_to_num(frame["membership_tier_rank"].to_numpy(np.float64))
+        served &= ~(frame["coupon_audience_min_tier"].to_numpy(np.float64) > rank)
     return served
+
+
+def placement_masks(frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """("placement=<name>", rows) for each placement in the frame, in schema order (the
+    member centre, issue 13, and every other one reported on its own)."""
+    if "placement" not in frame:
+        return []
+    from couponrank.schema import PLACEMENTS
+
+    placement = frame["placement"].astype(str).to_numpy()
+    return [(f"placement={p}", placement == p) for p in PLACEMENTS if (placement == p).any()]
 
 
 def metrics_table(test: pd.DataFrame, scores: dict[str, np.ndarray], config: dict) -> pd.DataFrame:
     """One row per (model, population: all, cold_start, served (the impressions the
-    server's rules would have let through, served_mask)) with every metric, the sizes of the populations
+    server's rules would have let through, served_mask), placement=<name> for each
+    placement) with every metric, the sizes of the populations
     they average over (n_groups: precision; n_groups_with_positive: recall, F1, MAP;
     n_groups_with_gain: NDCG) and a 95% bootstrap interval of NDCG@5 (over requests).
 
@@ -95,7 +112,9 @@ def metrics_table(test: pd.DataFrame, scores: dict[str, np.ndarray], config: dic
     rows = []
     for name, score in scores.items():
         score = np.asarray(score)[shuffle]
-        for population, mask in (("all", np.ones(len(test), bool)), ("cold_start", cold), ("served", served)):
+        populations = [("all", np.ones(len(test), bool)), ("cold_start", cold), ("served", served),
+                       *placement_masks(test)]
+        for population, mask in populations:
             if not mask.any():
                 continue
             args = (test.label.to_numpy()[mask], score[mask], test.request_id.to_numpy()[mask])
