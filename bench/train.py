@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=str(ROOT / "data" / "bench-train"))
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3, help="ranker fits to time (median)")
+    ap.add_argument("--config", type=Path, help="training config (default: training/ranker.yaml)")
     args = ap.parse_args()
     work = Path(args.workdir)
     raw, ws, models = work / "raw", work / "features", work / "models"
@@ -53,7 +54,7 @@ def main() -> None:
         feast_repo.apply(ws)
     print(f"data + features ready in {time.perf_counter() - t:.0f} s", flush=True)
 
-    cfg = load_config()
+    cfg = load_config(args.config) if args.config else load_config()
     service = cfg["feature_service"]
     cache = work / f"training_set.{service}.parquet"
     t = time.perf_counter()
@@ -79,7 +80,7 @@ def main() -> None:
           f"over {args.repeats} ({ranker.best_iteration} trees); process peak RSS {peak_gib():.2f} GiB "
           "(goal <= 90 s)", flush=True)
 
-    result = train(raw, ws, models, training_set=ts, quiet=True)
+    result = train(raw, ws, models, config_path=args.config, training_set=ts, quiet=True)
     table = result.metrics
     all_ = table[table.population == "all"].set_index("model")
     cold = table[table.population == "cold_start"].set_index("model")
