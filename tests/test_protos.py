@@ -109,7 +109,7 @@ def test_python_generated_code_imports():
     from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
     service = pb.DESCRIPTOR.services_by_name["CouponRankingService"]
-    assert sorted(m.name for m in service.methods) == ["GetModelInfo", "RankCoupons"]
+    assert sorted(m.name for m in service.methods) == ["GetModelInfo", "RankCoupons", "RecordEvents"]
     assert hasattr(pb_grpc, "CouponRankingServiceStub")
     req = pb.RankCouponsRequest(
         user_id="u",

@@ -39,6 +39,21 @@ class DegradedReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE: _ClassVar[DegradedReason]
     DEGRADED_REASON_DEADLINE_PRESSURE: _ClassVar[DegradedReason]
     DEGRADED_REASON_MODEL_UNAVAILABLE: _ClassVar[DegradedReason]
+
+class BehaviourType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    BEHAVIOUR_TYPE_UNSPECIFIED: _ClassVar[BehaviourType]
+    BEHAVIOUR_TYPE_VIEW: _ClassVar[BehaviourType]
+    BEHAVIOUR_TYPE_ADD_TO_CART: _ClassVar[BehaviourType]
+    BEHAVIOUR_TYPE_FAVOURITE: _ClassVar[BehaviourType]
+    BEHAVIOUR_TYPE_ORDER: _ClassVar[BehaviourType]
+
+class EventStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_STATUS_UNSPECIFIED: _ClassVar[EventStatus]
+    EVENT_STATUS_ACCEPTED: _ClassVar[EventStatus]
+    EVENT_STATUS_DUPLICATE: _ClassVar[EventStatus]
+    EVENT_STATUS_REJECTED: _ClassVar[EventStatus]
 PLACEMENT_UNSPECIFIED: Placement
 PLACEMENT_HOME: Placement
 PLACEMENT_PRODUCT_PAGE: Placement
@@ -60,6 +75,15 @@ DEGRADED_REASON_UNSPECIFIED: DegradedReason
 DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE: DegradedReason
 DEGRADED_REASON_DEADLINE_PRESSURE: DegradedReason
 DEGRADED_REASON_MODEL_UNAVAILABLE: DegradedReason
+BEHAVIOUR_TYPE_UNSPECIFIED: BehaviourType
+BEHAVIOUR_TYPE_VIEW: BehaviourType
+BEHAVIOUR_TYPE_ADD_TO_CART: BehaviourType
+BEHAVIOUR_TYPE_FAVOURITE: BehaviourType
+BEHAVIOUR_TYPE_ORDER: BehaviourType
+EVENT_STATUS_UNSPECIFIED: EventStatus
+EVENT_STATUS_ACCEPTED: EventStatus
+EVENT_STATUS_DUPLICATE: EventStatus
+EVENT_STATUS_REJECTED: EventStatus
 
 class RankCouponsRequest(_message.Message):
     __slots__ = ("request_id", "user_id", "candidate_coupon_ids", "context", "top_k", "explain", "max_reasons")
@@ -170,6 +194,92 @@ class IneligibleCoupon(_message.Message):
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RecordEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[Event]
+    def __init__(self, events: _Optional[_Iterable[_Union[Event, _Mapping]]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("event_id", "user_id", "event_time", "impression", "claim", "redemption", "behaviour")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TIME_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    REDEMPTION_FIELD_NUMBER: _ClassVar[int]
+    BEHAVIOUR_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    user_id: str
+    event_time: _timestamp_pb2.Timestamp
+    impression: ImpressionEvent
+    claim: ClaimEvent
+    redemption: RedemptionEvent
+    behaviour: BehaviourEvent
+    def __init__(self, event_id: _Optional[str] = ..., user_id: _Optional[str] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., impression: _Optional[_Union[ImpressionEvent, _Mapping]] = ..., claim: _Optional[_Union[ClaimEvent, _Mapping]] = ..., redemption: _Optional[_Union[RedemptionEvent, _Mapping]] = ..., behaviour: _Optional[_Union[BehaviourEvent, _Mapping]] = ...) -> None: ...
+
+class ImpressionEvent(_message.Message):
+    __slots__ = ("request_id", "coupon_id", "position", "placement")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    COUPON_ID_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    coupon_id: str
+    position: int
+    placement: Placement
+    def __init__(self, request_id: _Optional[str] = ..., coupon_id: _Optional[str] = ..., position: _Optional[int] = ..., placement: _Optional[_Union[Placement, str]] = ...) -> None: ...
+
+class ClaimEvent(_message.Message):
+    __slots__ = ("coupon_id", "impression_event_id")
+    COUPON_ID_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    coupon_id: str
+    impression_event_id: str
+    def __init__(self, coupon_id: _Optional[str] = ..., impression_event_id: _Optional[str] = ...) -> None: ...
+
+class RedemptionEvent(_message.Message):
+    __slots__ = ("coupon_id", "order_id", "discount", "order_total", "impression_event_id")
+    COUPON_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISCOUNT_FIELD_NUMBER: _ClassVar[int]
+    ORDER_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IMPRESSION_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    coupon_id: str
+    order_id: str
+    discount: Money
+    order_total: Money
+    impression_event_id: str
+    def __init__(self, coupon_id: _Optional[str] = ..., order_id: _Optional[str] = ..., discount: _Optional[_Union[Money, _Mapping]] = ..., order_total: _Optional[_Union[Money, _Mapping]] = ..., impression_event_id: _Optional[str] = ...) -> None: ...
+
+class BehaviourEvent(_message.Message):
+    __slots__ = ("type", "item_id", "order_id", "amount")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    ORDER_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    type: BehaviourType
+    item_id: str
+    order_id: str
+    amount: Money
+    def __init__(self, type: _Optional[_Union[BehaviourType, str]] = ..., item_id: _Optional[str] = ..., order_id: _Optional[str] = ..., amount: _Optional[_Union[Money, _Mapping]] = ...) -> None: ...
+
+class RecordEventsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[EventResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[EventResult, _Mapping]]] = ...) -> None: ...
+
+class EventResult(_message.Message):
+    __slots__ = ("event_id", "status", "detail")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    status: EventStatus
+    detail: str
+    def __init__(self, event_id: _Optional[str] = ..., status: _Optional[_Union[EventStatus, str]] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
     __slots__ = ("model_version", "feature_names", "metrics", "training_data_start_time", "training_data_end_time", "create_time")

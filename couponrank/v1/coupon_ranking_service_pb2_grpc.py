@@ -26,10 +26,12 @@ if _version_not_supported:
 
 
 class CouponRankingServiceStub:
-    """Ranks e-commerce coupons for one user.
+    """Ranks e-commerce coupons for one user, and records what happened next.
 
-    Both RPCs only read state, so a call that failed with UNAVAILABLE may be
-    retried as is. Every other status code is final for the request that got it.
+    RankCoupons and GetModelInfo only read state, and RecordEvents is idempotent
+    (each event carries its own `event_id`), so a call that failed with
+    UNAVAILABLE may be retried as is. Every other status code is final for the
+    request that got it.
     """
 
     def __init__(self, channel):
@@ -48,13 +50,20 @@ class CouponRankingServiceStub:
                 request_serializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
+        self.RecordEvents = channel.unary_unary(
+                '/couponrank.v1.CouponRankingService/RecordEvents',
+                request_serializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.RecordEventsRequest.SerializeToString,
+                response_deserializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.RecordEventsResponse.FromString,
+                _registered_method=True)
 
 
 class CouponRankingServiceServicer:
-    """Ranks e-commerce coupons for one user.
+    """Ranks e-commerce coupons for one user, and records what happened next.
 
-    Both RPCs only read state, so a call that failed with UNAVAILABLE may be
-    retried as is. Every other status code is final for the request that got it.
+    RankCoupons and GetModelInfo only read state, and RecordEvents is idempotent
+    (each event carries its own `event_id`), so a call that failed with
+    UNAVAILABLE may be retried as is. Every other status code is final for the
+    request that got it.
     """
 
     def RankCoupons(self, request, context):
@@ -106,6 +115,34 @@ class CouponRankingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordEvents(self, request, context):
+        """Records a batch of events: impressions of ranked coupons, claims,
+        redemptions and shopping behaviour. Each event is answered on its own, in
+        the request's order: accepted (written to the server's durable event log
+        before the answer is sent, and counted at once in the live counters the
+        eligibility rules read: a recorded redemption makes the next RankCoupons
+        see the per-user limit and the budget it used), a duplicate of an event
+        already recorded (same `event_id`: nothing is counted twice, so a batch
+        whose answer was lost may be sent again as is), or rejected with the
+        reason. One bad event never rejects the rest of the batch.
+
+        Status codes:
+
+        * INVALID_ARGUMENT, the message starting with the field's name: the
+        request is not a valid RecordEventsRequest message ("request");
+        `events` is empty or has more than 1,000 entries.
+        * PERMISSION_DENIED: the server names its callers (by mutual-TLS
+        certificate or bearer token) and this caller is not one allowed to
+        record events. A server that names no callers takes events from anyone
+        who can reach it (by default only the local machine).
+        * UNAUTHENTICATED, RESOURCE_EXHAUSTED, UNAVAILABLE: as for RankCoupons.
+        After UNAVAILABLE or a lost answer, send the same batch again: events
+        already recorded come back as `EVENT_STATUS_DUPLICATE`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CouponRankingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +156,11 @@ def add_CouponRankingServiceServicer_to_server(servicer, server):
                     request_deserializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.GetModelInfoRequest.FromString,
                     response_serializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.GetModelInfoResponse.SerializeToString,
             ),
+            'RecordEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordEvents,
+                    request_deserializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.RecordEventsRequest.FromString,
+                    response_serializer=couponrank_dot_v1_dot_coupon__ranking__service__pb2.RecordEventsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'couponrank.v1.CouponRankingService', rpc_method_handlers)
@@ -128,10 +170,12 @@ def add_CouponRankingServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class CouponRankingService:
-    """Ranks e-commerce coupons for one user.
+    """Ranks e-commerce coupons for one user, and records what happened next.
 
-    Both RPCs only read state, so a call that failed with UNAVAILABLE may be
-    retried as is. Every other status code is final for the request that got it.
+    RankCoupons and GetModelInfo only read state, and RecordEvents is idempotent
+    (each event carries its own `event_id`), so a call that failed with
+    UNAVAILABLE may be retried as is. Every other status code is final for the
+    request that got it.
     """
 
     @staticmethod
@@ -178,6 +222,33 @@ class CouponRankingService:
             '/couponrank.v1.CouponRankingService/GetModelInfo',
             couponrank_dot_v1_dot_coupon__ranking__service__pb2.GetModelInfoRequest.SerializeToString,
             couponrank_dot_v1_dot_coupon__ranking__service__pb2.GetModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/couponrank.v1.CouponRankingService/RecordEvents',
+            couponrank_dot_v1_dot_coupon__ranking__service__pb2.RecordEventsRequest.SerializeToString,
+            couponrank_dot_v1_dot_coupon__ranking__service__pb2.RecordEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

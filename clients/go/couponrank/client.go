@@ -23,6 +23,9 @@
 //
 // RankOrEmpty does the same but never returns a nil result: on error, an
 // empty ranking and the error, for a checkout that goes on without coupons.
+// RecordEvents sends what happened next (impressions, claims, redemptions,
+// shopping behaviour; built with Impression, Claim, Redemption, Behaviour),
+// with the same deadline and retries: the call is idempotent by event_id.
 // ParseMoney/FormatMoney convert decimal amounts, RequestTime a time.Time,
 // Membership builds the caller's view of the user's membership;
 // WithTLS, WithClientCertificate and WithServerName set up TLS from files;

@@ -21,6 +21,13 @@
 // request_id unless they set their own. GetModelInfo answers SetModelInfo's
 // response.
 //
+// RecordEvents records events in memory: an event whose event_id the server
+// has recorded before is answered EVENT_STATUS_DUPLICATE, one that CheckEvent
+// (or the check set with SetEventCheck) finds wrong EVENT_STATUS_REJECTED,
+// any other EVENT_STATUS_ACCEPTED and kept (RecordedEvents). An empty batch
+// or one of more than couponrank.MaxEventsPerCall events fails with
+// INVALID_ARGUMENT, as the real server does; FailNextEvents injects errors.
+//
 // With WithTLS (and WithClientCA for mutual TLS) the server speaks TLS; the
 // client then needs couponrank.WithTLS (and couponrank.WithClientCertificate).
 //
@@ -36,8 +43,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -120,6 +129,21 @@ type Server struct {
 	svc  *service
 }
 
+// EventCall is one RecordEvents call the server received.
+type EventCall struct {
+	// Request is a copy of the request.
+	Request *couponrankv1.RecordEventsRequest
+	// Deadline is the deadline the client sent; zero when it sent none.
+	Deadline time.Time
+	// Metadata are the call's request headers (gRPC metadata).
+	Metadata metadata.MD
+}
+
+// EventCheck decides whether the fake records an event whose event_id it has
+// not recorded yet: it returns "" to accept the event, or the detail of its
+// rejection (in words starting with the field's name, as the real server's).
+type EventCheck func(ev *couponrankv1.Event) string
+
 // NewServer starts a fake server on 127.0.0.1, on a port the kernel picks
 // (see Addr). The caller must Close it. Errors come from the options (a TLS
 // file that cannot be read) or from listening.
@@ -145,7 +169,8 @@ func NewServer(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couponranktest: listen: %w", err)
 	}
-	s := &Server{gs: grpc.NewServer(serverOpts...), addr: lis.Addr().String(), done: make(chan struct{}), svc: &service{}}
+	s := &Server{gs: grpc.NewServer(serverOpts...), addr: lis.Addr().String(), done: make(chan struct{}),
+		svc: &service{recorded: map[string]bool{}}}
 	couponrankv1.RegisterCouponRankingServiceServer(s.gs, s.svc)
 	go func() {
 		defer close(s.done)
@@ -276,6 +301,156 @@ func (s *Server) Requests() []*couponrankv1.RankCouponsRequest {
 	return reqs
 }
 
+// FailNextEvents makes the next n RecordEvents calls fail with err (for
+// example status.Error(codes.Unavailable, "restarting"), which the client
+// retries, or codes.PermissionDenied), recording none of their events. Calls
+// after those are answered as before. Like FailNext, calls queue up; the two
+// queues are separate.
+func (s *Server) FailNextEvents(n int, err error) {
+	if err == nil {
+		panic("couponranktest: FailNextEvents with a nil error")
+	}
+	s.svc.mu.Lock()
+	defer s.svc.mu.Unlock()
+	for range n {
+		s.svc.eventFailures = append(s.svc.eventFailures, err)
+	}
+}
+
+// SetEventCheck replaces CheckEvent, the check of the events the server has
+// not recorded yet (nil: CheckEvent again). It runs with the server's lock
+// held, one event at a time, so it must not call the Server's methods. A
+// check that adds rules of your own can start with CheckEvent:
+//
+//	srv.SetEventCheck(func(ev *couponrankv1.Event) string {
+//		if d := couponranktest.CheckEvent(ev); d != "" {
+//			return d
+//		}
+//		if ev.GetRedemption().GetCouponId() == "c-expired" {
+//			return "redemption.coupon_id: coupon c-expired has expired"
+//		}
+//		return ""
+//	})
+func (s *Server) SetEventCheck(check EventCheck) {
+	s.svc.mu.Lock()
+	defer s.svc.mu.Unlock()
+	s.svc.eventCheck = check
+}
+
+// RecordedEvents returns copies of the events the server accepted, in the
+// order it accepted them (duplicates and rejected events are not in it).
+func (s *Server) RecordedEvents() []*couponrankv1.Event {
+	s.svc.mu.Lock()
+	defer s.svc.mu.Unlock()
+	evs := make([]*couponrankv1.Event, len(s.svc.events))
+	for i, ev := range s.svc.events {
+		evs[i] = proto.Clone(ev).(*couponrankv1.Event)
+	}
+	return evs
+}
+
+// EventCalls returns the RecordEvents calls received so far, in the order
+// they arrived, failed ones included.
+func (s *Server) EventCalls() []EventCall {
+	s.svc.mu.Lock()
+	defer s.svc.mu.Unlock()
+	return append([]EventCall(nil), s.svc.eventCalls...)
+}
+
+// CheckEvent is the fake's default EventCheck: the rules of the API that
+// need no data. It rejects an event without event_id, user_id or event_time
+// or without a kind; an id over 128 bytes; an impression without coupon_id,
+// with a position below 1 or without a placement; a claim or redemption
+// without coupon_id; a behaviour without type or item_id, or an order line
+// without order_id; a negative amount. It does not check what needs the
+// server's clock or data: event_time's window (5 minutes ahead, 30 days
+// behind), coupons in the catalogue, currencies, a redemption's impression.
+func CheckEvent(ev *couponrankv1.Event) string {
+	if d := checkID("event_id", ev.GetEventId(), true); d != "" {
+		return d
+	}
+	if d := checkID("user_id", ev.GetUserId(), true); d != "" {
+		return d
+	}
+	if ev.GetEventTime() == nil {
+		return "event_time: required"
+	}
+	if err := ev.GetEventTime().CheckValid(); err != nil {
+		return "event_time: " + err.Error()
+	}
+	switch k := ev.GetKind().(type) {
+	case *couponrankv1.Event_Impression:
+		imp := k.Impression
+		if d := checkID("impression.request_id", imp.GetRequestId(), false); d != "" {
+			return d
+		}
+		if d := checkID("impression.coupon_id", imp.GetCouponId(), true); d != "" {
+			return d
+		}
+		if imp.GetPosition() < 1 {
+			return fmt.Sprintf("impression.position: must be at least 1, got %d", imp.GetPosition())
+		}
+		if imp.GetPlacement() == couponrankv1.Placement_PLACEMENT_UNSPECIFIED {
+			return "impression.placement: required"
+		}
+	case *couponrankv1.Event_Claim:
+		if d := checkID("claim.coupon_id", k.Claim.GetCouponId(), true); d != "" {
+			return d
+		}
+		return checkID("claim.impression_event_id", k.Claim.GetImpressionEventId(), false)
+	case *couponrankv1.Event_Redemption:
+		r := k.Redemption
+		if d := checkID("redemption.coupon_id", r.GetCouponId(), true); d != "" {
+			return d
+		}
+		if d := checkID("redemption.order_id", r.GetOrderId(), false); d != "" {
+			return d
+		}
+		if d := checkID("redemption.impression_event_id", r.GetImpressionEventId(), false); d != "" {
+			return d
+		}
+		if d := checkAmount("redemption.discount", r.GetDiscount()); d != "" {
+			return d
+		}
+		return checkAmount("redemption.order_total", r.GetOrderTotal())
+	case *couponrankv1.Event_Behaviour:
+		b := k.Behaviour
+		if b.GetType() == couponrankv1.BehaviourType_BEHAVIOUR_TYPE_UNSPECIFIED {
+			return "behaviour.type: required"
+		}
+		if d := checkID("behaviour.item_id", b.GetItemId(), true); d != "" {
+			return d
+		}
+		order := b.GetType() == couponrankv1.BehaviourType_BEHAVIOUR_TYPE_ORDER
+		if d := checkID("behaviour.order_id", b.GetOrderId(), order); d != "" {
+			return d
+		}
+		return checkAmount("behaviour.amount", b.GetAmount())
+	default:
+		return "kind: one of impression, claim, redemption or behaviour is required"
+	}
+	return ""
+}
+
+func checkID(field, v string, required bool) string {
+	switch {
+	case v == "" && required:
+		return field + ": required"
+	case len(v) > 128:
+		return fmt.Sprintf("%s: %d bytes, more than 128", field, len(v))
+	case !utf8.ValidString(v):
+		return field + ": not valid UTF-8"
+	}
+	return ""
+}
+
+func checkAmount(field string, m *couponrankv1.Money) string {
+	if m.GetAmountMinor() < 0 {
+		return fmt.Sprintf("%s: must not be negative, got %d", field, m.GetAmountMinor())
+	}
+	return ""
+}
+
 type service struct {
 	couponrankv1.UnimplementedCouponRankingServiceServer
 
@@ -286,6 +461,12 @@ type service struct {
 	failures  []error
 	modelInfo *couponrankv1.GetModelInfoResponse
 	calls     []Call
+
+	eventFailures []error
+	eventCheck    EventCheck
+	eventCalls    []EventCall
+	events        []*couponrankv1.Event // accepted, in order
+	recorded      map[string]bool       // their ids
 }
 
 func (s *service) RankCoupons(ctx context.Context, req *couponrankv1.RankCouponsRequest) (*couponrankv1.RankCouponsResponse, error) {
@@ -332,4 +513,48 @@ func (s *service) GetModelInfo(context.Context, *couponrankv1.GetModelInfoReques
 		return &couponrankv1.GetModelInfoResponse{}, nil
 	}
 	return s.modelInfo, nil
+}
+
+func (s *service) RecordEvents(ctx context.Context, req *couponrankv1.RecordEventsRequest) (*couponrankv1.RecordEventsResponse, error) {
+	call := EventCall{Request: proto.Clone(req).(*couponrankv1.RecordEventsRequest)}
+	call.Deadline, _ = ctx.Deadline()
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		call.Metadata = md.Copy()
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.eventCalls = append(s.eventCalls, call)
+	if len(s.eventFailures) > 0 {
+		err := s.eventFailures[0]
+		s.eventFailures = s.eventFailures[1:]
+		return nil, err
+	}
+	switch n := len(req.GetEvents()); {
+	case n == 0:
+		return nil, status.Error(codes.InvalidArgument, "events: at least one event is required")
+	case n > couponrank.MaxEventsPerCall:
+		return nil, status.Errorf(codes.InvalidArgument, "events: %d events, more than the %d allowed in one call", n, couponrank.MaxEventsPerCall)
+	}
+	check := s.eventCheck
+	if check == nil {
+		check = CheckEvent
+	}
+	resp := &couponrankv1.RecordEventsResponse{Results: make([]*couponrankv1.EventResult, len(req.GetEvents()))}
+	for i, ev := range req.GetEvents() {
+		r := &couponrankv1.EventResult{EventId: ev.GetEventId()}
+		resp.Results[i] = r
+		if s.recorded[ev.GetEventId()] { // a retry, or the same event twice in the batch
+			r.Status = couponrankv1.EventStatus_EVENT_STATUS_DUPLICATE
+			continue
+		}
+		if d := check(ev); d != "" {
+			r.Status, r.Detail = couponrankv1.EventStatus_EVENT_STATUS_REJECTED, d
+			continue
+		}
+		r.Status = couponrankv1.EventStatus_EVENT_STATUS_ACCEPTED
+		s.recorded[ev.GetEventId()] = true
+		s.events = append(s.events, proto.Clone(ev).(*couponrankv1.Event))
+	}
+	return resp, nil
 }

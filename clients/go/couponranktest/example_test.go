@@ -105,3 +105,51 @@ func ExampleHang() {
 	// Output:
 	// 0 r-2 DEADLINE_EXCEEDED
 }
+
+// Events: the fake records them in memory, answers a new event_id ACCEPTED
+// and one it has seen DUPLICATE, and rejects what CheckEvent finds wrong. A
+// checkout test can then look at what was recorded.
+func ExampleServer_RecordedEvents() {
+	srv, err := couponranktest.NewServer()
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	client, err := srv.Client(couponrank.WithTimeout(5 * time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	at := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+	// The code under test would make these calls.
+	events := []*couponrankv1.Event{
+		couponrank.Impression("imp-1", "u-1", at, &couponrankv1.ImpressionEvent{
+			RequestId: "r-1", CouponId: "c7", Position: 1, Placement: couponrankv1.Placement_PLACEMENT_CHECKOUT,
+		}),
+		couponrank.Redemption("red-1", "u-1", at.Add(time.Minute), &couponrankv1.RedemptionEvent{
+			CouponId: "c7", OrderId: "o-1", Discount: couponrank.Money("USD", 500),
+		}),
+		couponrank.Claim("clm-1", "u-1", at, &couponrankv1.ClaimEvent{}), // no coupon_id
+	}
+	results, err := client.RecordEvents(context.Background(), events)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, r := range results {
+		fmt.Println(r)
+	}
+	results, _ = client.RecordEvents(context.Background(), events[:1]) // a retry
+	fmt.Println(results[0].Status)
+
+	for _, ev := range srv.RecordedEvents() {
+		fmt.Println(ev.GetEventId(), ev.GetRedemption().GetDiscount().GetAmountMinor())
+	}
+	// Output:
+	// imp-1 EVENT_STATUS_ACCEPTED
+	// red-1 EVENT_STATUS_ACCEPTED
+	// clm-1 EVENT_STATUS_REJECTED: claim.coupon_id: required
+	// EVENT_STATUS_DUPLICATE
+	// imp-1 0
+	// red-1 500
+}

@@ -246,6 +246,126 @@ func (DegradedReason) EnumDescriptor() ([]byte, []int) {
 	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{2}
 }
 
+// What a behaviour event records.
+type BehaviourType int32
+
+const (
+	// Not specified. Rejected.
+	BehaviourType_BEHAVIOUR_TYPE_UNSPECIFIED BehaviourType = 0
+	// The user viewed the item.
+	BehaviourType_BEHAVIOUR_TYPE_VIEW BehaviourType = 1
+	// The user put the item in the cart.
+	BehaviourType_BEHAVIOUR_TYPE_ADD_TO_CART BehaviourType = 2
+	// The user marked the item as a favourite.
+	BehaviourType_BEHAVIOUR_TYPE_FAVOURITE BehaviourType = 3
+	// The user ordered the item: one event per order line.
+	BehaviourType_BEHAVIOUR_TYPE_ORDER BehaviourType = 4
+)
+
+// Enum value maps for BehaviourType.
+var (
+	BehaviourType_name = map[int32]string{
+		0: "BEHAVIOUR_TYPE_UNSPECIFIED",
+		1: "BEHAVIOUR_TYPE_VIEW",
+		2: "BEHAVIOUR_TYPE_ADD_TO_CART",
+		3: "BEHAVIOUR_TYPE_FAVOURITE",
+		4: "BEHAVIOUR_TYPE_ORDER",
+	}
+	BehaviourType_value = map[string]int32{
+		"BEHAVIOUR_TYPE_UNSPECIFIED": 0,
+		"BEHAVIOUR_TYPE_VIEW":        1,
+		"BEHAVIOUR_TYPE_ADD_TO_CART": 2,
+		"BEHAVIOUR_TYPE_FAVOURITE":   3,
+		"BEHAVIOUR_TYPE_ORDER":       4,
+	}
+)
+
+func (x BehaviourType) Enum() *BehaviourType {
+	p := new(BehaviourType)
+	*p = x
+	return p
+}
+
+func (x BehaviourType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BehaviourType) Descriptor() protoreflect.EnumDescriptor {
+	return file_couponrank_v1_coupon_ranking_service_proto_enumTypes[3].Descriptor()
+}
+
+func (BehaviourType) Type() protoreflect.EnumType {
+	return &file_couponrank_v1_coupon_ranking_service_proto_enumTypes[3]
+}
+
+func (x BehaviourType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BehaviourType.Descriptor instead.
+func (BehaviourType) EnumDescriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{3}
+}
+
+// What became of an event.
+type EventStatus int32
+
+const (
+	// Not specified. Servers never send it.
+	EventStatus_EVENT_STATUS_UNSPECIFIED EventStatus = 0
+	// Recorded now: written to the durable log and counted.
+	EventStatus_EVENT_STATUS_ACCEPTED EventStatus = 1
+	// An event with this `event_id` was recorded before; nothing was counted
+	// again.
+	EventStatus_EVENT_STATUS_DUPLICATE EventStatus = 2
+	// Not recorded; `detail` says why. Sending it again unchanged gets the same
+	// answer.
+	EventStatus_EVENT_STATUS_REJECTED EventStatus = 3
+)
+
+// Enum value maps for EventStatus.
+var (
+	EventStatus_name = map[int32]string{
+		0: "EVENT_STATUS_UNSPECIFIED",
+		1: "EVENT_STATUS_ACCEPTED",
+		2: "EVENT_STATUS_DUPLICATE",
+		3: "EVENT_STATUS_REJECTED",
+	}
+	EventStatus_value = map[string]int32{
+		"EVENT_STATUS_UNSPECIFIED": 0,
+		"EVENT_STATUS_ACCEPTED":    1,
+		"EVENT_STATUS_DUPLICATE":   2,
+		"EVENT_STATUS_REJECTED":    3,
+	}
+)
+
+func (x EventStatus) Enum() *EventStatus {
+	p := new(EventStatus)
+	*p = x
+	return p
+}
+
+func (x EventStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_couponrank_v1_coupon_ranking_service_proto_enumTypes[4].Descriptor()
+}
+
+func (EventStatus) Type() protoreflect.EnumType {
+	return &file_couponrank_v1_coupon_ranking_service_proto_enumTypes[4]
+}
+
+func (x EventStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventStatus.Descriptor instead.
+func (EventStatus) EnumDescriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{4}
+}
+
 // A request to rank coupons for one user.
 type RankCouponsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -992,6 +1112,614 @@ func (*GetModelInfoRequest) Descriptor() ([]byte, []int) {
 	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{8}
 }
 
+// A batch of events to record.
+type RecordEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, at least 1 and at most 1,000. Their order does not matter:
+	// each is answered on its own.
+	Events        []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEventsRequest) Reset() {
+	*x = RecordEventsRequest{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEventsRequest) ProtoMessage() {}
+
+func (x *RecordEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEventsRequest.ProtoReflect.Descriptor instead.
+func (*RecordEventsRequest) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RecordEventsRequest) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+// One thing that happened: a coupon shown, claimed or redeemed, or a step of
+// the user's shopping.
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The caller's identifier of this event, its idempotency key: an event whose
+	// id the server has already recorded is answered `EVENT_STATUS_DUPLICATE`
+	// and counted once. Required; at most 128 bytes (UTF-8).
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// The user the event is about, as in `RankCouponsRequest.user_id`. Required;
+	// at most 128 bytes. A user the feature store does not know yet (a new
+	// shopper) is accepted.
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// When the event happened. Required. At most 5 minutes ahead of the server's
+	// clock (the allowance for clock skew) and at most 30 days behind it (the
+	// live counters' retention); events outside are rejected.
+	EventTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=event_time,json=eventTime,proto3" json:"event_time,omitempty"`
+	// What happened; exactly one must be set.
+	//
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Event_Impression
+	//	*Event_Claim
+	//	*Event_Redemption
+	//	*Event_Behaviour
+	Kind          isEvent_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Event) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *Event) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Event) GetEventTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EventTime
+	}
+	return nil
+}
+
+func (x *Event) GetKind() isEvent_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Event) GetImpression() *ImpressionEvent {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Impression); ok {
+			return x.Impression
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetClaim() *ClaimEvent {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Claim); ok {
+			return x.Claim
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetRedemption() *RedemptionEvent {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Redemption); ok {
+			return x.Redemption
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBehaviour() *BehaviourEvent {
+	if x != nil {
+		if x, ok := x.Kind.(*Event_Behaviour); ok {
+			return x.Behaviour
+		}
+	}
+	return nil
+}
+
+type isEvent_Kind interface {
+	isEvent_Kind()
+}
+
+type Event_Impression struct {
+	// A coupon was shown to the user.
+	Impression *ImpressionEvent `protobuf:"bytes,4,opt,name=impression,proto3,oneof"`
+}
+
+type Event_Claim struct {
+	// The user claimed (saved) a coupon.
+	Claim *ClaimEvent `protobuf:"bytes,5,opt,name=claim,proto3,oneof"`
+}
+
+type Event_Redemption struct {
+	// The user redeemed a coupon on an order.
+	Redemption *RedemptionEvent `protobuf:"bytes,6,opt,name=redemption,proto3,oneof"`
+}
+
+type Event_Behaviour struct {
+	// A step of the user's shopping: a view, add-to-cart, favourite or order
+	// line.
+	Behaviour *BehaviourEvent `protobuf:"bytes,7,opt,name=behaviour,proto3,oneof"`
+}
+
+func (*Event_Impression) isEvent_Kind() {}
+
+func (*Event_Claim) isEvent_Kind() {}
+
+func (*Event_Redemption) isEvent_Kind() {}
+
+func (*Event_Behaviour) isEvent_Kind() {}
+
+// A coupon shown to the user, in the slot of a ranking.
+type ImpressionEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The `request_id` of the RankCoupons call whose ranking was shown, to join
+	// the impression with it. At most 128 bytes.
+	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The coupon shown. Required; must be in the server's catalogue.
+	CouponId string `protobuf:"bytes,2,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"`
+	// The 1-based slot it was shown in. Required: at least 1.
+	Position int32 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	// Where it was shown. Required (not PLACEMENT_UNSPECIFIED).
+	Placement     Placement `protobuf:"varint,4,opt,name=placement,proto3,enum=couponrank.v1.Placement" json:"placement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImpressionEvent) Reset() {
+	*x = ImpressionEvent{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImpressionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImpressionEvent) ProtoMessage() {}
+
+func (x *ImpressionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImpressionEvent.ProtoReflect.Descriptor instead.
+func (*ImpressionEvent) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ImpressionEvent) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ImpressionEvent) GetCouponId() string {
+	if x != nil {
+		return x.CouponId
+	}
+	return ""
+}
+
+func (x *ImpressionEvent) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ImpressionEvent) GetPlacement() Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return Placement_PLACEMENT_UNSPECIFIED
+}
+
+// The user claimed (saved to their wallet) a coupon.
+type ClaimEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The coupon claimed. Required; must be in the server's catalogue.
+	CouponId string `protobuf:"bytes,1,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"`
+	// The `event_id` of the impression it followed, when known. At most 128
+	// bytes.
+	ImpressionEventId string `protobuf:"bytes,2,opt,name=impression_event_id,json=impressionEventId,proto3" json:"impression_event_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ClaimEvent) Reset() {
+	*x = ClaimEvent{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimEvent) ProtoMessage() {}
+
+func (x *ClaimEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimEvent.ProtoReflect.Descriptor instead.
+func (*ClaimEvent) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ClaimEvent) GetCouponId() string {
+	if x != nil {
+		return x.CouponId
+	}
+	return ""
+}
+
+func (x *ClaimEvent) GetImpressionEventId() string {
+	if x != nil {
+		return x.ImpressionEventId
+	}
+	return ""
+}
+
+// The user redeemed a coupon on an order.
+type RedemptionEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The coupon redeemed. Required; must be in the server's catalogue and must
+	// have been offered to this user (an impression recorded here or in the
+	// data the features were built from); otherwise the event is rejected.
+	CouponId string `protobuf:"bytes,1,opt,name=coupon_id,json=couponId,proto3" json:"coupon_id,omitempty"`
+	// The order it discounted, when known. At most 128 bytes.
+	OrderId string `protobuf:"bytes,2,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// The discount the coupon gave, in a currency the server accepts (as
+	// `RequestContext.cart_total`); counts against the coupon's budget. Must not
+	// be negative. Unset: no discount recorded (zero).
+	Discount *Money `protobuf:"bytes,3,opt,name=discount,proto3" json:"discount,omitempty"`
+	// The order's total before the discount, when known. Must not be negative.
+	OrderTotal *Money `protobuf:"bytes,4,opt,name=order_total,json=orderTotal,proto3" json:"order_total,omitempty"`
+	// The `event_id` of the impression it followed, when known. At most 128
+	// bytes.
+	ImpressionEventId string `protobuf:"bytes,5,opt,name=impression_event_id,json=impressionEventId,proto3" json:"impression_event_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RedemptionEvent) Reset() {
+	*x = RedemptionEvent{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedemptionEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedemptionEvent) ProtoMessage() {}
+
+func (x *RedemptionEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedemptionEvent.ProtoReflect.Descriptor instead.
+func (*RedemptionEvent) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RedemptionEvent) GetCouponId() string {
+	if x != nil {
+		return x.CouponId
+	}
+	return ""
+}
+
+func (x *RedemptionEvent) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *RedemptionEvent) GetDiscount() *Money {
+	if x != nil {
+		return x.Discount
+	}
+	return nil
+}
+
+func (x *RedemptionEvent) GetOrderTotal() *Money {
+	if x != nil {
+		return x.OrderTotal
+	}
+	return nil
+}
+
+func (x *RedemptionEvent) GetImpressionEventId() string {
+	if x != nil {
+		return x.ImpressionEventId
+	}
+	return ""
+}
+
+// A step of the user's shopping.
+type BehaviourEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What the user did. Required (not BEHAVIOUR_TYPE_UNSPECIFIED).
+	Type BehaviourType `protobuf:"varint,1,opt,name=type,proto3,enum=couponrank.v1.BehaviourType" json:"type,omitempty"`
+	// The item, by the `item_id` of the items the features were built from.
+	// Required; at most 128 bytes.
+	ItemId string `protobuf:"bytes,2,opt,name=item_id,json=itemId,proto3" json:"item_id,omitempty"`
+	// For `BEHAVIOUR_TYPE_ORDER`: the order this line belongs to (lines share
+	// it). Required for orders; at most 128 bytes.
+	OrderId string `protobuf:"bytes,3,opt,name=order_id,json=orderId,proto3" json:"order_id,omitempty"`
+	// For `BEHAVIOUR_TYPE_ORDER`: the line's amount. Must not be negative.
+	Amount        *Money `protobuf:"bytes,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BehaviourEvent) Reset() {
+	*x = BehaviourEvent{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BehaviourEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BehaviourEvent) ProtoMessage() {}
+
+func (x *BehaviourEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BehaviourEvent.ProtoReflect.Descriptor instead.
+func (*BehaviourEvent) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BehaviourEvent) GetType() BehaviourType {
+	if x != nil {
+		return x.Type
+	}
+	return BehaviourType_BEHAVIOUR_TYPE_UNSPECIFIED
+}
+
+func (x *BehaviourEvent) GetItemId() string {
+	if x != nil {
+		return x.ItemId
+	}
+	return ""
+}
+
+func (x *BehaviourEvent) GetOrderId() string {
+	if x != nil {
+		return x.OrderId
+	}
+	return ""
+}
+
+func (x *BehaviourEvent) GetAmount() *Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+// The answer to a batch of events: one result per event, in the request's
+// order.
+type RecordEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One entry per `RecordEventsRequest.events` entry, in the same order.
+	Results       []*EventResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordEventsResponse) Reset() {
+	*x = RecordEventsResponse{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordEventsResponse) ProtoMessage() {}
+
+func (x *RecordEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordEventsResponse.ProtoReflect.Descriptor instead.
+func (*RecordEventsResponse) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RecordEventsResponse) GetResults() []*EventResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// What became of one event.
+type EventResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's `event_id` (empty when the event had none).
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// Accepted, duplicate or rejected.
+	Status EventStatus `protobuf:"varint,2,opt,name=status,proto3,enum=couponrank.v1.EventStatus" json:"status,omitempty"`
+	// Why the event was rejected, in words starting with the field's name (for
+	// example "event_time: 2 h ahead of the server's clock, more than the
+	// allowed 5 min"). Empty unless rejected. Not meant to be parsed.
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventResult) Reset() {
+	*x = EventResult{}
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventResult) ProtoMessage() {}
+
+func (x *EventResult) ProtoReflect() protoreflect.Message {
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventResult.ProtoReflect.Descriptor instead.
+func (*EventResult) Descriptor() ([]byte, []int) {
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *EventResult) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *EventResult) GetStatus() EventStatus {
+	if x != nil {
+		return x.Status
+	}
+	return EventStatus_EVENT_STATUS_UNSPECIFIED
+}
+
+func (x *EventResult) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 // The description of the ranking model the server has loaded.
 type GetModelInfoResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1014,7 +1742,7 @@ type GetModelInfoResponse struct {
 
 func (x *GetModelInfoResponse) Reset() {
 	*x = GetModelInfoResponse{}
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[9]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1026,7 +1754,7 @@ func (x *GetModelInfoResponse) String() string {
 func (*GetModelInfoResponse) ProtoMessage() {}
 
 func (x *GetModelInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[9]
+	mi := &file_couponrank_v1_coupon_ranking_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1039,7 +1767,7 @@ func (x *GetModelInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetModelInfoResponse) Descriptor() ([]byte, []int) {
-	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{9}
+	return file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetModelInfoResponse) GetModelVersion() string {
@@ -1144,7 +1872,51 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\tcoupon_id\x18\x01 \x01(\tR\bcouponId\x12:\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\".couponrank.v1.IneligibilityReasonR\x06reason\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x15\n" +
-	"\x13GetModelInfoRequest\"\xcb\x03\n" +
+	"\x13GetModelInfoRequest\"C\n" +
+	"\x13RecordEventsRequest\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.couponrank.v1.EventR\x06events\"\xf4\x02\n" +
+	"\x05Event\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x129\n" +
+	"\n" +
+	"event_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\teventTime\x12@\n" +
+	"\n" +
+	"impression\x18\x04 \x01(\v2\x1e.couponrank.v1.ImpressionEventH\x00R\n" +
+	"impression\x121\n" +
+	"\x05claim\x18\x05 \x01(\v2\x19.couponrank.v1.ClaimEventH\x00R\x05claim\x12@\n" +
+	"\n" +
+	"redemption\x18\x06 \x01(\v2\x1e.couponrank.v1.RedemptionEventH\x00R\n" +
+	"redemption\x12=\n" +
+	"\tbehaviour\x18\a \x01(\v2\x1d.couponrank.v1.BehaviourEventH\x00R\tbehaviourB\x06\n" +
+	"\x04kind\"\xa1\x01\n" +
+	"\x0fImpressionEvent\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1b\n" +
+	"\tcoupon_id\x18\x02 \x01(\tR\bcouponId\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x05R\bposition\x126\n" +
+	"\tplacement\x18\x04 \x01(\x0e2\x18.couponrank.v1.PlacementR\tplacement\"Y\n" +
+	"\n" +
+	"ClaimEvent\x12\x1b\n" +
+	"\tcoupon_id\x18\x01 \x01(\tR\bcouponId\x12.\n" +
+	"\x13impression_event_id\x18\x02 \x01(\tR\x11impressionEventId\"\xe2\x01\n" +
+	"\x0fRedemptionEvent\x12\x1b\n" +
+	"\tcoupon_id\x18\x01 \x01(\tR\bcouponId\x12\x19\n" +
+	"\border_id\x18\x02 \x01(\tR\aorderId\x120\n" +
+	"\bdiscount\x18\x03 \x01(\v2\x14.couponrank.v1.MoneyR\bdiscount\x125\n" +
+	"\vorder_total\x18\x04 \x01(\v2\x14.couponrank.v1.MoneyR\n" +
+	"orderTotal\x12.\n" +
+	"\x13impression_event_id\x18\x05 \x01(\tR\x11impressionEventId\"\xa4\x01\n" +
+	"\x0eBehaviourEvent\x120\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x1c.couponrank.v1.BehaviourTypeR\x04type\x12\x17\n" +
+	"\aitem_id\x18\x02 \x01(\tR\x06itemId\x12\x19\n" +
+	"\border_id\x18\x03 \x01(\tR\aorderId\x12,\n" +
+	"\x06amount\x18\x04 \x01(\v2\x14.couponrank.v1.MoneyR\x06amount\"L\n" +
+	"\x14RecordEventsResponse\x124\n" +
+	"\aresults\x18\x01 \x03(\v2\x1a.couponrank.v1.EventResultR\aresults\"t\n" +
+	"\vEventResult\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x122\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1a.couponrank.v1.EventStatusR\x06status\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\xcb\x03\n" +
 	"\x14GetModelInfoResponse\x12#\n" +
 	"\rmodel_version\x18\x01 \x01(\tR\fmodelVersion\x12#\n" +
 	"\rfeature_names\x18\x02 \x03(\tR\ffeatureNames\x12J\n" +
@@ -1179,10 +1951,22 @@ const file_couponrank_v1_coupon_ranking_service_proto_rawDesc = "" +
 	"\x1bDEGRADED_REASON_UNSPECIFIED\x10\x00\x12-\n" +
 	")DEGRADED_REASON_FEATURE_STORE_UNAVAILABLE\x10\x01\x12%\n" +
 	"!DEGRADED_REASON_DEADLINE_PRESSURE\x10\x02\x12%\n" +
-	"!DEGRADED_REASON_MODEL_UNAVAILABLE\x10\x032\xc5\x01\n" +
+	"!DEGRADED_REASON_MODEL_UNAVAILABLE\x10\x03*\xa0\x01\n" +
+	"\rBehaviourType\x12\x1e\n" +
+	"\x1aBEHAVIOUR_TYPE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13BEHAVIOUR_TYPE_VIEW\x10\x01\x12\x1e\n" +
+	"\x1aBEHAVIOUR_TYPE_ADD_TO_CART\x10\x02\x12\x1c\n" +
+	"\x18BEHAVIOUR_TYPE_FAVOURITE\x10\x03\x12\x18\n" +
+	"\x14BEHAVIOUR_TYPE_ORDER\x10\x04*}\n" +
+	"\vEventStatus\x12\x1c\n" +
+	"\x18EVENT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15EVENT_STATUS_ACCEPTED\x10\x01\x12\x1a\n" +
+	"\x16EVENT_STATUS_DUPLICATE\x10\x02\x12\x19\n" +
+	"\x15EVENT_STATUS_REJECTED\x10\x032\x9e\x02\n" +
 	"\x14CouponRankingService\x12T\n" +
 	"\vRankCoupons\x12!.couponrank.v1.RankCouponsRequest\x1a\".couponrank.v1.RankCouponsResponse\x12W\n" +
-	"\fGetModelInfo\x12\".couponrank.v1.GetModelInfoRequest\x1a#.couponrank.v1.GetModelInfoResponseBw\n" +
+	"\fGetModelInfo\x12\".couponrank.v1.GetModelInfoRequest\x1a#.couponrank.v1.GetModelInfoResponse\x12W\n" +
+	"\fRecordEvents\x12\".couponrank.v1.RecordEventsRequest\x1a#.couponrank.v1.RecordEventsResponseBw\n" +
 	"\x11com.couponrank.v1B\x19CouponRankingServiceProtoP\x01ZEgithub.com/couponrank/couponrank/clients/go/couponrankv1;couponrankv1b\x06proto3"
 
 var (
@@ -1197,49 +1981,74 @@ func file_couponrank_v1_coupon_ranking_service_proto_rawDescGZIP() []byte {
 	return file_couponrank_v1_coupon_ranking_service_proto_rawDescData
 }
 
-var file_couponrank_v1_coupon_ranking_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_couponrank_v1_coupon_ranking_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_couponrank_v1_coupon_ranking_service_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_couponrank_v1_coupon_ranking_service_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_couponrank_v1_coupon_ranking_service_proto_goTypes = []any{
 	(Placement)(0),                // 0: couponrank.v1.Placement
 	(IneligibilityReason)(0),      // 1: couponrank.v1.IneligibilityReason
 	(DegradedReason)(0),           // 2: couponrank.v1.DegradedReason
-	(*RankCouponsRequest)(nil),    // 3: couponrank.v1.RankCouponsRequest
-	(*RequestContext)(nil),        // 4: couponrank.v1.RequestContext
-	(*Membership)(nil),            // 5: couponrank.v1.Membership
-	(*Money)(nil),                 // 6: couponrank.v1.Money
-	(*RankCouponsResponse)(nil),   // 7: couponrank.v1.RankCouponsResponse
-	(*RankedCoupon)(nil),          // 8: couponrank.v1.RankedCoupon
-	(*Reason)(nil),                // 9: couponrank.v1.Reason
-	(*IneligibleCoupon)(nil),      // 10: couponrank.v1.IneligibleCoupon
-	(*GetModelInfoRequest)(nil),   // 11: couponrank.v1.GetModelInfoRequest
-	(*GetModelInfoResponse)(nil),  // 12: couponrank.v1.GetModelInfoResponse
-	nil,                           // 13: couponrank.v1.GetModelInfoResponse.MetricsEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(BehaviourType)(0),            // 3: couponrank.v1.BehaviourType
+	(EventStatus)(0),              // 4: couponrank.v1.EventStatus
+	(*RankCouponsRequest)(nil),    // 5: couponrank.v1.RankCouponsRequest
+	(*RequestContext)(nil),        // 6: couponrank.v1.RequestContext
+	(*Membership)(nil),            // 7: couponrank.v1.Membership
+	(*Money)(nil),                 // 8: couponrank.v1.Money
+	(*RankCouponsResponse)(nil),   // 9: couponrank.v1.RankCouponsResponse
+	(*RankedCoupon)(nil),          // 10: couponrank.v1.RankedCoupon
+	(*Reason)(nil),                // 11: couponrank.v1.Reason
+	(*IneligibleCoupon)(nil),      // 12: couponrank.v1.IneligibleCoupon
+	(*GetModelInfoRequest)(nil),   // 13: couponrank.v1.GetModelInfoRequest
+	(*RecordEventsRequest)(nil),   // 14: couponrank.v1.RecordEventsRequest
+	(*Event)(nil),                 // 15: couponrank.v1.Event
+	(*ImpressionEvent)(nil),       // 16: couponrank.v1.ImpressionEvent
+	(*ClaimEvent)(nil),            // 17: couponrank.v1.ClaimEvent
+	(*RedemptionEvent)(nil),       // 18: couponrank.v1.RedemptionEvent
+	(*BehaviourEvent)(nil),        // 19: couponrank.v1.BehaviourEvent
+	(*RecordEventsResponse)(nil),  // 20: couponrank.v1.RecordEventsResponse
+	(*EventResult)(nil),           // 21: couponrank.v1.EventResult
+	(*GetModelInfoResponse)(nil),  // 22: couponrank.v1.GetModelInfoResponse
+	nil,                           // 23: couponrank.v1.GetModelInfoResponse.MetricsEntry
+	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
 }
 var file_couponrank_v1_coupon_ranking_service_proto_depIdxs = []int32{
-	4,  // 0: couponrank.v1.RankCouponsRequest.context:type_name -> couponrank.v1.RequestContext
+	6,  // 0: couponrank.v1.RankCouponsRequest.context:type_name -> couponrank.v1.RequestContext
 	0,  // 1: couponrank.v1.RequestContext.placement:type_name -> couponrank.v1.Placement
-	6,  // 2: couponrank.v1.RequestContext.cart_total:type_name -> couponrank.v1.Money
-	14, // 3: couponrank.v1.RequestContext.request_time:type_name -> google.protobuf.Timestamp
-	5,  // 4: couponrank.v1.RequestContext.membership:type_name -> couponrank.v1.Membership
-	8,  // 5: couponrank.v1.RankCouponsResponse.ranked_coupons:type_name -> couponrank.v1.RankedCoupon
-	10, // 6: couponrank.v1.RankCouponsResponse.ineligible_coupons:type_name -> couponrank.v1.IneligibleCoupon
+	8,  // 2: couponrank.v1.RequestContext.cart_total:type_name -> couponrank.v1.Money
+	24, // 3: couponrank.v1.RequestContext.request_time:type_name -> google.protobuf.Timestamp
+	7,  // 4: couponrank.v1.RequestContext.membership:type_name -> couponrank.v1.Membership
+	10, // 5: couponrank.v1.RankCouponsResponse.ranked_coupons:type_name -> couponrank.v1.RankedCoupon
+	12, // 6: couponrank.v1.RankCouponsResponse.ineligible_coupons:type_name -> couponrank.v1.IneligibleCoupon
 	2,  // 7: couponrank.v1.RankCouponsResponse.degraded_reason:type_name -> couponrank.v1.DegradedReason
-	9,  // 8: couponrank.v1.RankedCoupon.reasons:type_name -> couponrank.v1.Reason
+	11, // 8: couponrank.v1.RankedCoupon.reasons:type_name -> couponrank.v1.Reason
 	1,  // 9: couponrank.v1.IneligibleCoupon.reason:type_name -> couponrank.v1.IneligibilityReason
-	13, // 10: couponrank.v1.GetModelInfoResponse.metrics:type_name -> couponrank.v1.GetModelInfoResponse.MetricsEntry
-	14, // 11: couponrank.v1.GetModelInfoResponse.training_data_start_time:type_name -> google.protobuf.Timestamp
-	14, // 12: couponrank.v1.GetModelInfoResponse.training_data_end_time:type_name -> google.protobuf.Timestamp
-	14, // 13: couponrank.v1.GetModelInfoResponse.create_time:type_name -> google.protobuf.Timestamp
-	3,  // 14: couponrank.v1.CouponRankingService.RankCoupons:input_type -> couponrank.v1.RankCouponsRequest
-	11, // 15: couponrank.v1.CouponRankingService.GetModelInfo:input_type -> couponrank.v1.GetModelInfoRequest
-	7,  // 16: couponrank.v1.CouponRankingService.RankCoupons:output_type -> couponrank.v1.RankCouponsResponse
-	12, // 17: couponrank.v1.CouponRankingService.GetModelInfo:output_type -> couponrank.v1.GetModelInfoResponse
-	16, // [16:18] is the sub-list for method output_type
-	14, // [14:16] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 10: couponrank.v1.RecordEventsRequest.events:type_name -> couponrank.v1.Event
+	24, // 11: couponrank.v1.Event.event_time:type_name -> google.protobuf.Timestamp
+	16, // 12: couponrank.v1.Event.impression:type_name -> couponrank.v1.ImpressionEvent
+	17, // 13: couponrank.v1.Event.claim:type_name -> couponrank.v1.ClaimEvent
+	18, // 14: couponrank.v1.Event.redemption:type_name -> couponrank.v1.RedemptionEvent
+	19, // 15: couponrank.v1.Event.behaviour:type_name -> couponrank.v1.BehaviourEvent
+	0,  // 16: couponrank.v1.ImpressionEvent.placement:type_name -> couponrank.v1.Placement
+	8,  // 17: couponrank.v1.RedemptionEvent.discount:type_name -> couponrank.v1.Money
+	8,  // 18: couponrank.v1.RedemptionEvent.order_total:type_name -> couponrank.v1.Money
+	3,  // 19: couponrank.v1.BehaviourEvent.type:type_name -> couponrank.v1.BehaviourType
+	8,  // 20: couponrank.v1.BehaviourEvent.amount:type_name -> couponrank.v1.Money
+	21, // 21: couponrank.v1.RecordEventsResponse.results:type_name -> couponrank.v1.EventResult
+	4,  // 22: couponrank.v1.EventResult.status:type_name -> couponrank.v1.EventStatus
+	23, // 23: couponrank.v1.GetModelInfoResponse.metrics:type_name -> couponrank.v1.GetModelInfoResponse.MetricsEntry
+	24, // 24: couponrank.v1.GetModelInfoResponse.training_data_start_time:type_name -> google.protobuf.Timestamp
+	24, // 25: couponrank.v1.GetModelInfoResponse.training_data_end_time:type_name -> google.protobuf.Timestamp
+	24, // 26: couponrank.v1.GetModelInfoResponse.create_time:type_name -> google.protobuf.Timestamp
+	5,  // 27: couponrank.v1.CouponRankingService.RankCoupons:input_type -> couponrank.v1.RankCouponsRequest
+	13, // 28: couponrank.v1.CouponRankingService.GetModelInfo:input_type -> couponrank.v1.GetModelInfoRequest
+	14, // 29: couponrank.v1.CouponRankingService.RecordEvents:input_type -> couponrank.v1.RecordEventsRequest
+	9,  // 30: couponrank.v1.CouponRankingService.RankCoupons:output_type -> couponrank.v1.RankCouponsResponse
+	22, // 31: couponrank.v1.CouponRankingService.GetModelInfo:output_type -> couponrank.v1.GetModelInfoResponse
+	20, // 32: couponrank.v1.CouponRankingService.RecordEvents:output_type -> couponrank.v1.RecordEventsResponse
+	30, // [30:33] is the sub-list for method output_type
+	27, // [27:30] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_couponrank_v1_coupon_ranking_service_proto_init() }
@@ -1247,13 +2056,19 @@ func file_couponrank_v1_coupon_ranking_service_proto_init() {
 	if File_couponrank_v1_coupon_ranking_service_proto != nil {
 		return
 	}
+	file_couponrank_v1_coupon_ranking_service_proto_msgTypes[10].OneofWrappers = []any{
+		(*Event_Impression)(nil),
+		(*Event_Claim)(nil),
+		(*Event_Redemption)(nil),
+		(*Event_Behaviour)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_couponrank_v1_coupon_ranking_service_proto_rawDesc), len(file_couponrank_v1_coupon_ranking_service_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   11,
+			NumEnums:      5,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

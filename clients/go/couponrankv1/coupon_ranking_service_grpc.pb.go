@@ -27,16 +27,19 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	CouponRankingService_RankCoupons_FullMethodName  = "/couponrank.v1.CouponRankingService/RankCoupons"
 	CouponRankingService_GetModelInfo_FullMethodName = "/couponrank.v1.CouponRankingService/GetModelInfo"
+	CouponRankingService_RecordEvents_FullMethodName = "/couponrank.v1.CouponRankingService/RecordEvents"
 )
 
 // CouponRankingServiceClient is the client API for CouponRankingService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Ranks e-commerce coupons for one user.
+// Ranks e-commerce coupons for one user, and records what happened next.
 //
-// Both RPCs only read state, so a call that failed with UNAVAILABLE may be
-// retried as is. Every other status code is final for the request that got it.
+// RankCoupons and GetModelInfo only read state, and RecordEvents is idempotent
+// (each event carries its own `event_id`), so a call that failed with
+// UNAVAILABLE may be retried as is. Every other status code is final for the
+// request that got it.
 type CouponRankingServiceClient interface {
 	// Ranks the candidate coupons for one user in one request context.
 	//
@@ -77,6 +80,29 @@ type CouponRankingServiceClient interface {
 	//
 	// Returns UNAVAILABLE when no model is loaded.
 	GetModelInfo(ctx context.Context, in *GetModelInfoRequest, opts ...grpc.CallOption) (*GetModelInfoResponse, error)
+	// Records a batch of events: impressions of ranked coupons, claims,
+	// redemptions and shopping behaviour. Each event is answered on its own, in
+	// the request's order: accepted (written to the server's durable event log
+	// before the answer is sent, and counted at once in the live counters the
+	// eligibility rules read: a recorded redemption makes the next RankCoupons
+	// see the per-user limit and the budget it used), a duplicate of an event
+	// already recorded (same `event_id`: nothing is counted twice, so a batch
+	// whose answer was lost may be sent again as is), or rejected with the
+	// reason. One bad event never rejects the rest of the batch.
+	//
+	// Status codes:
+	//
+	//   - INVALID_ARGUMENT, the message starting with the field's name: the
+	//     request is not a valid RecordEventsRequest message ("request");
+	//     `events` is empty or has more than 1,000 entries.
+	//   - PERMISSION_DENIED: the server names its callers (by mutual-TLS
+	//     certificate or bearer token) and this caller is not one allowed to
+	//     record events. A server that names no callers takes events from anyone
+	//     who can reach it (by default only the local machine).
+	//   - UNAUTHENTICATED, RESOURCE_EXHAUSTED, UNAVAILABLE: as for RankCoupons.
+	//     After UNAVAILABLE or a lost answer, send the same batch again: events
+	//     already recorded come back as `EVENT_STATUS_DUPLICATE`.
+	RecordEvents(ctx context.Context, in *RecordEventsRequest, opts ...grpc.CallOption) (*RecordEventsResponse, error)
 }
 
 type couponRankingServiceClient struct {
@@ -107,14 +133,26 @@ func (c *couponRankingServiceClient) GetModelInfo(ctx context.Context, in *GetMo
 	return out, nil
 }
 
+func (c *couponRankingServiceClient) RecordEvents(ctx context.Context, in *RecordEventsRequest, opts ...grpc.CallOption) (*RecordEventsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RecordEventsResponse)
+	err := c.cc.Invoke(ctx, CouponRankingService_RecordEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CouponRankingServiceServer is the server API for CouponRankingService service.
 // All implementations must embed UnimplementedCouponRankingServiceServer
 // for forward compatibility.
 //
-// Ranks e-commerce coupons for one user.
+// Ranks e-commerce coupons for one user, and records what happened next.
 //
-// Both RPCs only read state, so a call that failed with UNAVAILABLE may be
-// retried as is. Every other status code is final for the request that got it.
+// RankCoupons and GetModelInfo only read state, and RecordEvents is idempotent
+// (each event carries its own `event_id`), so a call that failed with
+// UNAVAILABLE may be retried as is. Every other status code is final for the
+// request that got it.
 type CouponRankingServiceServer interface {
 	// Ranks the candidate coupons for one user in one request context.
 	//
@@ -155,6 +193,29 @@ type CouponRankingServiceServer interface {
 	//
 	// Returns UNAVAILABLE when no model is loaded.
 	GetModelInfo(context.Context, *GetModelInfoRequest) (*GetModelInfoResponse, error)
+	// Records a batch of events: impressions of ranked coupons, claims,
+	// redemptions and shopping behaviour. Each event is answered on its own, in
+	// the request's order: accepted (written to the server's durable event log
+	// before the answer is sent, and counted at once in the live counters the
+	// eligibility rules read: a recorded redemption makes the next RankCoupons
+	// see the per-user limit and the budget it used), a duplicate of an event
+	// already recorded (same `event_id`: nothing is counted twice, so a batch
+	// whose answer was lost may be sent again as is), or rejected with the
+	// reason. One bad event never rejects the rest of the batch.
+	//
+	// Status codes:
+	//
+	//   - INVALID_ARGUMENT, the message starting with the field's name: the
+	//     request is not a valid RecordEventsRequest message ("request");
+	//     `events` is empty or has more than 1,000 entries.
+	//   - PERMISSION_DENIED: the server names its callers (by mutual-TLS
+	//     certificate or bearer token) and this caller is not one allowed to
+	//     record events. A server that names no callers takes events from anyone
+	//     who can reach it (by default only the local machine).
+	//   - UNAUTHENTICATED, RESOURCE_EXHAUSTED, UNAVAILABLE: as for RankCoupons.
+	//     After UNAVAILABLE or a lost answer, send the same batch again: events
+	//     already recorded come back as `EVENT_STATUS_DUPLICATE`.
+	RecordEvents(context.Context, *RecordEventsRequest) (*RecordEventsResponse, error)
 	mustEmbedUnimplementedCouponRankingServiceServer()
 }
 
@@ -170,6 +231,9 @@ func (UnimplementedCouponRankingServiceServer) RankCoupons(context.Context, *Ran
 }
 func (UnimplementedCouponRankingServiceServer) GetModelInfo(context.Context, *GetModelInfoRequest) (*GetModelInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetModelInfo not implemented")
+}
+func (UnimplementedCouponRankingServiceServer) RecordEvents(context.Context, *RecordEventsRequest) (*RecordEventsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RecordEvents not implemented")
 }
 func (UnimplementedCouponRankingServiceServer) mustEmbedUnimplementedCouponRankingServiceServer() {}
 func (UnimplementedCouponRankingServiceServer) testEmbeddedByValue()                              {}
@@ -228,6 +292,24 @@ func _CouponRankingService_GetModelInfo_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CouponRankingService_RecordEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RecordEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CouponRankingServiceServer).RecordEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CouponRankingService_RecordEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CouponRankingServiceServer).RecordEvents(ctx, req.(*RecordEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CouponRankingService_ServiceDesc is the grpc.ServiceDesc for CouponRankingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -242,6 +324,10 @@ var CouponRankingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetModelInfo",
 			Handler:    _CouponRankingService_GetModelInfo_Handler,
+		},
+		{
+			MethodName: "RecordEvents",
+			Handler:    _CouponRankingService_RecordEvents_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

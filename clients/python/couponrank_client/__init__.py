@@ -3,17 +3,23 @@
 from .client import (
     CouponRankClient,
     CouponRankError,
+    EventResult,
     IneligibleCoupon,
     ModelInfo,
     RankedCoupon,
     RankResult,
     Reason,
+    behaviour,
+    claim,
     empty_result,
+    impression,
     money,
     money_amount,
+    redemption,
     timestamp,
     tls_credentials,
 )
 
-__all__ = ["CouponRankClient", "CouponRankError", "IneligibleCoupon", "ModelInfo", "RankedCoupon",
-           "RankResult", "Reason", "empty_result", "money", "money_amount", "timestamp", "tls_credentials"]
+__all__ = ["CouponRankClient", "CouponRankError", "EventResult", "IneligibleCoupon", "ModelInfo", "RankedCoupon",
+           "RankResult", "Reason", "behaviour", "claim", "empty_result", "impression", "money", "money_amount",
+           "redemption", "timestamp", "tls_credentials"]

@@ -10,13 +10,29 @@ exponential backoff and jitter); every other failure raises :class:`CouponRankEr
 at once, as the contract says only UNAVAILABLE is worth retrying. A checkout that
 must never wait on coupons calls :meth:`CouponRankClient.rank_coupons_or_empty`
 instead: an empty ranking and the error on any failure, never an exception.
+
+Events (impressions, claims, redemptions, shopping behaviour) go to the server with
+:meth:`CouponRankClient.record_events`, built with :func:`impression`, :func:`claim`,
+:func:`redemption` and :func:`behaviour`:
+
+    results = client.record_events([
+        impression("imp-8812-1", "u000001", shown_at, "c1", position=1,
+                   placement="checkout", request_id=result.request_id),
+    ])
+    for r in results:  # one per event, in order
+        if r.status == "REJECTED":
+            log.warning("event %s rejected: %s", r.event_id, r.detail)
+
+The call is idempotent by ``event_id`` (an event already recorded comes back
+"DUPLICATE"), so it is retried on UNAVAILABLE like the others, and a batch whose
+answer was lost may be sent again as is.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -31,6 +47,11 @@ from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 # The Placement enum's names without "PLACEMENT_", lower case (as couponrank.schema.PLACEMENTS,
 # which this client does not import: it needs only grpcio, protobuf and couponrank.v1).
 PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", "campaign", "member_centre")
+# The BehaviourType enum's names without "BEHAVIOUR_TYPE_", lower case.
+BEHAVIOUR_TYPES = ("view", "add_to_cart", "favourite", "order")
+# The most events one RecordEvents call takes (the server answers INVALID_ARGUMENT above it):
+# split longer lists into batches of at most this many.
+MAX_EVENTS_PER_CALL = 1000
 
 
 class CouponRankError(Exception):
@@ -87,6 +108,15 @@ class ModelInfo:
     create_time: datetime | None
 
 
+@dataclass(frozen=True)
+class EventResult:
+    """What became of one recorded event (:meth:`CouponRankClient.record_events`)."""
+
+    event_id: str
+    status: str  # EventStatus without its prefix: "ACCEPTED", "DUPLICATE" or "REJECTED"
+    detail: str = ""  # why it was rejected, in words starting with the field's name; "" otherwise
+
+
 def _placement(placement: str | int) -> "pb.Placement":
     if isinstance(placement, int):
         return placement  # type: ignore[return-value]  # an enum value, maybe one this client does not know
@@ -96,8 +126,22 @@ def _placement(placement: str | int) -> "pb.Placement":
     return pb.Placement.Value(f"PLACEMENT_{name.upper()}")
 
 
+def _behaviour_type(kind: str | int) -> "pb.BehaviourType":
+    if isinstance(kind, int):
+        return kind  # type: ignore[return-value]  # an enum value, maybe one this client does not know
+    name = kind.lower().removeprefix("behaviour_type_")
+    if name not in BEHAVIOUR_TYPES:
+        raise ValueError(f"unknown behaviour type {kind!r}; one of {', '.join(BEHAVIOUR_TYPES)}")
+    return pb.BehaviourType.Value(f"BEHAVIOUR_TYPE_{name.upper()}")
+
+
 def _strip(enum_name: str, prefix: str) -> str:
     return enum_name.removeprefix(prefix)
+
+
+def _enum_name(enum, value: int, prefix: str) -> str:
+    """An enum value's name without ``prefix``; a value newer than this client: its number."""
+    return _strip(enum.Name(value), prefix) if value in enum.values() else str(value)
 
 
 def _time(ts) -> datetime | None:
@@ -177,6 +221,63 @@ def timestamp(when: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(when)
     return ts
+
+
+def _event(event_id: str, user_id: str, event_time: datetime) -> pb.Event:
+    return pb.Event(event_id=event_id, user_id=user_id, event_time=timestamp(event_time))
+
+
+def impression(event_id: str, user_id: str, event_time: datetime, coupon_id: str, position: int,
+               placement: str | int, request_id: str = "") -> pb.Event:
+    """An event: ``coupon_id`` was shown to the user in the 1-based slot ``position`` at
+    ``placement`` (a name of :data:`PLACEMENTS`, or a ``pb.Placement`` value) of the
+    ranking of RankCoupons call ``request_id`` (``RankResult.request_id``, to join them).
+    ``event_id`` is the caller's own id of the event, its idempotency key; ``event_time``
+    when it happened (naive datetimes are taken as UTC)."""
+    ev = _event(event_id, user_id, event_time)
+    ev.impression.CopyFrom(pb.ImpressionEvent(request_id=request_id, coupon_id=coupon_id, position=position,
+                                              placement=_placement(placement)))
+    return ev
+
+
+def claim(event_id: str, user_id: str, event_time: datetime, coupon_id: str,
+          impression_event_id: str = "") -> pb.Event:
+    """An event: the user claimed (saved) ``coupon_id``, after the impression
+    ``impression_event_id`` when known."""
+    ev = _event(event_id, user_id, event_time)
+    ev.claim.CopyFrom(pb.ClaimEvent(coupon_id=coupon_id, impression_event_id=impression_event_id))
+    return ev
+
+
+def redemption(event_id: str, user_id: str, event_time: datetime, coupon_id: str, discount_minor: int = 0,
+               currency: str = "USD", order_total_minor: int | None = None, order_id: str = "",
+               impression_event_id: str = "") -> pb.Event:
+    """An event: the user redeemed ``coupon_id`` on order ``order_id``, for a discount of
+    ``discount_minor`` minor units of ``currency`` (counted against the coupon's budget;
+    0 sends none, which the server reads as zero) on an order of ``order_total_minor``
+    before the discount (None: unknown, not sent)."""
+    ev = _event(event_id, user_id, event_time)
+    ev.redemption.CopyFrom(pb.RedemptionEvent(coupon_id=coupon_id, order_id=order_id,
+                                              impression_event_id=impression_event_id))
+    if discount_minor:
+        ev.redemption.discount.CopyFrom(pb.Money(currency_code=currency, amount_minor=int(discount_minor)))
+    if order_total_minor is not None:
+        ev.redemption.order_total.CopyFrom(pb.Money(currency_code=currency, amount_minor=int(order_total_minor)))
+    return ev
+
+
+def behaviour(event_id: str, user_id: str, event_time: datetime, type: str | int, item_id: str,
+              order_id: str = "", amount_minor: int | None = None, currency: str = "USD") -> pb.Event:
+    """An event: a step of the user's shopping on ``item_id``. ``type``: one of
+    :data:`BEHAVIOUR_TYPES` (``"view"``, ``"add_to_cart"``, ``"favourite"``, ``"order"``;
+    also ``"BEHAVIOUR_TYPE_VIEW"``), or a ``pb.BehaviourType`` value. An ``"order"`` is
+    one order line: ``order_id`` (required for orders) and the line's ``amount_minor``
+    minor units of ``currency`` (None: not sent)."""
+    ev = _event(event_id, user_id, event_time)
+    ev.behaviour.CopyFrom(pb.BehaviourEvent(type=_behaviour_type(type), item_id=item_id, order_id=order_id))
+    if amount_minor is not None:
+        ev.behaviour.amount.CopyFrom(pb.Money(currency_code=currency, amount_minor=int(amount_minor)))
+    return ev
 
 
 def empty_result(request_id: str = "") -> RankResult:
@@ -292,6 +393,30 @@ class CouponRankClient:
         """Send a RankCouponsRequest built by the caller (every field as given; e.g. no
         ``cart_total`` at all), with the same deadline and retries as :meth:`rank_coupons`."""
         return to_result(self._call(self._stub.RankCoupons, request, timeout))
+
+    def record_events(self, events: Iterable[pb.Event], timeout: float | None = None) -> list[EventResult]:
+        """Record a batch of events (build them with :func:`impression`, :func:`claim`,
+        :func:`redemption`, :func:`behaviour`, or as ``pb.Event`` messages): one
+        :class:`EventResult` per event, in the order given. Each event is answered on
+        its own: "ACCEPTED" (recorded now), "DUPLICATE" (an event with this
+        ``event_id`` was recorded before; nothing is counted twice) or "REJECTED"
+        (``detail`` says why; the rest of the batch is unaffected).
+
+        Same deadline and retries as :meth:`rank_coupons`: RecordEvents is idempotent by
+        ``event_id``, so UNAVAILABLE is retried with the same batch, and after a
+        CouponRankError for UNAVAILABLE or DEADLINE_EXCEEDED the caller may send the
+        batch again as is. Raises CouponRankError on failure: INVALID_ARGUMENT for an
+        empty batch or one of more than :data:`MAX_EVENTS_PER_CALL` events (the server
+        checks), PERMISSION_DENIED when the server names its callers and this one may
+        not record events; and INTERNAL when the answer does not have one result per
+        event."""
+        request = pb.RecordEventsRequest(events=list(events))
+        resp = self._call(self._stub.RecordEvents, request, timeout)
+        if len(resp.results) != len(request.events):
+            raise CouponRankError(grpc.StatusCode.INTERNAL,
+                                  f"the server answered {len(resp.results)} results for {len(request.events)} events")
+        return [EventResult(r.event_id, _enum_name(pb.EventStatus, r.status, "EVENT_STATUS_"), r.detail)
+                for r in resp.results]
 
     def model_info(self, timeout: float | None = None) -> ModelInfo:
         r = self._call(self._stub.GetModelInfo, pb.GetModelInfoRequest(), timeout)

@@ -1,5 +1,6 @@
 package com.couponrank.client;
 
+import com.couponrank.v1.Event;
 import com.couponrank.v1.Membership;
 import com.couponrank.v1.Money;
 import com.couponrank.v1.RequestContext;
@@ -12,7 +13,7 @@ import java.util.Objects;
 
 /**
  * Conversions between Java values and the API's {@link Money}, {@link Timestamp} and {@link
- * Membership} messages.
+ * Membership} messages, and the start of an {@link Event}.
  *
  * <pre>{@code
  * Money total = Conversions.money("19.99", "USD");          // amount_minor 1999
@@ -21,6 +22,9 @@ import java.util.Objects;
  * RequestContext.Builder ctx = RequestContext.newBuilder().setCartTotal(total);
  * Conversions.setRequestTime(ctx, Instant.parse("2026-11-01T12:00:00Z")); // null: the server's now
  * ctx.setMembership(Conversions.membership("gold", "newsletter")); // unset: the server's stored one
+ * Event claim = Conversions.event("clm-1", "u-123", Instant.now())
+ *     .setClaim(ClaimEvent.newBuilder().setCouponId("c1"))
+ *     .build();
  * }</pre>
  *
  * <p>The number of minor-unit digits of a currency is {@link Currency#getDefaultFractionDigits()}
@@ -187,6 +191,40 @@ public final class Conversions {
       m.addSegmentIds(id);
     }
     return m.build();
+  }
+
+  /**
+   * The start of an event for {@link CouponRankClient#recordEvents}: a builder with its {@code
+   * event_id} (the caller's id of the event, its idempotency key), {@code user_id} and {@code
+   * event_time} set; set its kind ({@code setImpression}, {@code setClaim}, {@code
+   * setRedemption} or {@code setBehaviour}) and build it:
+   *
+   * <pre>{@code
+   * Event shown = Conversions.event("imp-8812-1", "u-123", Instant.now())
+   *     .setImpression(ImpressionEvent.newBuilder()
+   *         .setRequestId(response.getRequestId())  // the ranking it was shown in
+   *         .setCouponId("c1").setPosition(1).setPlacement(Placement.PLACEMENT_CHECKOUT))
+   *     .build();
+   * }</pre>
+   *
+   * <p>The values are not checked here beyond nulls: the server rejects the event (not the call)
+   * with a detail naming the field when an id is empty or over 128 bytes, or {@code eventTime} is
+   * more than 5 minutes ahead of its clock or 30 days behind it.
+   *
+   * @throws IllegalArgumentException if an argument is null, or {@code eventTime} is outside
+   *     {@link #MIN_TIMESTAMP} .. {@link #MAX_TIMESTAMP}
+   */
+  public static Event.Builder event(String eventId, String userId, Instant eventTime) {
+    if (eventId == null) {
+      throw new IllegalArgumentException("eventId must not be null");
+    }
+    if (userId == null) {
+      throw new IllegalArgumentException("userId must not be null");
+    }
+    if (eventTime == null) {
+      throw new IllegalArgumentException("eventTime must not be null (it is required)");
+    }
+    return Event.newBuilder().setEventId(eventId).setUserId(userId).setEventTime(timestamp(eventTime));
   }
 
   private static Currency currency(String code) {

@@ -1,8 +1,12 @@
 package com.couponrank.client;
 
 import com.couponrank.v1.CouponRankingServiceGrpc;
+import com.couponrank.v1.Event;
+import com.couponrank.v1.EventResult;
 import com.couponrank.v1.GetModelInfoRequest;
 import com.couponrank.v1.GetModelInfoResponse;
+import com.couponrank.v1.RecordEventsRequest;
+import com.couponrank.v1.RecordEventsResponse;
 import com.couponrank.v1.RankCouponsRequest;
 import com.couponrank.v1.RankCouponsResponse;
 import com.google.common.util.concurrent.FutureCallback;
@@ -62,6 +66,9 @@ import java.util.function.Function;
  *       other status is returned at once.
  *   <li><b>Fail-open calls.</b> {@link #rankOrEmpty} never throws: on any failure it returns an
  *       empty ranking and the error, within the same deadline.
+ *   <li><b>Events.</b> {@link #recordEvents} records impressions, claims, redemptions and shopping
+ *       behaviour (build them with {@link Conversions#event}), with the same deadline and retries:
+ *       the call is idempotent by {@code event_id}.
  *   <li><b>TLS and mutual TLS</b> with the builder's {@link Builder#trustCertificates}, {@link
  *       Builder#clientCertificate} and {@link Builder#overrideAuthority}.
  *   <li><b>Caller identity</b> by a bearer token ({@link Builder#bearerToken}, {@link
@@ -100,6 +107,11 @@ public final class CouponRankClient implements AutoCloseable {
   public static final Duration DEFAULT_MAX_BACKOFF = Duration.ofMillis(250);
   /** Largest value {@link Builder#maxAttempts} accepts. */
   public static final int MAX_ATTEMPTS_LIMIT = 10;
+  /**
+   * The most events one {@link #recordEvents} call takes: the server fails a larger batch (or an
+   * empty one) with INVALID_ARGUMENT. Split longer lists into batches of at most this many.
+   */
+  public static final int MAX_EVENTS_PER_CALL = 1000;
 
   private static final double JITTER = 0.2;
 
@@ -247,6 +259,96 @@ public final class CouponRankClient implements AutoCloseable {
     } catch (RuntimeException e) {
       return FailOpenResult.failed(request, e);
     }
+  }
+
+  /**
+   * Records a batch of events: impressions of ranked coupons, claims, redemptions and shopping
+   * behaviour. Blocks until the answer, the deadline or the last failed attempt.
+   *
+   * <p>Each event is answered on its own, in the order given: {@code EVENT_STATUS_ACCEPTED}
+   * (recorded now), {@code EVENT_STATUS_DUPLICATE} (an event with this {@code event_id} was
+   * recorded before; nothing is counted twice) or {@code EVENT_STATUS_REJECTED} ({@code
+   * getDetail()} says why). One rejected event does not fail the call.
+   *
+   * <p>Same deadline and retries as {@link #rankCoupons(RankCouponsRequest)}: the call is
+   * idempotent by {@code event_id}, so UNAVAILABLE is retried with the same batch, and after an
+   * UNAVAILABLE or DEADLINE_EXCEEDED failure the caller may send the batch again as is.
+   *
+   * @return one result per event, in the order of {@code events} (unmodifiable)
+   * @throws StatusRuntimeException with the gRPC status of the failure: INVALID_ARGUMENT for an
+   *     empty batch or one of more than {@link #MAX_EVENTS_PER_CALL} events (the server checks),
+   *     PERMISSION_DENIED when the server names its callers and this one may not record events,
+   *     INTERNAL when the answer does not hold one result per event
+   */
+  public List<EventResult> recordEvents(List<Event> events) {
+    return recordEvents(events, null);
+  }
+
+  /**
+   * Like {@link #recordEvents(List)} with an explicit deadline for this call (all attempts
+   * included); {@code null} means the current Context's deadline, else the default deadline.
+   */
+  public List<EventResult> recordEvents(List<Event> events, Duration deadline) {
+    RecordEventsRequest request = recordEventsRequest(events);
+    return eventResults(request, callBlocking(deadline, stub -> stub.recordEvents(request)));
+  }
+
+  /**
+   * Records events without blocking: {@link #recordEvents(List)} whose future completes with the
+   * results, or exceptionally with a {@link StatusRuntimeException}. Cancelling it cancels the
+   * call in flight.
+   */
+  public CompletableFuture<List<EventResult>> recordEventsAsync(List<Event> events) {
+    return recordEventsAsync(events, null);
+  }
+
+  /** Like {@link #recordEventsAsync(List)} with an explicit deadline for the call. */
+  public CompletableFuture<List<EventResult>> recordEventsAsync(List<Event> events, Duration deadline) {
+    RecordEventsRequest request = recordEventsRequest(events);
+    CompletableFuture<RecordEventsResponse> call = callAsync(deadline, stub -> stub.recordEvents(request));
+    // Completed by hand rather than by thenApply, which would wrap the failure in a
+    // CompletionException: the future fails with the StatusRuntimeException itself, as
+    // rankCouponsAsync's does.
+    CompletableFuture<List<EventResult>> results = new CompletableFuture<>();
+    call.whenComplete(
+        (res, t) -> {
+          if (t != null) {
+            results.completeExceptionally(t);
+            return;
+          }
+          try {
+            results.complete(eventResults(request, res));
+          } catch (StatusRuntimeException e) {
+            results.completeExceptionally(e);
+          }
+        });
+    results.whenComplete(
+        (v, t) -> {
+          if (t instanceof CancellationException) {
+            call.cancel(true);
+          }
+        });
+    return results;
+  }
+
+  private static RecordEventsRequest recordEventsRequest(List<Event> events) {
+    Objects.requireNonNull(events, "events");
+    RecordEventsRequest.Builder b = RecordEventsRequest.newBuilder();
+    for (Event e : events) {
+      b.addEvents(Objects.requireNonNull(e, "events must not hold null"));
+    }
+    return b.build();
+  }
+
+  private static List<EventResult> eventResults(RecordEventsRequest request, RecordEventsResponse response) {
+    if (response.getResultsCount() != request.getEventsCount()) {
+      throw Status.INTERNAL
+          .withDescription(
+              "the server answered " + response.getResultsCount() + " results for "
+                  + request.getEventsCount() + " events")
+          .asRuntimeException();
+    }
+    return response.getResultsList();
   }
 
   /**
@@ -572,7 +674,8 @@ public final class CouponRankClient implements AutoCloseable {
 
     /**
      * Sends {@code token} on every call (every attempt of {@code rankCoupons}, {@code
-     * rankCouponsAsync}, {@code rankOrEmpty} and {@code getModelInfo}, retries included) as the
+     * rankCouponsAsync}, {@code rankOrEmpty}, {@code recordEvents}, {@code recordEventsAsync} and
+     * {@code getModelInfo}, retries included) as the
      * request header {@code authorization: Bearer <token>}, which the server uses to identify the
      * caller (a caller named with {@code explain = "all"} in the server's callers file sees the
      * user's own features in explanations). A token the server does not know fails every call

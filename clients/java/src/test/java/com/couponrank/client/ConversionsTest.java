@@ -5,6 +5,8 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.couponrank.v1.ClaimEvent;
+import com.couponrank.v1.Event;
 import com.couponrank.v1.Membership;
 import com.couponrank.v1.Money;
 import com.couponrank.v1.RequestContext;
@@ -17,6 +19,30 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.CsvSource;
 
 class ConversionsTest {
+
+  @Test
+  void event() {
+    Instant at = Instant.parse("2026-11-01T12:00:00.250Z");
+    Event e = Conversions.event("e-1", "u-1", at).setClaim(ClaimEvent.newBuilder().setCouponId("c1")).build();
+    assertEquals("e-1", e.getEventId());
+    assertEquals("u-1", e.getUserId());
+    assertEquals(at, Conversions.toInstant(e.getEventTime()));
+    assertEquals(Event.KindCase.CLAIM, e.getKindCase());
+    assertEquals(Event.KindCase.KIND_NOT_SET, Conversions.event("e", "u", at).build().getKindCase());
+    // Not checked here: the server rejects the event, naming the field.
+    assertEquals("", Conversions.event("", "", at).build().getEventId());
+    for (String name : List.of("eventId", "userId", "eventTime")) {
+      IllegalArgumentException x =
+          assertThrows(
+              IllegalArgumentException.class,
+              () -> Conversions.event(
+                  name.equals("eventId") ? null : "e",
+                  name.equals("userId") ? null : "u",
+                  name.equals("eventTime") ? null : at));
+      assertTrue(x.getMessage().startsWith(name), x.getMessage());
+    }
+    assertThrows(IllegalArgumentException.class, () -> Conversions.event("e", "u", Instant.MAX));
+  }
 
   @Test
   void membership() {

@@ -1,12 +1,23 @@
 package com.couponrank.client.testing;
 
 import com.couponrank.client.CouponRankClient;
+import com.couponrank.v1.BehaviourEvent;
+import com.couponrank.v1.BehaviourType;
 import com.couponrank.v1.CouponRankingServiceGrpc;
+import com.couponrank.v1.Event;
+import com.couponrank.v1.EventResult;
+import com.couponrank.v1.EventStatus;
 import com.couponrank.v1.GetModelInfoRequest;
 import com.couponrank.v1.GetModelInfoResponse;
+import com.couponrank.v1.ImpressionEvent;
+import com.couponrank.v1.Money;
+import com.couponrank.v1.Placement;
 import com.couponrank.v1.RankCouponsRequest;
 import com.couponrank.v1.RankCouponsResponse;
 import com.couponrank.v1.RankedCoupon;
+import com.couponrank.v1.RecordEventsRequest;
+import com.couponrank.v1.RecordEventsResponse;
+import com.couponrank.v1.RedemptionEvent;
 import io.grpc.Context;
 import io.grpc.Contexts;
 import io.grpc.Deadline;
@@ -29,11 +40,14 @@ import io.grpc.stub.StreamObserver;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Objects;
+import java.util.Set;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
@@ -68,6 +82,14 @@ import java.util.function.Supplier;
  * {@value #DEFAULT_MODEL_VERSION}). A response without a {@code request_id} gets the request's
  * one, or {@code "fake-N"} for the N-th call. GetModelInfo answers {@link #modelInfo} (default: model
  * {@value #DEFAULT_MODEL_VERSION}) or fails as set by {@link #failModelInfo}.
+ *
+ * <p><b>Events.</b> RecordEvents records events in memory: an event whose {@code event_id} the
+ * server has recorded before is answered {@code EVENT_STATUS_DUPLICATE}, one that {@link
+ * #checkEvent} (or the check set with {@link #eventCheck}) finds wrong {@code
+ * EVENT_STATUS_REJECTED} with the reason, any other {@code EVENT_STATUS_ACCEPTED} and kept
+ * ({@link #recordedEvents()}). An empty batch or one of more than {@link
+ * CouponRankClient#MAX_EVENTS_PER_CALL} events fails with INVALID_ARGUMENT, as with the real
+ * server; {@link #failNextEvents} injects failures.
  *
  * <p><b>Transports.</b> {@link #start()} and {@link Builder#start()} listen on 127.0.0.1 on a free
  * port (Netty, plaintext); {@link Builder#tls} and {@link Builder#requireClientCertificates} add
@@ -117,6 +139,31 @@ public final class FakeCouponRankServer implements AutoCloseable {
   public record ReceivedCall(
       int number, RankCouponsRequest request, Deadline deadline, Metadata headers, String authority) {}
 
+  /**
+   * Decides whether the fake records an event whose {@code event_id} it has not recorded yet.
+   */
+  @FunctionalInterface
+  public interface EventCheck {
+    /**
+     * Returns {@code null} or {@code ""} to accept {@code event}, else the detail of its rejection
+     * (in words starting with the field's name, as the real server's). Runs with the server's
+     * event lock held, one event at a time.
+     */
+    String check(Event event);
+  }
+
+  /**
+   * One RecordEvents call the server received.
+   *
+   * @param number the call's number among the RecordEvents calls, from 1
+   * @param request the request as received
+   * @param deadline the deadline the call arrived with, or null for none
+   * @param headers the request headers (metadata) the call arrived with
+   * @param authority the call's authority (the server name the client sent), or null
+   */
+  public record ReceivedEventsCall(
+      int number, RecordEventsRequest request, Deadline deadline, Metadata headers, String authority) {}
+
   private static final Context.Key<Metadata> HEADERS = Context.key("couponrank-fake-headers");
   private static final Context.Key<String> AUTHORITY = Context.key("couponrank-fake-authority");
 
@@ -131,6 +178,12 @@ public final class FakeCouponRankServer implements AutoCloseable {
   private volatile Handler handler;
   private volatile RankCouponsResponse canned;
   private volatile Supplier<GetModelInfoResponse> modelInfo;
+  private final List<ReceivedEventsCall> eventCalls = new CopyOnWriteArrayList<>();
+  private final ConcurrentLinkedQueue<Status> eventFailures = new ConcurrentLinkedQueue<>();
+  private volatile EventCheck eventCheck;
+  private final Object eventLock = new Object();
+  private final List<Event> events = new ArrayList<>(); // accepted, in order; under eventLock
+  private final Set<String> eventIds = new HashSet<>(); // their ids; under eventLock
 
   private FakeCouponRankServer(Builder b) throws IOException {
     this.modelInfo = constant(defaultModelInfo());
@@ -223,10 +276,55 @@ public final class FakeCouponRankServer implements AutoCloseable {
     return this;
   }
 
-  /** Forgets the recorded calls and queued failures; restores the default answers. */
+  /**
+   * Fails the next {@code times} RecordEvents calls with {@code status} (for example {@code
+   * Status.UNAVAILABLE}, which the client retries, or {@code Status.PERMISSION_DENIED}), recording
+   * none of their events; then the normal answers resume. A queue of its own, apart from {@link
+   * #failNext}'s.
+   */
+  public FakeCouponRankServer failNextEvents(int times, Status status) {
+    Objects.requireNonNull(status, "status");
+    if (status.isOk()) {
+      throw new IllegalArgumentException("failNextEvents needs an error status, not OK");
+    }
+    if (times < 0) {
+      throw new IllegalArgumentException("times must not be negative: " + times);
+    }
+    for (int i = 0; i < times; i++) {
+      eventFailures.add(status);
+    }
+    return this;
+  }
+
+  /**
+   * Replaces {@link #checkEvent}, the check of the events not recorded yet ({@code null}: {@link
+   * #checkEvent} again). A check adding rules of your own can start with {@link #checkEvent}:
+   *
+   * <pre>{@code
+   * server.eventCheck(e -> {
+   *   String d = FakeCouponRankServer.checkEvent(e);
+   *   return d != null ? d
+   *       : e.getRedemption().getCouponId().equals("c-expired") ? "redemption.coupon_id: expired"
+   *       : null;
+   * });
+   * }</pre>
+   */
+  public FakeCouponRankServer eventCheck(EventCheck check) {
+    this.eventCheck = check;
+    return this;
+  }
+
+  /** Forgets the recorded calls, events and queued failures; restores the default answers. */
   public FakeCouponRankServer reset() {
     failures.clear();
     calls.clear();
+    eventFailures.clear();
+    eventCalls.clear();
+    eventCheck = null;
+    synchronized (eventLock) {
+      events.clear();
+      eventIds.clear();
+    }
     rankCalls.set(0);
     modelInfoCalls.set(0);
     handler = null;
@@ -262,6 +360,116 @@ public final class FakeCouponRankServer implements AutoCloseable {
   /** The number of GetModelInfo calls received. */
   public int modelInfoCalls() {
     return modelInfoCalls.get();
+  }
+
+  /**
+   * The events accepted so far, in the order they were accepted (duplicates and rejected events
+   * are not in it).
+   */
+  public List<Event> recordedEvents() {
+    synchronized (eventLock) {
+      return List.copyOf(events);
+    }
+  }
+
+  /**
+   * The RecordEvents calls received so far, failed ones included, with their deadlines, headers
+   * and authorities, in arrival order.
+   */
+  public List<ReceivedEventsCall> eventCalls() {
+    return List.copyOf(eventCalls);
+  }
+
+  /** The number of RecordEvents calls received, failed ones included. */
+  public int recordEventsCalls() {
+    return eventCalls.size();
+  }
+
+  /**
+   * The fake's default {@link EventCheck}: the API's rules that need no data. Returns the detail
+   * of the rejection, or {@code null} for an event it accepts. It rejects an event without {@code
+   * event_id}, {@code user_id}, {@code event_time} or kind; an id over 128 bytes (UTF-8); an
+   * impression without {@code coupon_id}, with a {@code position} below 1 or without a placement;
+   * a claim or redemption without {@code coupon_id}; a behaviour without type or {@code item_id},
+   * or an order line without {@code order_id}; a negative amount. It does not check what needs
+   * the server's clock or data: {@code event_time}'s window (5 minutes ahead, 30 days behind),
+   * coupons in the catalogue, currencies, a redemption's impression.
+   */
+  public static String checkEvent(Event event) {
+    Objects.requireNonNull(event, "event");
+    String d = firstProblem(id("event_id", event.getEventId(), true), id("user_id", event.getUserId(), true));
+    if (d != null) {
+      return d;
+    }
+    if (!event.hasEventTime()) {
+      return "event_time: required";
+    }
+    if (event.getEventTime().getNanos() < 0 || event.getEventTime().getNanos() > 999_999_999) {
+      return "event_time: nanos out of range: " + event.getEventTime().getNanos();
+    }
+    switch (event.getKindCase()) {
+      case IMPRESSION:
+        ImpressionEvent imp = event.getImpression();
+        d = firstProblem(
+            id("impression.request_id", imp.getRequestId(), false),
+            id("impression.coupon_id", imp.getCouponId(), true));
+        if (d != null) {
+          return d;
+        }
+        if (imp.getPosition() < 1) {
+          return "impression.position: must be at least 1, got " + imp.getPosition();
+        }
+        if (imp.getPlacementValue() == Placement.PLACEMENT_UNSPECIFIED_VALUE) {
+          return "impression.placement: required";
+        }
+        return null;
+      case CLAIM:
+        return firstProblem(
+            id("claim.coupon_id", event.getClaim().getCouponId(), true),
+            id("claim.impression_event_id", event.getClaim().getImpressionEventId(), false));
+      case REDEMPTION:
+        RedemptionEvent r = event.getRedemption();
+        return firstProblem(
+            id("redemption.coupon_id", r.getCouponId(), true),
+            id("redemption.order_id", r.getOrderId(), false),
+            id("redemption.impression_event_id", r.getImpressionEventId(), false),
+            amount("redemption.discount", r.getDiscount()),
+            amount("redemption.order_total", r.getOrderTotal()));
+      case BEHAVIOUR:
+        BehaviourEvent b = event.getBehaviour();
+        if (b.getTypeValue() == BehaviourType.BEHAVIOUR_TYPE_UNSPECIFIED_VALUE) {
+          return "behaviour.type: required";
+        }
+        return firstProblem(
+            id("behaviour.item_id", b.getItemId(), true),
+            id("behaviour.order_id", b.getOrderId(), b.getType() == BehaviourType.BEHAVIOUR_TYPE_ORDER),
+            amount("behaviour.amount", b.getAmount()));
+      default:
+        return "kind: one of impression, claim, redemption or behaviour is required";
+    }
+  }
+
+  private static String firstProblem(String... problems) {
+    for (String p : problems) {
+      if (p != null) {
+        return p;
+      }
+    }
+    return null;
+  }
+
+  private static String id(String field, String value, boolean required) {
+    if (value.isEmpty()) {
+      return required ? field + ": required" : null;
+    }
+    int bytes = value.getBytes(StandardCharsets.UTF_8).length;
+    return bytes > 128 ? field + ": " + bytes + " bytes, more than 128" : null;
+  }
+
+  private static String amount(String field, Money money) {
+    return money.getAmountMinor() < 0
+        ? field + ": must not be negative, got " + money.getAmountMinor()
+        : null;
   }
 
   // ---- connecting -------------------------------------------------------------------------
@@ -414,6 +622,57 @@ public final class FakeCouponRankServer implements AutoCloseable {
             .build();
       }
       obs.onNext(res);
+      obs.onCompleted();
+    }
+
+    @Override
+    public void recordEvents(RecordEventsRequest req, StreamObserver<RecordEventsResponse> obs) {
+      int n;
+      synchronized (eventCalls) { // numbers in arrival order
+        n = eventCalls.size() + 1;
+        eventCalls.add(new ReceivedEventsCall(n, req, Context.current().getDeadline(), HEADERS.get(), AUTHORITY.get()));
+      }
+      Status failure = eventFailures.poll();
+      if (failure != null) {
+        obs.onError(failure.withDescription(
+            failure.getDescription() != null ? failure.getDescription() : "injected failure, events call " + n)
+            .asRuntimeException());
+        return;
+      }
+      int count = req.getEventsCount();
+      if (count == 0 || count > CouponRankClient.MAX_EVENTS_PER_CALL) {
+        obs.onError(Status.INVALID_ARGUMENT
+            .withDescription(count == 0
+                ? "events: at least one event is required"
+                : "events: " + count + " events, more than the " + CouponRankClient.MAX_EVENTS_PER_CALL
+                    + " allowed in one call")
+            .asRuntimeException());
+        return;
+      }
+      EventCheck check = eventCheck;
+      RecordEventsResponse.Builder res = RecordEventsResponse.newBuilder();
+      try {
+        synchronized (eventLock) {
+          for (Event e : req.getEventsList()) {
+            EventResult.Builder r = EventResult.newBuilder().setEventId(e.getEventId());
+            String detail;
+            if (eventIds.contains(e.getEventId())) { // a retry, or the same event twice in the batch
+              r.setStatus(EventStatus.EVENT_STATUS_DUPLICATE);
+            } else if ((detail = check != null ? check.check(e) : checkEvent(e)) != null && !detail.isEmpty()) {
+              r.setStatus(EventStatus.EVENT_STATUS_REJECTED).setDetail(detail);
+            } else {
+              r.setStatus(EventStatus.EVENT_STATUS_ACCEPTED);
+              eventIds.add(e.getEventId());
+              events.add(e);
+            }
+            res.addResults(r);
+          }
+        }
+      } catch (RuntimeException e) {
+        obs.onError(Status.UNKNOWN.withDescription("fake event check threw " + e).withCause(e).asRuntimeException());
+        return;
+      }
+      obs.onNext(res.build());
       obs.onCompleted();
     }
 
