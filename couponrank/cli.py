@@ -240,7 +240,7 @@ def cmd_serve(args) -> None:
                           callers_file=args.callers, otlp_endpoint=args.otlp_endpoint, log_format=args.log_format,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=accepted, catalog_currency=catalog_currency, currency_rates=rates,
-                          max_reasons=args.max_reasons)
+                          max_reasons=args.max_reasons, events_db=args.events_db)
     try:
         run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
             workers=args.workers,
@@ -251,6 +251,20 @@ def cmd_serve(args) -> None:
     except (ModelMismatchError, ArtifactError, CatalogError, TlsConfigError, CallersConfigError, OSError,
             RuntimeError) as exc:
         raise CliError(f"{exc} (server not started)") from exc
+
+
+def cmd_export_events(args) -> None:
+    from couponrank.events.log import EventLog, EventLogError, export
+
+    db = Path(args.events_db) if args.events_db else Path(args.repo) / "data" / "events.db"
+    if not db.is_file():
+        raise CliError(f"{db}: no event log there (the server writes it: couponrank serve --events-db)")
+    try:
+        written = export(EventLog(db), Path(args.raw))
+    except (EventLogError, OSError) as exc:
+        raise CliError(str(exc)) from exc
+    for table, rows in written.items():
+        print(f"{table}: {rows:,} recorded events -> {Path(args.raw) / 'live' / table}")
 
 
 def cmd_rank(args) -> None:
@@ -423,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reasons per coupon in an explained answer when the request's max_reasons is 0 "
                          "(unset); a request may ask for 1 to 50 itself (default: %(default)s; 0: every non-zero "
                          "contribution)")
+    sp.add_argument("--events-db", metavar="PATH",
+                    help="the durable log of RecordEvents and its live counters, a SQLite file the per-user "
+                         "limits and budgets also read (default: REPO/data/events.db; '' turns RecordEvents off)")
     sp.add_argument("--workers", type=int, default=1,
                     help="server processes sharing the port (SO_REUSEPORT), to use more than one core "
                          "(default: %(default)s)")
@@ -481,6 +498,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="accepted cart currencies, comma-separated: first the catalogue's (the currency of the "
                          "data the model learnt from), then others with their rate to it, e.g. "
                          "USD,EUR=1.08,JPY=0.0066 (default: %(default)s)")
+
+    sp = add("export-events", cmd_export_events,
+             "Write the events the server recorded (RecordEvents) into the raw folder, one Parquet file per event "
+             "table and day (RAW/live/<table>/<day>.parquet, the raw schema), so that build-features and train read "
+             "them with the batch data. Run it before build-features: the live counters start where the built "
+             "snapshots end. Days already exported are rewritten whole.")
+    sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
+    sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
+    sp.add_argument("--events-db", metavar="PATH", help="the event log (default: REPO/data/events.db)")
 
     sp = add("rank", cmd_rank, "Ask a running server to rank coupons for one user; print the ranking, "
              "the reasons and the coupons dropped.")

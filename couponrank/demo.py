@@ -18,8 +18,8 @@ def _step(title: str) -> None:
 def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: bool = True,
              end_date: date | None = None, clock: Clock = utc_now) -> dict:
     """``end_date``: the generated data's end (default: today by ``clock``); the server
-    started at step 7 takes its "now" from ``clock`` too, and the four requests set
-    no request time, as a checkout service's would not."""
+    started at step 7 takes its "now" from ``clock`` too, and the requests set no
+    request time, as a checkout service's would not."""
     from couponrank.features import repo as feast_repo
     from couponrank.features.build import build_features
     from couponrank.generate import SIZES, generate
@@ -61,9 +61,35 @@ def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: 
     _print_table(result.metrics)
     print(f"model artifact {result.version} -> {result.path}")
 
-    _step("7. serve RankCoupons on a loopback port and ask it for three users, and a member at the member centre")
+    _step("7. serve RankCoupons on a loopback port and ask it for three users and a member at the member centre; "
+          "record a redemption (RecordEvents) and ask again")
+    # the data is new, so is the event log: a previous run's recorded events would count
+    for suffix in ("", "-wal", "-shm"):
+        (repo / "data" / f"events.db{suffix}").unlink(missing_ok=True)
     answers = _serve_and_ask(repo, models, clock, known.user_id, raw)
     return {"online": online, "built": built, "model": result, "answers": answers}
+
+
+def _record_and_rank_again(client, user: str, first, clock: Clock, repo: Path):
+    """The loop (issue 11): the user redeems the best coupon of their first ranking that
+    allows one redemption per user, the shop reports it with RecordEvents, and the next
+    ranking drops it (PER_USER_LIMIT_REACHED)."""
+    from couponrank.cli import print_ranking
+    from couponrank.client import impression, redemption
+    from couponrank.server.catalog import load_catalog
+
+    cat = load_catalog(repo)
+    limit = dict(zip(cat.ids, cat.columns["coupon_per_user_limit"]))
+    top = next((c.coupon_id for c in first.ranked if limit.get(c.coupon_id) == 1), first.ranked[0].coupon_id)
+    now = clock()
+    results = client.record_events([
+        impression("demo-impression-1", user, now, top, position=1, placement="home", request_id=first.request_id),
+        redemption("demo-redemption-1", user, now, top, discount_minor=500, impression_event_id="demo-impression-1"),
+    ])
+    print(f"\n-- {user} redeems {top}; RecordEvents: {', '.join(r.status for r in results)}; ranking again at home")
+    answer = client.rank_coupons(user, placement="home", cart_total_minor=0, currency="USD", top_k=5, explain=True)
+    print_ranking(user, answer, limit=5)
+    return answer
 
 
 def _top_member(raw: Path) -> str:
@@ -97,6 +123,7 @@ def _serve_and_ask(repo: Path, models: Path, clock: Clock, known_user: str, raw:
                                              cart_categories=cats, top_k=5, explain=True)
                 print_ranking(user, answer, limit=5)
                 answers.append(answer)
+            answers.append(_record_and_rank_again(client, known_user, answers[0], clock, repo))
     finally:
         server.stop(grace=1.0).wait(5)
     return answers

@@ -28,6 +28,9 @@ PLACEMENTS = ("home", "product_page", "cart", "checkout", "order_confirmation", 
 AUDIENCE_ALL, AUDIENCE_MEMBERS, AUDIENCE_TIER_PREFIX, AUDIENCE_SEGMENTS_PREFIX = "all", "members", "tier>=", "segments:"
 # Flat shipping fee used to value a free-shipping coupon (major units).
 SHIPPING_FEE = 4.99
+# Events recorded by the server (RecordEvents) and exported into a raw folder live here,
+# one folder per event table, one file per UTC day.
+LIVE_DIR = "live"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ class Table:
     @property
     def file(self) -> str:
         return f"{self.name}.parquet"
+
+    def files_in(self, raw_dir) -> list:
+        """The table's files in a raw folder: its own file, then for an event log the
+        day partitions of recorded events (``live/<table>/<YYYY-MM-DD>.parquet``, written
+        by `couponrank export-events`) in day order."""
+        from pathlib import Path
+
+        raw_dir = Path(raw_dir)
+        parts = sorted((raw_dir / LIVE_DIR / self.name).glob("*.parquet")) if self.timestamp else []
+        return [raw_dir / self.file, *parts]
 
 
 USERS = Table(

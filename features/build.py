@@ -12,6 +12,7 @@ file under ``data/`` that neither wrote is reported as stale (not rebuilt).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from couponrank.features.request_features import ALL_CATEGORIES
 from couponrank.features.snapshots import Window, change_days, snapshot_windows
 
 DAY = pd.Timedelta(days=1)
+BUILD_FILE = "build.json"  # <repo>/data/build.json: the period the snapshots cover
 # Pseudo-impressions pulling a rate towards the global rate (empirical Bayes smoothing).
 RATE_PRIOR_STRENGTH = 20.0
 NEUTRAL_RATE = 0.05
@@ -478,6 +480,9 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
             summary.seconds[name] = time.perf_counter() - t
             bar.update()
         data.report.save(out_dir / "cleaning_report.json")
+        # what the snapshots hold: every event before `end` (the server counts live events from it)
+        (out_dir / BUILD_FILE).write_text(json.dumps({"start": summary.start.isoformat(),
+                                                      "end": summary.end.isoformat()}) + "\n")
         for builder in builders:
             t = time.perf_counter()
             # checked before anything is written: a failing builder leaves its old file as it was

@@ -75,10 +75,30 @@ class CleanData:
 
 
 def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
-    """Read one raw Parquet file, checking and casting every schema column."""
-    path = Path(raw_dir) / table.file
+    """Read one raw table, checking and casting every schema column: its Parquet file
+    and, for an event log, the day partitions of exported recorded events
+    (``live/<table>/``, schema.Table.files_in)."""
+    path, *parts = table.files_in(raw_dir)
     if not path.is_file():
         raise RawDataError(f"{path}: file not found (expected the raw table '{table.name}')")
+    # Event logs are large: read repeated strings as categoricals (dictionary-encoded)
+    # and the rest as Arrow-backed strings; 4x faster and far smaller than objects.
+    repeated = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in table.key] \
+        if table.timestamp else []
+    arrow = _read_file(path, table, repeated)
+    if parts:  # one dictionary per column across the files
+        tables = [arrow, *(_read_file(p, table, []) for p in parts)]
+        plain = [pa.table([c.cast(f.type) if pa.types.is_dictionary(c.type) else c
+                           for c, f in zip(t.columns, table.schema)], schema=table.schema) for t in tables]
+        arrow = pa.concat_tables(plain)
+        arrow = pa.table([arrow.column(f.name).dictionary_encode() if f.name in repeated else arrow.column(f.name)
+                          for f in table.schema], names=table.schema.names)
+    return arrow.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+
+
+def _read_file(path: Path, table: Table, repeated: list[str]) -> pa.Table:
+    """One Parquet file of ``table`` with exactly its columns and types (optional ones
+    it lacks as nulls); RawDataError naming the file and column."""
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
@@ -88,10 +108,6 @@ def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
     if missing:
         raise RawDataError(f"{path}: missing column(s) {', '.join(missing)}")
     absent = [f for f in table.schema if f.name not in present]  # optional ones: read as nulls
-    # Event logs are large: read repeated strings as categoricals (dictionary-encoded)
-    # and the rest as Arrow-backed strings; 4x faster and far smaller than objects.
-    repeated = [f.name for f in table.schema if pa.types.is_string(f.type) and f.name not in table.key] \
-        if table.timestamp else []
     arrow = pq.read_table(path, columns=[n for n in table.schema.names if n in present], read_dictionary=repeated)
     for f in absent:
         arrow = arrow.append_column(f.name, pa.nulls(arrow.num_rows, f.type))
@@ -111,8 +127,7 @@ def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
                     f"{path}: column {f.name} has type {col.type}, expected {f.type} ({exc})"
                 ) from exc
         columns.append(col)
-    names = table.schema.names
-    return pa.table(columns, names=names).to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+    return pa.table(columns, names=table.schema.names)
 
 
 class _Cleaner:

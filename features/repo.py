@@ -230,3 +230,17 @@ def last_snapshot(repo: Path):
 
     return max(pd.read_parquet(p, columns=["event_timestamp"]).event_timestamp.max()
                for p in (Path(repo) / "data").glob("*.parquet") if p.stem != "coupon_attributes")
+
+
+def built_until(repo: Path):
+    """The end of what the feature snapshots hold (a pandas Timestamp, UTC): every event
+    before it. From ``<repo>/data/build.json`` (written by build-features), else the
+    latest snapshot stamp (a workspace built before the file existed)."""
+    import json
+
+    import pandas as pd
+
+    path = Path(repo) / "data" / "build.json"
+    if path.is_file():
+        return pd.Timestamp(json.loads(path.read_text())["end"])
+    return last_snapshot(repo)

@@ -20,6 +20,12 @@ user's own behaviour features (views, orders, redemptions, recency) are left out
 so that walking user ids with ``explain`` reads nothing about those users.
 ``explain = "all"`` sees every feature. A bearer token that matches no caller is
 refused (UNAUTHENTICATED); a call without one is anonymous. docs/privacy.md.
+
+Who may record events (RecordEvents): when the file names callers, only those with
+``record_events = true``; everyone else gets PERMISSION_DENIED, since recorded
+redemptions move the per-user limits and budgets every ranking checks. A server
+started without a callers file takes events from anyone who can reach it (by
+default, the local machine only).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from pathlib import Path
 
 EXPLAIN_RIGHTS = ("coupon", "all")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_KEYS = {"certificate_name", "token_sha256", "explain"}
+_KEYS = {"certificate_name", "token_sha256", "explain", "record_events"}
 
 
 class CallersConfigError(ValueError):
@@ -49,6 +55,7 @@ class Unauthenticated(Exception):
 class Caller:
     name: str
     explain: str = "coupon"  # one of EXPLAIN_RIGHTS
+    record_events: bool = False  # may call RecordEvents (when the server names its callers)
 
     @property
     def sees_user_features(self) -> bool:
@@ -116,12 +123,20 @@ class Callers:
                 if cert in certificates:
                     raise CallersConfigError(f"{where}: the same certificate_name as [callers.{certificates[cert]}]")
                 certificates[cert] = name
-            callers[name] = Caller(name, explain)
+            record = entry.get("record_events", False)
+            if not isinstance(record, bool):
+                raise CallersConfigError(f"{where}: record_events must be true or false, got {record!r}")
+            callers[name] = Caller(name, explain, record)
         return cls(callers, tokens, certificates)
 
     @property
     def uses_tokens(self) -> bool:
         return bool(self.tokens)
+
+    def may_record_events(self, caller: Caller) -> bool:
+        """Everyone when no caller is named (no callers file); else the named ones
+        with record_events = true."""
+        return not self.callers or caller.record_events
 
     def identify(self, metadata, auth_context) -> Caller:
         """The caller of a call, from its metadata and TLS auth context (a dict, or a

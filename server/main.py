@@ -106,6 +106,12 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
     _score_warm_up(features, catalog.current, ranker_model)
     ranker = Ranker(catalog, features, ranker_model, config)
     ranker.service_features = service_features  # what a hot-reloaded model is checked against
+    if config.events_db != "":
+        from couponrank.events.log import EventLog
+        from couponrank.features.repo import built_until
+
+        ranker.events = EventLog(Path(config.events_db) if config.events_db else Path(repo) / "data" / "events.db")
+        ranker.live_since = built_until(repo).timestamp()
     _warm_up(ranker)
     return ranker
 
@@ -245,6 +251,12 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
                     "(--tls-cert/--tls-key) unless the listener is loopback only")
     ranker = ranker or build_ranker(repo, model, online, config)
     servicer = CouponRankingServicer(ranker, clock, callers)
+    if ranker.events is not None:
+        from couponrank.events.log import RankingWriter
+        from couponrank.server.events import EventRecorder
+
+        servicer.recorder = EventRecorder(ranker.events, ranker, clock)
+        servicer.rankings = ranker.rankings = RankingWriter(ranker.events)
     if config.otlp_endpoint:
         from couponrank.server.telemetry import Tracing
 

@@ -127,6 +127,9 @@ class ServerConfig:
     # How often the online store is probed for being empty (server/store_watch.py): an
     # empty store degrades answers and turns health NOT_SERVING. 0: never probed.
     store_check_seconds: float = 5.0
+    # The durable event log of RecordEvents and its live counters (couponrank/events/log.py),
+    # a SQLite file; None: <repo>/data/events.db. "" turns RecordEvents off (UNIMPLEMENTED).
+    events_db: str | None = None
     # The tiers and segments of the repository's membership.yaml (features/membership.py):
     # what context.membership may name. None: build_ranker reads the repository's.
     membership: Membership | None = None
@@ -291,18 +294,7 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
                                              f"got {request.max_reasons}")
     ctx = request.context
     placement = _placement(ctx.placement)
-    cart_total = 0.0
-    if ctx.HasField("cart_total"):
-        money = ctx.cart_total
-        if money.currency_code not in config.currencies:
-            raise InvalidArgument("context.cart_total.currency_code",
-                                  f"{quote(money.currency_code)} is not accepted (accepted: "
-                                  f"{', '.join(sorted(config.currencies))})")
-        if money.amount_minor < 0:
-            raise InvalidArgument("context.cart_total.amount_minor", f"must not be negative, got {money.amount_minor}")
-        cart_total = money.amount_minor / 10 ** config.currencies[money.currency_code]
-        if money.currency_code != config.catalog_currency:  # the model's features are in the catalogue's
-            cart_total *= config.currency_rates[money.currency_code]
+    cart_total = money_amount(ctx.cart_total, config, "context.cart_total") if ctx.HasField("cart_total") else 0.0
     ids = tuple(request.candidate_coupon_ids)
     if len(ids) > config.max_candidates:
         raise InvalidArgument("candidate_coupon_ids",
@@ -340,7 +332,23 @@ def parse_request(request: pb.RankCouponsRequest, config: ServerConfig,
         explain_user_features=caller.sees_user_features, membership=member)
 
 
+def money_amount(money: pb.Money, config: ServerConfig, where: str) -> float:
+    """A Money in the catalogue's currency, major units (the model's features are in it):
+    InvalidArgument naming ``where``.currency_code / .amount_minor when the currency is not
+    accepted or the amount is negative."""
+    if money.currency_code not in config.currencies:
+        raise InvalidArgument(f"{where}.currency_code", f"{quote(money.currency_code)} is not accepted (accepted: "
+                                                        f"{', '.join(sorted(config.currencies))})")
+    if money.amount_minor < 0:
+        raise InvalidArgument(f"{where}.amount_minor", f"must not be negative, got {money.amount_minor}")
+    amount = money.amount_minor / 10 ** config.currencies[money.currency_code]
+    if money.currency_code != config.catalog_currency:
+        amount *= config.currency_rates[money.currency_code]
+    return amount
+
+
 MAX_SEGMENT_IDS = 100  # context.membership.segment_ids
+MAX_EVENTS = 1_000  # RecordEventsRequest.events
 
 
 def _membership(m: pb.Membership, config: Membership) -> tuple[float, float, float]:
@@ -421,12 +429,42 @@ class Ranker:
         self._closed = False
         self.metrics = None  # server/metrics.py, when the server exposes metrics
         self.tracing = None  # server/telemetry.py Tracing, when the server exports spans
+        # The event log's live counters (couponrank/events/log.py), counted from live_since
+        # (unix seconds: the end of what the feature snapshots hold) for the per-user limit
+        # and the budget; None: the snapshots alone.
+        self.events = None
+        self.live_since = 0.0
+        self.rankings = None  # the served-ranking log's writer (closed with the ranker)
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._pool.shutdown(self.config.store_workers)
             self.online.close()
+            if self.rankings is not None:
+                self.rankings.close()
+            if self.events is not None:
+                self.events.close()
+
+    def _live(self, user_id: str, cat, kept: Candidates, used: np.ndarray | None,
+              budget_frac: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The per-user redemptions and budget shares the rules check: the snapshot's
+        plus the live counters' since the snapshot ended (each event counted once: the
+        snapshot holds events before live_since, the live part those from it on)."""
+        if self.events is None:
+            return used, budget_frac
+        try:
+            live_used, live_discount = self.events.live(user_id, list(kept.ids), self.live_since)
+        except Exception as exc:  # a locked or broken log must not fail the ranking: snapshots only
+            log.warning("event log read failed (%s); per-user limits and budgets from the snapshots only",
+                        type(exc).__name__)
+            return used, budget_frac
+        n = len(kept)
+        used = np.full(n, np.nan) if used is None else np.asarray(used, np.float64)
+        budget_frac = np.full(n, np.nan) if budget_frac is None else np.asarray(budget_frac, np.float64)
+        used = np.where(live_used > 0, np.nan_to_num(used) + live_used, used)
+        share = live_discount / cat.take("coupon_budget", kept.rows)  # an unlimited (inf) budget: 0
+        return used, np.where(live_discount > 0, np.nan_to_num(budget_frac) + share, budget_frac)
 
     def submit(self, fn, *args) -> Future:
         """Run ``fn(*args)`` on the read pool, where a hung store cannot hold an RPC thread."""
@@ -476,8 +514,9 @@ class Ranker:
             for name, value in zip(MEMBERSHIP_FEATURES, req.membership):
                 if name in read:
                     read[name] = np.full(len(kept), value)
-        usage = stages.eligibility(req, cat, kept, req.now, read.get("ucp_redemptions_total"),
-                                   read.get("coupon_budget_used_frac"),
+        used, budget_frac = self._live(req.user_id, cat, kept, read.get("ucp_redemptions_total"),
+                                       read.get("coupon_budget_used_frac"))
+        usage = stages.eligibility(req, cat, kept, req.now, used, budget_frac,
                                    member=given if given is not None else _member(read))
         ineligible += [(kept.ids[i], r, d) for i, r, d in usage.dropped()]
         cold = self.online.cold_start(read)
@@ -560,16 +599,19 @@ class Ranker:
     def _fallback(self, req: RankRequest, cat, kept: Candidates, ineligible: list, problem: str,
                   cause: str = FEATURE_STORE_UNAVAILABLE) -> RankOutcome:
         """Popularity ranking from the catalogue's cached coupon stats."""
-        budget = cat.take("coupon_budget_used_frac", kept.rows)
+        # the cached budget share and, without the store's snapshot, the live counters alone
+        used, budget = self._live(req.user_id, cat, kept, None, cat.take("coupon_budget_used_frac", kept.rows))
         # without the store a user is a non-member, unless the request says otherwise
         member = req.membership[:2] if req.membership is not None else (0.0, 0.0)
-        el = stages.eligibility(req, cat, kept, req.now, None, budget, member=member)
+        el = stages.eligibility(req, cat, kept, req.now, used, budget, member=member)
         ineligible = ineligible + [(kept.ids[i], r, d) for i, r, d in el.dropped()]
         kept = kept.subset(el.keep)
         popularity = cat.take("coupon_redemption_rate_30d", kept.rows)
         top = stages.order(popularity, kept.ids, req.top_k)
         ranked = [RankedItem(kept.ids[i], float(np.nan_to_num(popularity[i], nan=0.0))) for i in top]
-        detail = f"{problem}; ranked by the cached 30-day redemption rate, per-user limits not checked"
+        detail = (f"{problem}; ranked by the cached 30-day redemption rate, per-user limits checked against "
+                  f"recorded events only" if self.events is not None else
+                  f"{problem}; ranked by the cached 30-day redemption rate, per-user limits not checked")
         return RankOutcome(ranked, ineligible, "", degraded_reason=cause,
                            degraded_detail=detail)
 
@@ -609,6 +651,8 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         self.admission = Admission()
         self.metrics = None  # server/metrics.py, when the server exposes metrics
         self.tracing = None  # server/telemetry.py Tracing, when the server exports spans
+        self.recorder = None  # server/events.py EventRecorder, when the server keeps an event log
+        self.rankings = None  # couponrank.events.log.RankingWriter: every answer, logged in the background
         self._model_info = self._build_model_info(ranker.model)
 
     @staticmethod
@@ -667,7 +711,10 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
             m.candidates.observe(outcome.n_candidates)
             for _, reason, _ in outcome.ineligible:
                 m.ineligible.labels(reason.name).inc()
-        return to_response(outcome, request.request_id or uuid.uuid4().hex)
+        response = to_response(outcome, request.request_id or uuid.uuid4().hex)
+        if self.rankings is not None:
+            self.rankings.submit(ranking_record(response.request_id, req, outcome))
+        return response
 
     def GetModelInfo(self, request, context):
         self._caller(context)
@@ -680,6 +727,26 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
     # The server deserializes requests itself (see :func:`generic_handler`): a
     # malformed message gets INVALID_ARGUMENT, not grpcio's INTERNAL "Exception
     # deserializing request!" with a logged traceback and memory it never frees.
+    def RecordEvents(self, request, context):
+        caller = self._caller(context)
+        if self.recorder is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "this server keeps no event log (started with --events-db '')")
+        if not self.callers.may_record_events(caller):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "this caller may not record events (the callers file "
+                                                             "gives record_events = true to those who may)")
+        n = len(request.events)
+        if not 1 <= n <= MAX_EVENTS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"events: {n} events; send 1 to {MAX_EVENTS} per call")
+        try:
+            return self.recorder.record(request, self.config)
+        except Exception:  # the log cannot be written: nothing of the batch is recorded, so a resend is safe
+            log.exception("RecordEvents failed for a batch of %d events", n)
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the event log cannot be written now; nothing of this batch "
+                                                       "was recorded: send it again later")
+
+    def record_events_bytes(self, data: bytes, context):
+        return self.RecordEvents(_parse(pb.RecordEventsRequest, data, context), context)
+
     def rank_coupons_bytes(self, data: bytes, context):
         return self.RankCoupons(_parse(pb.RankCouponsRequest, data, context), context)
 
@@ -710,6 +777,9 @@ def generic_handler(servicer: CouponRankingServicer) -> grpc.GenericRpcHandler:
         "GetModelInfo": grpc.unary_unary_rpc_method_handler(
             counted("GetModelInfo", servicer.get_model_info_bytes),
             response_serializer=pb.GetModelInfoResponse.SerializeToString),
+        "RecordEvents": grpc.unary_unary_rpc_method_handler(
+            counted("RecordEvents", servicer.record_events_bytes),
+            response_serializer=pb.RecordEventsResponse.SerializeToString),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
 
@@ -730,6 +800,20 @@ def traced(tracing, full_method: str, handler: Callable) -> Callable:
                 raise
 
     return wrapper
+
+
+def ranking_record(request_id: str, req: RankRequest, outcome: RankOutcome):
+    """The served-ranking log's row of one answer (couponrank.events.log.RankingRecord)."""
+    import json
+
+    from couponrank.events.log import RankingRecord
+
+    return RankingRecord(
+        request_id=request_id, user_id=req.user_id, ts=req.now, placement=req.placement,
+        cart_value=float(req.cart_total), cart_categories="|".join(req.cart_categories),
+        model_version=outcome.model_version, degraded_reason=outcome.degraded_reason or "",
+        ranked=json.dumps([[str(r.coupon_id), round(float(r.score), 12)] for r in outcome.ranked]),
+        ineligible=json.dumps([[str(cid), reason.name] for cid, reason, _ in outcome.ineligible]))
 
 
 def to_response(outcome: RankOutcome, request_id: str) -> pb.RankCouponsResponse:

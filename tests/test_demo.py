@@ -33,9 +33,12 @@ def test_demo_runs_end_to_end_and_ranks_at_the_servers_clock(tmp_path, capsys):
     art = load_artifact(models)
     assert "lightgbm_ranker" in out and art.version in out
     # the server ranked coupons for all four requests with the trained model, at its clock
-    assert out.count(f"model {art.version}") == 4 and "at checkout" in out and "at member_centre" in out
+    assert out.count(f"model {art.version}") == 5 and "at checkout" in out and "at member_centre" in out
     answers = result["answers"]
-    assert len(answers) == 4 and all(a.ranked and not a.note for a in answers)
+    assert len(answers) == 5 and all(a.ranked and not a.note for a in answers)
+    # the loop: the redemption recorded after the first answer drops that coupon from the last
+    redeemed = re.search(r"redeems (\S+); RecordEvents: ACCEPTED, ACCEPTED", out).group(1)
+    assert [i.reason for i in answers[-1].ineligible if i.coupon_id == redeemed] == ["PER_USER_LIMIT_REACHED"]
 
 
 def test_demo_refuses_a_bad_end_date(tmp_path, capsys):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from couponrank import schema
 from couponrank.features import repo as feast_repo
 from couponrank.features.services import (DEFAULT_FEATURE_SERVICE, UndeclaredJoinKey, feature_names,  # noqa: F401
                                           get_service, mapped_keys)
@@ -38,7 +39,11 @@ def label_impressions(raw_dir: Path, label_window: timedelta | None = timedelta(
     instant the label became final (what split.label_known checks).
     """
     raw_dir = Path(raw_dir)
-    ce = pd.read_parquet(raw_dir / "coupon_events.parquet")
+    files = schema.COUPON_EVENTS.files_in(raw_dir)  # with the exported recorded events, if any
+    ce = pd.read_parquet(files[0])
+    if len(files) > 1:  # an event both in the batch file and recorded counts once
+        ce = pd.concat([ce, *(pd.read_parquet(p) for p in files[1:])], ignore_index=True)
+        ce = ce.drop_duplicates("event_id", keep="first")
     imp = ce[ce.event_type == "impression"].drop(columns=["impression_id"]).rename(
         columns={"event_id": "impression_id", "event_ts": "event_timestamp"})
     if label_window is None:

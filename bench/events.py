@@ -1,0 +1,207 @@
+"""RecordEvents: ingest rate, freshness, and RankCoupons latency while events stream in.
+
+    .venv/bin/python bench/events.py [--workdir /tmp/bench-events] [--events 20000]
+
+Set-up, once a day (cached in --workdir/<date>): the `demo` data set (3,000 users, 200
+coupons) ending today, features, registry, online store and model, as `couponrank demo`
+builds them. The server runs in a child process (``couponrank serve``, SQLite online
+store and event log) on the wall clock; the events are stamped a minute ago.
+
+1. **log**: EventLog.record straight on a fresh file, batches of 1 and of 100
+   (events/s; every batch synced to disk before the next: the durability the RPC has).
+2. **rpc**: RecordEvents over loopback gRPC, batches of 1 and of 100 (events/s,
+   client side; the same durability, plus decoding, checks and the answer).
+3. **freshness**: a new user's impression + redemption of a coupon with a per-user
+   limit of 1, then at once a RankCoupons: the share of rankings that already drop
+   the coupon (PER_USER_LIMIT_REACHED; must be 100%), and the time from sending the
+   events to that answer, p50 and p99.
+4. **latency under ingestion**: RankCoupons over every coupon active at the pinned time,
+   p50 / p99, alone and with another process streaming batches of 100 events at the
+   same server; the ratio.
+
+Goals (issue 11): >= 5,000 events/s batched on SQLite; counters visible <= 50 ms (p99);
+RankCoupons p99 with ingestion as without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prepare(work: Path) -> tuple[Path, Path]:
+    from couponrank.clock import utc_today
+    from couponrank.demo import run_demo
+
+    today = utc_today()
+    work = work / today.isoformat()  # the data ends today, so that its coupons are valid now
+    raw, repo, models = work / "raw", work / "features", work / "models"
+    if not (models / "LATEST").exists():
+        run_demo(raw, repo, models, size="demo", progress=False, end_date=today)
+    return repo, models
+
+
+def _event(pb, event_id: str, user: str, ts: float, **kind):
+    e = pb.Event(event_id=event_id, user_id=user, **kind)
+    e.event_time.seconds = int(ts)
+    return e
+
+
+def _views(pb, prefix: str, n: int, ts: float) -> list:
+    return [_event(pb, f"{prefix}-{i}", f"u-bench-{i % 997}", ts,
+                   behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id=f"i{i % 500:05d}"))
+            for i in range(n)]
+
+
+def bench_log(tmp: Path, n: int) -> dict[int, float]:
+    from couponrank.events.log import EventLog, EventRecord
+
+    out = {}
+    for batch in (1, 100):
+        log = EventLog(tmp / f"log-{batch}.db")
+        records = [EventRecord(f"e{i}", f"u{i % 997}", "redemption", 1.7e9 + i, coupon_id=f"c{i % 200}",
+                               discount=1.0) for i in range(n if batch > 1 else n // 10)]
+        t = time.perf_counter()
+        for i in range(0, len(records), batch):
+            log.record(records[i:i + batch])
+        out[batch] = len(records) / (time.perf_counter() - t)
+        log.close()
+    return out
+
+
+def _stream(target: str, ts: float, stop) -> None:
+    """Another client: batches of 100 view events until told to stop."""
+    import grpc
+
+    from couponrank.v1 import coupon_ranking_service_pb2 as pb
+    from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.CouponRankingServiceStub(grpc.insecure_channel(target))
+    k = 0
+    while not stop.is_set():
+        stub.RecordEvents(pb.RecordEventsRequest(events=_views(pb, f"s{k}", 100, ts)), timeout=10)
+        k += 1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="/tmp/bench-events")
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--requests", type=int, default=500)
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    repo, models = prepare(work)
+    from couponrank.clock import unix_now
+
+    import grpc
+
+    from couponrank.server.catalog import load_catalog
+    from couponrank.v1 import coupon_ranking_service_pb2 as pb
+    from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+
+    rates = bench_log(work, args.events)
+    print(f"log, EventLog.record: batch 1 {rates[1]:,.0f} events/s, batch 100 {rates[100]:,.0f} events/s")
+
+    db = work / "events.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    port = 50000 + os.getpid() % 10000
+    server_log = work / "server.log"  # a file, not a pipe: a pipe nobody reads would block the server
+    with open(server_log, "w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(repo), "--model",
+                                   str(models), "--port", str(port), "--events-db", str(db)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    target = f"127.0.0.1:{port}"
+    try:
+        while "serving model" not in server_log.read_text():
+            if server.poll() is not None:
+                sys.exit(f"server did not start: {server_log.read_text()}")
+            time.sleep(0.2)
+        channel = grpc.insecure_channel(target)
+        stub = pb_grpc.CouponRankingServiceStub(channel)
+        now = unix_now()
+        ts = now - 60
+
+        # 2. rpc
+        for batch in (1, 100):
+            n = args.events if batch > 1 else args.events // 10
+            events = _views(pb, f"rpc{batch}", n, ts)
+            t = time.perf_counter()
+            for i in range(0, n, batch):
+                stub.RecordEvents(pb.RecordEventsRequest(events=events[i:i + batch]), timeout=10)
+            print(f"rpc, RecordEvents: batch {batch}: {n / (time.perf_counter() - t):,.0f} events/s "
+                  f"({n:,} events)", flush=True)
+
+        # 3. freshness
+        cat = load_catalog(repo)
+        c = cat.columns
+        rows = cat.active(now)
+        limited = rows[(c["coupon_per_user_limit"][rows] == 1) & (c["coupon_audience"][rows] == "all")
+                       & ~(np.nan_to_num(c["coupon_budget_used_frac"][rows]) >= 1)]
+        coupon = str(cat.ids[limited[0]])
+        seen, waits = 0, []
+        for k in range(args.requests):
+            user = f"u-fresh-{k}"
+            events = [_event(pb, f"f{k}-i", user, ts, impression=pb.ImpressionEvent(
+                          coupon_id=coupon, position=1, placement=pb.PLACEMENT_HOME)),
+                      _event(pb, f"f{k}-r", user, ts + 1, redemption=pb.RedemptionEvent(coupon_id=coupon))]
+            req = pb.RankCouponsRequest(user_id=user, candidate_coupon_ids=[coupon], context=pb.RequestContext(
+                placement=pb.PLACEMENT_HOME, cart_total=pb.Money(currency_code="USD", amount_minor=10**7)))
+            t = time.perf_counter()
+            stub.RecordEvents(pb.RecordEventsRequest(events=events), timeout=10)
+            res = stub.RankCoupons(req, timeout=10)
+            waits.append(time.perf_counter() - t)
+            seen += any(i.reason == pb.INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED for i in res.ineligible_coupons)
+        w = np.array(waits) * 1000
+        print(f"freshness: {seen}/{args.requests} rankings right after the events drop the coupon; events sent -> "
+              f"answer p50 {np.median(w):.2f} ms, p99 {np.quantile(w, 0.99):.2f} ms", flush=True)
+
+        # 4. RankCoupons latency, alone and under ingestion
+        users = pd.read_parquet(repo / "data" / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
+        users = sorted(set(users))
+        ids = [str(i) for i in cat.ids[rows]]
+        rng = np.random.default_rng(0)
+
+        def latencies() -> np.ndarray:
+            out = []
+            for _ in range(args.requests):
+                req = pb.RankCouponsRequest(user_id=users[rng.integers(len(users))], candidate_coupon_ids=ids,
+                                            context=pb.RequestContext(placement=pb.PLACEMENT_HOME, cart_total=pb.Money(
+                                                currency_code="USD", amount_minor=20_000)))
+                t = time.perf_counter()
+                stub.RankCoupons(req, timeout=10)
+                out.append(time.perf_counter() - t)
+            return np.array(out) * 1000
+
+        alone = latencies()
+        stop = mp.Event()
+        streamer = mp.Process(target=_stream, args=(target, ts, stop))
+        streamer.start()
+        time.sleep(1.0)
+        busy = latencies()
+        stop.set()
+        streamer.join(10)
+        for name, lat in (("alone", alone), ("with ingestion", busy)):
+            print(f"RankCoupons, {len(ids)} candidates, {name}: p50 {np.median(lat):.2f} ms, "
+                  f"p99 {np.quantile(lat, 0.99):.2f} ms")
+        print(f"ratio with / without ingestion: p50 {np.median(busy) / np.median(alone):.2f}, "
+              f"p99 {np.quantile(busy, 0.99) / np.quantile(alone, 0.99):.2f}")
+        print("command: .venv/bin/python bench/events.py " + " ".join(sys.argv[1:]))
+        channel.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()

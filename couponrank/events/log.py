@@ -1,0 +1,369 @@
+"""The durable event log and the live counters, in one SQLite file (WAL mode).
+
+Every accepted event is written with the counters it moves in one transaction, synced
+before the transaction returns (``synchronous=FULL``), so an event is either recorded
+and counted, or neither: a crash between a batch and its answer loses nothing, and the
+client's resend of that batch is answered DUPLICATE without counting again (the
+event_id is the table's key). ``recount()`` rebuilds the counters from the events, to
+check that they agree.
+
+Counters are kept per UTC day, so that a reader can count only the events the feature
+snapshots do not hold yet: a snapshot built up to midnight T holds every event before
+T; the live part of a count is its days from T on (:meth:`EventLog.live`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from couponrank.schema import BEHAVIOUR_EVENT_TYPES, COUPON_EVENT_TYPES
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One validated event, in the raw schema's terms (docs/data.md), money in the
+    catalogue's currency."""
+
+    event_id: str
+    user_id: str
+    event_type: str  # one of schema.COUPON_EVENT_TYPES or schema.BEHAVIOUR_EVENT_TYPES
+    event_ts: float  # unix seconds, UTC
+    coupon_id: str | None = None
+    item_id: str | None = None
+    request_id: str | None = None  # impression
+    placement: str | None = None  # impression
+    position: int | None = None  # impression
+    impression_id: str | None = None  # claim / redemption: the impression's event_id
+    order_id: str | None = None  # redemption, order line
+    amount: float | None = None  # order line amount; a redemption's order total
+    discount: float | None = None  # redemption
+
+
+COLUMNS = tuple(f.name for f in fields(EventRecord))
+
+
+@dataclass(frozen=True)
+class RankingRecord:
+    """One RankCoupons answer, as served: what impressions join by request_id."""
+
+    request_id: str
+    user_id: str
+    ts: float  # the request time, unix seconds
+    placement: str
+    cart_value: float  # catalogue currency
+    cart_categories: str  # "|"-joined
+    model_version: str  # "" for a fallback ranking
+    degraded_reason: str  # "" when not degraded
+    ranked: str  # JSON [[coupon_id, score], ...] best first
+    ineligible: str  # JSON [[coupon_id, reason], ...]
+
+
+RANKING_COLUMNS = tuple(f.name for f in fields(RankingRecord))
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, user_id TEXT NOT NULL, event_type TEXT NOT NULL, event_ts REAL NOT NULL,
+    coupon_id TEXT, item_id TEXT, request_id TEXT, placement TEXT, position INTEGER, impression_id TEXT,
+    order_id TEXT, amount REAL, discount REAL);
+CREATE INDEX IF NOT EXISTS events_ts ON events (event_ts);
+CREATE TABLE IF NOT EXISTS live_user_coupon (
+    user_id TEXT NOT NULL, coupon_id TEXT NOT NULL, day INTEGER NOT NULL,
+    impressions INTEGER NOT NULL DEFAULT 0, claims INTEGER NOT NULL DEFAULT 0,
+    redemptions INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, coupon_id, day)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rankings (
+    request_id TEXT NOT NULL, user_id TEXT NOT NULL, ts REAL NOT NULL, placement TEXT NOT NULL,
+    cart_value REAL NOT NULL, cart_categories TEXT NOT NULL, model_version TEXT NOT NULL,
+    degraded_reason TEXT NOT NULL, ranked TEXT NOT NULL, ineligible TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS rankings_request ON rankings (request_id);
+CREATE TABLE IF NOT EXISTS live_coupon (
+    coupon_id TEXT NOT NULL, day INTEGER NOT NULL,
+    impressions INTEGER NOT NULL DEFAULT 0, redemptions INTEGER NOT NULL DEFAULT 0,
+    discount REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (coupon_id, day)) WITHOUT ROWID;
+"""
+_INSERT = f"INSERT OR IGNORE INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+_COUNT = {  # event type -> (user x coupon column, coupon column)
+    "impression": ("impressions", "impressions"),
+    "claim": ("claims", None),
+    "redemption": ("redemptions", "redemptions"),
+}
+
+
+class EventLogError(RuntimeError):
+    """The log cannot be opened or written; the message names the file."""
+
+
+class RankingWriter:
+    """Writes served rankings in the background, in batches, so that the ranking path
+    never waits for the disk: ``submit`` only queues. A full queue (the disk far behind)
+    drops the ranking and counts it in ``dropped`` rather than slow the answers."""
+
+    def __init__(self, log_: "EventLog", max_queued: int = 10_000, batch: int = 500, interval: float = 0.2):
+        import queue
+
+        self.log = log_
+        self.queue: queue.Queue = queue.Queue(max_queued)
+        self.batch, self.interval = batch, interval
+        self.dropped = 0
+        self.written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ranking-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, record: "RankingRecord") -> None:
+        import queue
+
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def _drain(self) -> None:
+        import queue
+
+        records = []
+        while len(records) < self.batch:
+            try:
+                records.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        if records:
+            try:
+                self.log.record_rankings(records)
+                self.written += len(records)
+            except EventLogError as exc:
+                self.dropped += len(records)
+                import logging
+
+                logging.getLogger(__name__).warning("served rankings not logged: %s", exc)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            while not self.queue.empty():
+                self._drain()
+
+    def flush(self) -> None:
+        """Write everything queued so far (tests, shutdown)."""
+        while not self.queue.empty():
+            self._drain()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.flush()
+
+
+class EventLog:
+    """Append-only events with their live counters. Thread-safe: one connection per
+    thread; SQLite serialises writers (several server processes may share the file)."""
+
+    def __init__(self, path: Path | str, busy_timeout: float = 5.0):
+        self.path = Path(path)
+        self.busy_ms = int(busy_timeout * 1000)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._conns: list[sqlite3.Connection] = []
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn().executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise EventLogError(f"{self.path}: cannot open the event log ({exc})") from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")  # on disk before record() returns
+            conn.execute(f"PRAGMA busy_timeout={self.busy_ms}")
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    # ------------------------------------------------------------------ writes
+    def record(self, records: Sequence[EventRecord]) -> list[bool]:
+        """Write the events and move their counters, all in one transaction; per event,
+        True when it is new, False when its event_id was recorded before (nothing moves)."""
+        conn = self._conn()
+        new = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for r in records:
+                    inserted = conn.execute(_INSERT, tuple(getattr(r, c) for c in COLUMNS)).rowcount == 1
+                    new.append(inserted)
+                    if inserted:
+                        _count(conn, r)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise EventLogError(f"{self.path}: writing {len(records)} event(s) failed ({exc})") from None
+        return new
+
+    def record_rankings(self, records: Sequence[RankingRecord]) -> None:
+        """Append served rankings, one transaction, not synced on its own (a crash may
+        lose the last ones: they are a log of what was served, not counted state)."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(f"INSERT INTO rankings ({', '.join(RANKING_COLUMNS)}) VALUES "
+                             f"({', '.join('?' * len(RANKING_COLUMNS))})",
+                             [tuple(getattr(r, c) for c in RANKING_COLUMNS) for r in records])
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise EventLogError(f"{self.path}: writing {len(records)} ranking(s) failed ({exc})") from None
+
+    def rankings(self, request_ids: Sequence[str] | None = None) -> list[RankingRecord]:
+        """The served rankings (those of ``request_ids``), in the order they were served."""
+        sql = f"SELECT {', '.join(RANKING_COLUMNS)} FROM rankings"
+        args: tuple = ()
+        if request_ids is not None:
+            sql += f" WHERE request_id IN ({','.join('?' * len(request_ids))})"
+            args = tuple(request_ids)
+        return [RankingRecord(*row) for row in self._conn().execute(sql + " ORDER BY rowid", args)]
+
+    # ------------------------------------------------------------------ reads
+    def live(self, user_id: str, coupon_ids: Sequence[str], since: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per coupon, counted from the UTC day of ``since`` on: the user's redemptions
+        of it, and the discount it gave everyone (for its budget)."""
+        n = len(coupon_ids)
+        redemptions, discount = np.zeros(n), np.zeros(n)
+        if not n:
+            return redemptions, discount
+        day = int(since // DAY)
+        where = {c: i for i, c in enumerate(coupon_ids)}
+        marks = ",".join("?" * len(where))
+        conn = self._conn()
+        for coupon, total in conn.execute(
+                f"SELECT coupon_id, SUM(redemptions) FROM live_user_coupon WHERE user_id = ? AND day >= ? "
+                f"AND coupon_id IN ({marks}) GROUP BY coupon_id", (user_id, day, *where)):
+            redemptions[where[coupon]] = total
+        for coupon, total in conn.execute(
+                f"SELECT coupon_id, SUM(discount) FROM live_coupon WHERE day >= ? AND coupon_id IN ({marks}) "
+                "GROUP BY coupon_id", (day, *where)):
+            discount[where[coupon]] = total
+        return redemptions, discount
+
+    def offered(self, user_id: str, coupon_id: str) -> bool:
+        """Whether an impression of the coupon to the user is recorded here."""
+        row = self._conn().execute(
+            "SELECT 1 FROM live_user_coupon WHERE user_id = ? AND coupon_id = ? AND impressions > 0 LIMIT 1",
+            (user_id, coupon_id)).fetchone()
+        return row is not None
+
+    def events(self, since: float = float("-inf"), until: float = float("inf")) -> list[EventRecord]:
+        """The recorded events with since <= event_ts < until, in event-time order."""
+        rows = self._conn().execute(
+            f"SELECT {', '.join(COLUMNS)} FROM events WHERE event_ts >= ? AND event_ts < ? "
+            "ORDER BY event_ts, event_id", (since, until)).fetchall()
+        return [EventRecord(*row) for row in rows]
+
+    def recount(self) -> bool:
+        """Whether the counters equal a recount from the events (crash-safety check)."""
+        conn = self._conn()
+        expected = sqlite3.connect(":memory:")
+        expected.executescript(SCHEMA)
+        for row in conn.execute(f"SELECT {', '.join(COLUMNS)} FROM events"):
+            _count(expected, EventRecord(*row))
+        for table in ("live_user_coupon", "live_coupon"):
+            ours = conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            theirs = expected.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            if ours != theirs:
+                return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+
+def _count(conn: sqlite3.Connection, r: EventRecord) -> None:
+    """Move the counters of one new event."""
+    if r.event_type in BEHAVIOUR_EVENT_TYPES or r.coupon_id is None:
+        return  # behaviour events move no coupon counter
+    assert r.event_type in COUPON_EVENT_TYPES, r.event_type
+    columns = _COUNT[r.event_type]
+    day = int(r.event_ts // DAY)
+    pair, coupon = columns
+    conn.execute(f"INSERT INTO live_user_coupon (user_id, coupon_id, day, {pair}) VALUES (?, ?, ?, 1) "
+                 f"ON CONFLICT (user_id, coupon_id, day) DO UPDATE SET {pair} = {pair} + 1",
+                 (r.user_id, r.coupon_id, day))
+    if coupon is not None:
+        discount = float(r.discount or 0.0) if r.event_type == "redemption" else 0.0
+        conn.execute(f"INSERT INTO live_coupon (coupon_id, day, {coupon}, discount) VALUES (?, ?, 1, ?) "
+                     f"ON CONFLICT (coupon_id, day) DO UPDATE SET {coupon} = {coupon} + 1, "
+                     "discount = discount + excluded.discount", (r.coupon_id, day, discount))
+
+
+# ------------------------------------------------------------------ export to raw data
+def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> dict[str, int]:
+    """Write the recorded events before ``until`` into ``raw_dir`` in the raw schema, one
+    Parquet file per event table and UTC day (``live/<table>/<YYYY-MM-DD>.parquet``,
+    schema.Table.files_in), so that build-features and train read them with the batch
+    data. Each day's file is rewritten whole from the log (written, then renamed): an
+    export run again, or after more events of a day arrived, replaces it. Returns the
+    rows written per table."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from couponrank import schema
+
+    raw_dir = Path(raw_dir)
+    by_table: dict[str, dict[int, list[EventRecord]]] = {"coupon_events": {}, "behaviour_events": {}}
+    records = log.events(until=until)
+    # an impression's cart is the one of the ranking that showed it (the served-ranking log)
+    carts = {r.request_id: (r.cart_value, r.cart_categories)
+             for r in log.rankings(sorted({e.request_id for e in records if e.request_id}))}
+    for r in records:
+        table = "coupon_events" if r.event_type in COUPON_EVENT_TYPES else "behaviour_events"
+        by_table[table].setdefault(int(r.event_ts // DAY), []).append(r)
+    written = {}
+    for name, days in by_table.items():
+        table = schema.COUPON_EVENTS if name == "coupon_events" else schema.BEHAVIOUR_EVENTS
+        folder = raw_dir / schema.LIVE_DIR / name
+        folder.mkdir(parents=True, exist_ok=True)
+        written[name] = 0
+        for day, records in sorted(days.items()):
+            rows = [_raw_row(r, name, carts) for r in records]
+            data = pa.Table.from_pylist(rows, schema=table.schema)
+            stamp = np.datetime64(day, "D").astype(str)
+            tmp = folder / f".{stamp}.parquet.tmp"
+            pq.write_table(data, tmp)
+            tmp.replace(folder / f"{stamp}.parquet")
+            written[name] += len(rows)
+    return written
+
+
+def _raw_row(r: EventRecord, table: str, carts: dict) -> dict:
+    from datetime import datetime, timezone
+
+    ts = datetime.fromtimestamp(r.event_ts, timezone.utc)
+    if table == "behaviour_events":
+        return {"event_id": r.event_id, "user_id": r.user_id, "item_id": r.item_id, "event_type": r.event_type,
+                "event_ts": ts, "order_id": r.order_id, "amount": r.amount}
+    # an impression whose ranking is not in the log (another server's, or lost): no cart,
+    # which cleaning fills as an empty one (counted)
+    cart_value, cart_categories = carts.get(r.request_id, (None, None)) if r.event_type == "impression" else \
+        (None, None)
+    return {"event_id": r.event_id, "user_id": r.user_id, "coupon_id": r.coupon_id, "event_type": r.event_type,
+            "event_ts": ts, "request_id": r.request_id, "placement": r.placement, "position": r.position,
+            "cart_value": cart_value, "cart_categories": cart_categories,
+            "impression_id": r.impression_id, "order_id": r.order_id,
+            "discount_amount": r.discount if r.event_type == "redemption" else None}
