@@ -14,13 +14,17 @@ store and event log) on the wall clock; the events are stamped a minute ago.
 3. **freshness**: a new user's impression + redemption of a coupon with a per-user
    limit of 1, then at once a RankCoupons: the share of rankings that already drop
    the coupon (PER_USER_LIMIT_REACHED; must be 100%), and the time from sending the
-   events to that answer, p50 and p99.
-4. **latency under ingestion**: RankCoupons over every coupon active at the pinned time,
+   events to that answer, p50 and p99. Then pushed features: a new user's view, and
+   the time until Feast's online store holds the user's recent_views_1h (polled).
+4. **latency under ingestion**: RankCoupons over every coupon active now,
    p50 / p99, alone and with another process streaming batches of 100 events at the
    same server; the ratio.
 
-Goals (issue 11): >= 5,000 events/s batched on SQLite; counters visible <= 50 ms (p99);
-RankCoupons p99 with ingestion as without.
+``--push ingest`` runs the pushes in a `couponrank ingest` process beside a server
+started with ``--no-push``.
+
+Goals (issue 11): >= 5,000 events/s batched on SQLite; counters visible <= 50 ms (p99),
+pushed features <= 1 s; RankCoupons p99 with ingestion as without.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def bench_log(tmp: Path, n: int) -> dict[int, float]:
 
     out = {}
     for batch in (1, 100):
+        for suffix in ("", "-wal", "-shm"):  # a fresh file: events already there would be duplicates
+            Path(f"{tmp / f'log-{batch}.db'}{suffix}").unlink(missing_ok=True)
         log = EventLog(tmp / f"log-{batch}.db")
         records = [EventRecord(f"e{i}", f"u{i % 997}", "redemption", 1.7e9 + i, coupon_id=f"c{i % 200}",
                                discount=1.0) for i in range(n if batch > 1 else n // 10)]
@@ -98,6 +104,9 @@ def main() -> None:
     ap.add_argument("--workdir", default="/tmp/bench-events")
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=500)
+    ap.add_argument("--pushes", type=int, default=100)
+    ap.add_argument("--push", choices=["server", "ingest"], default="server",
+                    help="who pushes fresh features: the server process, or `couponrank ingest` beside it")
     args = ap.parse_args()
     work = Path(args.workdir)
     repo, models = prepare(work)
@@ -117,9 +126,11 @@ def main() -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     port = 50000 + os.getpid() % 10000
     server_log = work / "server.log"  # a file, not a pipe: a pipe nobody reads would block the server
+    ingest = None
     with open(server_log, "w") as out:
         server = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(repo), "--model",
-                                   str(models), "--port", str(port), "--events-db", str(db)],
+                                   str(models), "--port", str(port), "--events-db", str(db)]
+                                  + (["--no-push"] if args.push == "ingest" else []),
                                   stdout=out, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
     try:
@@ -127,6 +138,10 @@ def main() -> None:
             if server.poll() is not None:
                 sys.exit(f"server did not start: {server_log.read_text()}")
             time.sleep(0.2)
+        if args.push == "ingest":
+            with open(work / "ingest.log", "w") as out:
+                ingest = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "ingest", "--repo", str(repo),
+                                           "--events-db", str(db)], stdout=out, stderr=subprocess.STDOUT)
         channel = grpc.insecure_channel(target)
         stub = pb_grpc.CouponRankingServiceStub(channel)
         now = unix_now()
@@ -151,7 +166,7 @@ def main() -> None:
         coupon = str(cat.ids[limited[0]])
         seen, waits = 0, []
         for k in range(args.requests):
-            user = f"u-fresh-{k}"
+            user = f"u-fresh-{os.getpid()}-{k}"
             events = [_event(pb, f"f{k}-i", user, ts, impression=pb.ImpressionEvent(
                           coupon_id=coupon, position=1, placement=pb.PLACEMENT_HOME)),
                       _event(pb, f"f{k}-r", user, ts + 1, redemption=pb.RedemptionEvent(coupon_id=coupon))]
@@ -165,6 +180,31 @@ def main() -> None:
         w = np.array(waits) * 1000
         print(f"freshness: {seen}/{args.requests} rankings right after the events drop the coupon; events sent -> "
               f"answer p50 {np.median(w):.2f} ms, p99 {np.quantile(w, 0.99):.2f} ms", flush=True)
+
+        # 3b. pushed features: a view recorded -> the online store's recent_views_1h moves
+        from couponrank.features import recent
+        from couponrank.features import repo as feast_repo
+
+        store = feast_repo.store(repo)
+        lags = []
+        for k in range(args.pushes):
+            user = f"u-push-{os.getpid()}-{k}"  # new to the online store, whichever run wrote it before
+            t = time.perf_counter()
+            view = _event(pb, f"push{k}", user, ts, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
+                                                                                  item_id="i00001"))
+            stub.RecordEvents(pb.RecordEventsRequest(events=[view]), timeout=10)
+            while True:
+                got = store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
+                                                entity_rows=[{"user_id": user}]).to_dict()["recent_views_1h"][0]
+                if got == 1.0:
+                    break
+                if time.perf_counter() - t > 30:
+                    sys.exit(f"pushed feature of {user} not visible after 30 s")
+                time.sleep(0.005)
+            lags.append(time.perf_counter() - t)
+        p = np.array(lags) * 1000
+        print(f"pushed features: a recorded view -> visible in the online store, p50 {np.median(p):.0f} ms, "
+              f"p99 {np.quantile(p, 0.99):.0f} ms ({args.pushes} users; pushed every 500 ms by the {args.push})", flush=True)
 
         # 4. RankCoupons latency, alone and under ingestion
         users = pd.read_parquet(repo / "data" / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
@@ -199,8 +239,10 @@ def main() -> None:
         print("command: .venv/bin/python bench/events.py " + " ".join(sys.argv[1:]))
         channel.close()
     finally:
-        server.terminate()
-        server.wait(10)
+        for proc in (server, ingest):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
 
 
 if __name__ == "__main__":

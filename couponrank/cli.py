@@ -240,7 +240,7 @@ def cmd_serve(args) -> None:
                           callers_file=args.callers, otlp_endpoint=args.otlp_endpoint, log_format=args.log_format,
                           coupon_features_seconds=args.coupon_refresh, scorer=args.scorer,
                           currencies=accepted, catalog_currency=catalog_currency, currency_rates=rates,
-                          max_reasons=args.max_reasons, events_db=args.events_db)
+                          max_reasons=args.max_reasons, events_db=args.events_db, push_features=args.push)
     try:
         run(Path(args.repo), Path(args.model), port=args.port, online=args.online, config=config, host=args.host,
             workers=args.workers,
@@ -265,6 +265,45 @@ def cmd_export_events(args) -> None:
         raise CliError(str(exc)) from exc
     for table, rows in written.items():
         print(f"{table}: {rows:,} recorded events -> {Path(args.raw) / 'live' / table}")
+
+
+def cmd_ingest(args) -> None:
+    import signal
+    import threading
+
+    from couponrank.events.log import EventLog, EventLogError
+    from couponrank.features import repo
+    from couponrank.server import push
+
+    db = Path(args.events_db) if args.events_db else Path(args.repo) / "data" / "events.db"
+    if not db.is_file():
+        raise CliError(f"{db}: no event log there (the server writes it: couponrank serve --events-db)")
+    try:
+        store = repo.store(Path(args.repo), args.online)
+        log = EventLog(db)
+    except (EventLogError, OSError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
+    if not push.supported(store):
+        raise CliError(f"{args.repo}: the feature registry has no {push.recent.VIEW} view and push source; apply a "
+                       "repository that defines them (couponrank apply)")
+    fresh = push.FreshFeatures(store, log, interval=args.interval)
+    stop = threading.Event()
+    if not args.once:
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        print(f"ingest: pushing fresh features from {db} every {args.interval:g} s; SIGTERM to stop", flush=True)
+    cursor = 0  # from the start: each user's latest counts are pushed again, which changes nothing
+    while True:
+        cursor, latest = log.behaviour_since(cursor)
+        fresh.submit(latest)
+        if args.once and not latest:
+            break
+        if not args.once and stop.wait(args.interval):
+            break
+    fresh.close()
+    print(f"ingest: {fresh.pushed:,} user pushes, {fresh.failed} failed")
+    if fresh.failed:
+        raise CliError("some pushes failed; the log above says why")
 
 
 def cmd_rank(args) -> None:
@@ -437,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="reasons per coupon in an explained answer when the request's max_reasons is 0 "
                          "(unset); a request may ask for 1 to 50 itself (default: %(default)s; 0: every non-zero "
                          "contribution)")
+    sp.add_argument("--no-push", dest="push", action="store_false",
+                    help="do not push fresh recent-activity features from this process: a `couponrank ingest` "
+                         "process does it (default: push, every 500 ms)")
     sp.add_argument("--events-db", metavar="PATH",
                     help="the durable log of RecordEvents and its live counters, a SQLite file the per-user "
                          "limits and budgets also read (default: REPO/data/events.db; '' turns RecordEvents off)")
@@ -507,6 +549,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--events-db", metavar="PATH", help="the event log (default: REPO/data/events.db)")
+
+    sp = add("ingest", cmd_ingest,
+             "Follow the server's event log and push each user's fresh recent-activity features into the online "
+             "store (Feast's push API), as its own process: start the servers with --no-push. SIGTERM stops it.")
+    sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
+    sp.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
+    sp.add_argument("--events-db", metavar="PATH", help="the event log (default: REPO/data/events.db)")
+    sp.add_argument("--interval", type=float, default=0.5, help="seconds between pushes (default: %(default)s)")
+    sp.add_argument("--once", action="store_true", help="push what the log holds now, then stop")
 
     sp = add("rank", cmd_rank, "Ask a running server to rank coupons for one user; print the ranking, "
              "the reasons and the coupons dropped.")

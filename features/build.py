@@ -23,12 +23,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from couponrank.features import custom
-from couponrank.features import membership
+from couponrank.features import membership, recent
 from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
 from couponrank.features.request_features import ALL_CATEGORIES
 from couponrank.features.snapshots import Window, change_days, snapshot_windows
 
 DAY = pd.Timedelta(days=1)
+TS_DTYPE = "datetime64[us, UTC]"
 BUILD_FILE = "build.json"  # <repo>/data/build.json: the period the snapshots cover
 # Pseudo-impressions pulling a rate towards the global rate (empirical Bayes smoothing).
 RATE_PRIOR_STRENGTH = 20.0
@@ -36,7 +37,7 @@ NEUTRAL_RATE = 0.05
 
 # The built-in views' sources, in the order build_features writes them.
 BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
-            "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership")
+            "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity")
 
 
 @dataclass
@@ -380,6 +381,39 @@ def audience_columns(audience: pd.Series, config: membership.Membership) -> dict
     }
 
 
+def user_recent_activity(data: CleanData) -> pd.DataFrame:
+    """features/recent.py's counts at each instant a user did something: per behaviour
+    type, the user's events in (t - window, t]. The same counts as recent.counts (the
+    server's pushes), computed for every user at once: each user's times are shifted
+    into a band of their own, wider than the data and the widest window, so that one
+    searchsorted per type and window counts within each user only."""
+    be = data.behaviour_events
+    columns = {"user_id": pd.Series([], dtype=pd.StringDtype()), "event_timestamp": pd.Series([], dtype=TS_DTYPE),
+               "created_timestamp": pd.Series([], dtype=TS_DTYPE)}
+    if be.empty:
+        return pd.DataFrame({**columns, **{f: pd.Series([], dtype=np.float64) for f in recent.FEATURES}})
+    users, code = np.unique(be["user_id"].astype(str).to_numpy(), return_inverse=True)
+    unix = _unix(be["event_ts"])
+    rel = unix - unix.min()
+    band = float(np.ceil(rel.max() + max(recent.WINDOWS.values()) + 1))
+    shifted = code * band + rel  # exact for whole seconds (below 2**53)
+    at, first = np.unique(shifted, return_index=True)  # each distinct (user, instant), sorted
+    kind = be["event_type"].astype(str).to_numpy()
+    feats = {}
+    for event_type, stem in recent.TYPES.items():
+        t = np.sort(shifted[kind == event_type])
+        hi = np.searchsorted(t, at, side="right")
+        for suffix, seconds in recent.WINDOWS.items():
+            feats[f"recent_{stem}_{suffix}"] = (hi - np.searchsorted(t, at - seconds, side="right")).astype(np.float64)
+    stamp = be["event_ts"].iloc[first].reset_index(drop=True)
+    return pd.DataFrame({
+        "user_id": pd.array(users[code[first]], dtype=pd.StringDtype()),  # typed keys: Feast joins on strings
+        "event_timestamp": stamp,
+        "created_timestamp": stamp,
+        **{f: feats[f] for f in recent.FEATURES},
+    })
+
+
 def user_membership(data: CleanData) -> pd.DataFrame:
     """Each user's membership from each change on (raw memberships, stamped at its
     valid_from): tier rank in membership.yaml (0: not a member), segments as a bit mask
@@ -467,6 +501,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "coupon_stats": lambda: coupon_stats(data, clock, coupon_ids),
         "coupon_attributes": lambda: coupon_attributes(data),
         "user_membership": lambda: user_membership(data),
+        "user_recent_activity": lambda: user_recent_activity(data),
     }
     assert tuple(jobs) == BUILT_IN
     out_dir = Path(repo_dir) / "data"

@@ -11,11 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
-from feast import Entity, FeatureService, FeatureView, Field, FileSource, RequestSource, ValueType
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSource, RequestSource, ValueType
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
-from couponrank.features import request_features
+from couponrank.features import recent, request_features
 
 # ---------------------------------------------------------------- entities
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
@@ -151,6 +151,26 @@ user_membership = FeatureView(
                 "The server checks coupon audiences with it.",
 )
 
+# Fresh values pushed by the server as events arrive (RecordEvents, issue 11): Feast's
+# push API writes them into the online store; build-features writes their history (the
+# batch source) with the same definition, features/recent.py. A row says what the last
+# hour and day held at the user's latest event, so it is only read for a day.
+user_recent_activity_push = PushSource(
+    name="user_recent_activity_push",
+    batch_source=_source("user_recent_activity"),
+    description="The user's recent-activity counts, pushed by the server after each batch of behaviour events.",
+)
+
+user_recent_activity = FeatureView(
+    name="user_recent_activity",
+    entities=[user],
+    ttl=timedelta(days=1),
+    schema=[Field(name=name, dtype=Float64) for name in recent.FEATURES],
+    source=user_recent_activity_push,
+    description="Views, add-to-carts and order lines in the hour and the day up to the user's latest event "
+                "(features/recent.py); pushed fresh by the server as events are recorded.",
+)
+
 # ---------------------------------------------------------------- coupon views
 coupon_stats = FeatureView(
     name="coupon_stats",
@@ -222,7 +242,7 @@ def request_context_features(inputs: pd.DataFrame) -> pd.DataFrame:
     # without this module's globals.
     import pandas as pd
 
-    from couponrank.features import request_features
+    from couponrank.features import recent, request_features
 
     columns = {name: inputs[name].to_numpy() for name in request_features.INPUTS}
     return pd.DataFrame(request_features.compute(columns), index=inputs.index)

@@ -122,6 +122,7 @@ class EventRecorder:
         self.log = log_
         self.ranker = ranker  # its catalogue (known coupons) and online store (impressions in the batch data)
         self.clock = clock
+        self.fresh = None  # server/push.py FreshFeatures: pushes recent activity after behaviour events
 
     def _offered_in_batch_data(self, user_id: str, coupon_id: str) -> bool:
         try:
@@ -157,7 +158,12 @@ class EventRecorder:
             accepted.append((i, record))
         if accepted:
             new = self.log.record([r for _, r in accepted])
-            for (i, _), fresh in zip(accepted, new):
+            latest: dict[str, float] = {}
+            for (i, r), fresh in zip(accepted, new):
                 if not fresh:
                     results[i].status = pb.EVENT_STATUS_DUPLICATE
+                elif r.event_type in BEHAVIOUR_TYPES.values():
+                    latest[r.user_id] = max(r.event_ts, latest.get(r.user_id, r.event_ts))
+            if latest and self.fresh is not None:
+                self.fresh.submit(latest)
         return pb.RecordEventsResponse(results=results)

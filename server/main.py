@@ -257,6 +257,14 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
 
         servicer.recorder = EventRecorder(ranker.events, ranker, clock)
         servicer.rankings = ranker.rankings = RankingWriter(ranker.events)
+        from couponrank.server import push
+
+        if not config.push_features:
+            log.info("fresh features are pushed by another process (couponrank ingest), not this one")
+        elif push.supported(ranker.online.store):
+            servicer.recorder.fresh = ranker.fresh = push.FreshFeatures(ranker.online.store, ranker.events)
+        else:
+            log.info("the feature registry has no %s view: recorded events push no fresh features", push.recent.VIEW)
     if config.otlp_endpoint:
         from couponrank.server.telemetry import Tracing
 

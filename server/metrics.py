@@ -55,6 +55,8 @@ class Metrics:
                                      buckets=LATENCY_BUCKETS, registry=r)
         self.refused = Counter("couponrank_refused_total", "Calls refused before any work, by why.", ("why",),
                                registry=r)
+        self.events = Counter("couponrank_events_total", "RecordEvents events by outcome (accepted, duplicate, "
+                              "rejected).", ("status",), registry=r)
         self.model = Info("couponrank_model", "The model being served.", registry=r)
         self.source_age = Gauge("couponrank_feature_source_age_seconds", "Seconds since the coupon feature "
                                 "sources (written by build-features) last changed.", registry=r)
@@ -66,6 +68,8 @@ class Metrics:
         for reason in INELIGIBILITY_REASONS:
             self.ineligible.labels(reason)
         self.refused.labels("deadline_shorter_than_typical_answer")
+        for status in ("accepted", "duplicate", "rejected"):
+            self.events.labels(status)
 
     def serve_http(self, port: int, host: str = "127.0.0.1") -> int:
         """Expose /metrics on ``host:port`` (port 0: a free one); returns the port."""

@@ -130,6 +130,9 @@ class ServerConfig:
     # The durable event log of RecordEvents and its live counters (couponrank/events/log.py),
     # a SQLite file; None: <repo>/data/events.db. "" turns RecordEvents off (UNIMPLEMENTED).
     events_db: str | None = None
+    # Push fresh recent-activity features (server/push.py) from this process; False when a
+    # `couponrank ingest` process does it (keeping the work off the ranking process).
+    push_features: bool = True
     # The tiers and segments of the repository's membership.yaml (features/membership.py):
     # what context.membership may name. None: build_ranker reads the repository's.
     membership: Membership | None = None
@@ -435,6 +438,7 @@ class Ranker:
         self.events = None
         self.live_since = 0.0
         self.rankings = None  # the served-ranking log's writer (closed with the ranker)
+        self.fresh = None  # server/push.py FreshFeatures (closed with the ranker)
 
     def close(self) -> None:
         if not self._closed:
@@ -443,6 +447,8 @@ class Ranker:
             self.online.close()
             if self.rankings is not None:
                 self.rankings.close()
+            if self.fresh is not None:
+                self.fresh.close()
             if self.events is not None:
                 self.events.close()
 
@@ -738,11 +744,15 @@ class CouponRankingServicer(pb_grpc.CouponRankingServiceServicer):
         if not 1 <= n <= MAX_EVENTS:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"events: {n} events; send 1 to {MAX_EVENTS} per call")
         try:
-            return self.recorder.record(request, self.config)
+            response = self.recorder.record(request, self.config)
         except Exception:  # the log cannot be written: nothing of the batch is recorded, so a resend is safe
             log.exception("RecordEvents failed for a batch of %d events", n)
             context.abort(grpc.StatusCode.UNAVAILABLE, "the event log cannot be written now; nothing of this batch "
                                                        "was recorded: send it again later")
+        if self.metrics is not None:
+            for r in response.results:
+                self.metrics.events.labels(pb.EventStatus.Name(r.status).removeprefix("EVENT_STATUS_").lower()).inc()
+        return response
 
     def record_events_bytes(self, data: bytes, context):
         return self.RecordEvents(_parse(pb.RecordEventsRequest, data, context), context)

@@ -396,3 +396,176 @@ def test_every_answer_is_in_the_served_ranking_log_and_exports_carry_its_cart(li
     live_ce = pd.concat(pd.read_parquet(p) for p in (raw / "live" / "coupon_events").glob("*.parquet"))
     shown = live_ce[live_ce.event_id == "logged-imp"].iloc[0]
     assert (shown.cart_value, shown.cart_categories, shown.request_id) == (45.99, "cat01", "req-logged-1")
+
+
+# ------------------------------------------------------------------ fresh features (Feast push)
+def test_the_batch_history_of_recent_activity_equals_the_shared_definition(built):
+    """build-features' user_recent_activity (all users at once) equals recent.counts,
+    which the server's pushes use, user by user."""
+    from couponrank.features import recent
+    from couponrank.features.cleaning import clean_raw
+
+    built_rows = pd.read_parquet(built.repo / "data" / "user_recent_activity.parquet")
+    be = clean_raw(built.raw).behaviour_events
+    be = be.assign(user_id=be.user_id.astype(str), event_type=be.event_type.astype(str))
+    assert len(built_rows) == len(be.drop_duplicates(["user_id", "event_ts"]))
+    checked = 0
+    for user in sorted(be.user_id.unique())[:40]:
+        mine = be[be.user_id == user].sort_values("event_ts", kind="stable")
+        rows = built_rows[built_rows.user_id == user].sort_values("event_timestamp", kind="stable")
+        ts = (mine.event_ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        at = (rows.event_timestamp - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        expected = recent.counts(ts, mine.event_type.to_numpy(), at)
+        for name in recent.FEATURES:
+            np.testing.assert_array_equal(rows[name].to_numpy(), expected[name], err_msg=f"{user} {name}")
+        checked += int((rows[list(recent.FEATURES)].to_numpy() > 1).sum())
+    assert checked > 0  # windows that really hold several events
+
+
+@pytest.fixture(scope="module")
+def fresh_ws(built, tmp_path_factory):
+    """A workspace of its own (pushes write into its online store), applied and materialized."""
+    import shutil
+
+    from couponrank.features import repo
+
+    ws = repo.init_workspace(tmp_path_factory.mktemp("fresh") / "ws")
+    for source in (built.repo / "data").glob("*.parquet"):
+        shutil.copy2(source, ws / "data" / source.name)
+    shutil.copy2(built.repo / "data" / "build.json", ws / "data" / "build.json")
+    repo.apply(ws)
+    repo.materialize(ws, end=(repo.last_snapshot(ws) + pd.Timedelta(seconds=1)).to_pydatetime())
+    return ws
+
+
+def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp_path):
+    """RecordEvents of views, carts and an order line: the user's recent-activity counts
+    at the latest event reach the online store through Feast's push API."""
+    from couponrank.features import recent, repo
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import NOW, UNIX_CLOCK
+
+    running = serve(fresh_ws, built.models, port=0, clock=UNIX_CLOCK, config=ServerConfig(
+        events_db=str(tmp_path / "events.db"), catalog_refresh_seconds=0))
+    try:
+        assert running.ranker.fresh is not None
+        now = pd.Timestamp(NOW)
+        user = "u-events-fresh"
+        kinds = [(pb.BEHAVIOUR_TYPE_VIEW, 150), (pb.BEHAVIOUR_TYPE_VIEW, 50), (pb.BEHAVIOUR_TYPE_VIEW, 5),
+                 (pb.BEHAVIOUR_TYPE_ADD_TO_CART, 4), (pb.BEHAVIOUR_TYPE_ORDER, 1)]  # minutes before now
+        events = [_event(f"fresh-{i}", user, now - pd.Timedelta(minutes=m), behaviour=pb.BehaviourEvent(
+            type=t, item_id="i00001", order_id="o-fresh" if t == pb.BEHAVIOUR_TYPE_ORDER else "",
+            amount=pb.Money(currency_code="USD", amount_minor=1_000) if t == pb.BEHAVIOUR_TYPE_ORDER else None))
+            for i, (t, m) in enumerate(kinds)]
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.CouponRankingServiceStub(channel)
+            assert _record(stub, *events) == [("ACCEPTED", "")] * len(events)
+            running.ranker.fresh.flush()
+            assert running.ranker.fresh.failed == 0
+            store = repo.store(fresh_ws)
+            got = store.get_online_features(features=[f"{recent.VIEW}:{f}" for f in recent.FEATURES],
+                                            entity_rows=[{"user_id": user}]).to_dict()
+            assert {f: got[f][0] for f in recent.FEATURES} == {
+                "recent_views_1h": 2.0, "recent_carts_1h": 1.0, "recent_orders_1h": 1.0,
+                "recent_views_24h": 3.0, "recent_carts_24h": 1.0, "recent_orders_24h": 1.0}
+            # a duplicate resend pushes nothing new, and a later view moves the counts on
+            assert _record(stub, events[0]) == [("DUPLICATE", "")]
+            later = _event("fresh-later", user, now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
+                                                                                 item_id="i00002"))
+            assert _record(stub, later) == [("ACCEPTED", "")]
+            running.ranker.fresh.flush()
+            got = store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
+                                            entity_rows=[{"user_id": user}]).to_dict()
+            assert got["recent_views_1h"] == [3.0]
+    finally:
+        running.stop(0).wait(5)
+
+
+def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, tmp_path):
+    """The whole server killed with SIGKILL while a client streams batches: after a
+    restart, the client resends the batch whose answer it did not get; every event is
+    in the log once and the counters equal a recount."""
+    import socket
+
+    from couponrank.client import CouponRankClient, CouponRankError, behaviour, impression
+
+    db = tmp_path / "events.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def start() -> subprocess.Popen:
+        out = open(tmp_path / "server.log", "a")
+        proc = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(built.repo),
+                                 "--model", str(built.models), "--port", str(port), "--events-db", str(db)],
+                                stdout=out, stderr=subprocess.STDOUT)
+        with CouponRankClient(f"127.0.0.1:{port}", timeout=60.0) as c:
+            assert c.wait_for_ready(120), (tmp_path / "server.log").read_text()
+        return proc
+
+    from couponrank.clock import utc_now
+
+    now = utc_now()  # the server runs on the wall clock: events are stamped now
+    catalog_coupon = pd.read_parquet(built.repo / "data" / "coupon_attributes.parquet").coupon_id.astype(str).min()
+    batches = [[impression(f"k{b}-imp-{i}", f"u-kill-{i % 5}", now, catalog_coupon, position=1, placement="home")
+                if i % 2 else behaviour(f"k{b}-view-{i}", f"u-kill-{i % 5}", now, "view", "i00001")
+                for i in range(50)] for b in range(400)]
+    server = start()
+    acked = 0
+    try:
+        with CouponRankClient(f"127.0.0.1:{port}", timeout=10.0) as client:
+            for batch in batches:
+                if acked == 20:
+                    os.kill(server.pid, signal.SIGKILL)  # mid-stream: the next call has no server
+                    server.wait()
+                try:
+                    client.record_events(batch)
+                    acked += 1
+                except CouponRankError:
+                    break
+        server = start()
+        with CouponRankClient(f"127.0.0.1:{port}", timeout=30.0) as client:
+            for batch in batches[acked:acked + 3]:  # the unanswered batch, resent as is, and two more
+                assert {r.status for r in client.record_events(batch)} <= {"ACCEPTED", "DUPLICATE"}
+            assert {r.status for r in client.record_events(batches[0])} == {"DUPLICATE"}
+    finally:
+        server.kill()
+        server.wait()
+    log = EventLog(db)
+    ids = [e.event_id for e in log.events()]
+    assert len(ids) == len(set(ids)) == 50 * (acked + 3)
+    assert log.recount()
+
+
+def test_couponrank_ingest_pushes_fresh_features_from_its_own_process(built, fresh_ws, tmp_path):
+    """Servers started with --no-push leave the pushes to `couponrank ingest`, which
+    follows the event log: nothing reaches the online store until it runs."""
+    from couponrank.cli import main
+    from couponrank.features import recent, repo
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import NOW, UNIX_CLOCK
+
+    db = tmp_path / "events.db"
+    running = serve(fresh_ws, built.models, port=0, clock=UNIX_CLOCK, config=ServerConfig(
+        events_db=str(db), push_features=False, catalog_refresh_seconds=0))
+    user = "u-events-ingest"
+    try:
+        assert running.ranker.fresh is None
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.CouponRankingServiceStub(channel)
+            views = [_event(f"ingest-{i}", user, pd.Timestamp(NOW) - pd.Timedelta(minutes=10 * i), behaviour=pb.BehaviourEvent(
+                type=pb.BEHAVIOUR_TYPE_VIEW, item_id="i00001")) for i in range(3)]
+            assert _record(stub, *views) == [("ACCEPTED", "")] * 3
+    finally:
+        running.stop(0).wait(5)
+    store = repo.store(fresh_ws)
+
+    def views_1h():
+        return store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
+                                         entity_rows=[{"user_id": user}]).to_dict()["recent_views_1h"][0]
+
+    assert views_1h() is None
+    assert main(["ingest", "--repo", str(fresh_ws), "--events-db", str(db), "--once"]) == 0
+    assert views_1h() == 3.0

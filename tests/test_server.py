@@ -728,7 +728,7 @@ def test_stopping_drains_then_refuses_and_reflection_can_be_off(built):
         assert refused.value.code == grpc.StatusCode.UNAVAILABLE
 
 
-def test_prometheus_metrics_count_calls_codes_and_rankings(built):
+def test_prometheus_metrics_count_calls_codes_and_rankings(built, tmp_path):
     """--metrics-port: the standard gRPC server metrics by method and code, and the
     ranking ones, scraped over HTTP from a real server after known calls."""
     import urllib.request
@@ -739,7 +739,8 @@ def test_prometheus_metrics_count_calls_codes_and_rankings(built):
     from couponrank.server.service import ServerConfig
     from pinned import UNIX_CLOCK
 
-    running = serve(built.repo, built.models, port=0, config=ServerConfig(metrics_port=0), clock=UNIX_CLOCK)
+    running = serve(built.repo, built.models, port=0, config=ServerConfig(
+        metrics_port=0, events_db=str(tmp_path / "events.db")), clock=UNIX_CLOCK)
     target = f"127.0.0.1:{running.port}"
     url = f"http://127.0.0.1:{running.metrics_port}/metrics"
 
@@ -758,6 +759,11 @@ def test_prometheus_metrics_count_calls_codes_and_rankings(built):
             c.rank_coupons("u000001", candidate_ids=["c-nope"], placement="home")
             with pytest.raises(CouponRankError):
                 c.rank_coupons("", placement="home")
+            from couponrank.client import behaviour
+            from pinned import NOW
+
+            view = behaviour("metrics-view-1", "u000001", NOW, "view", "i00001")
+            c.record_events([view, view, pb.Event(event_id="metrics-no-kind", user_id="u000001")])
         with grpc.insecure_channel(target) as channel:
             with pytest.raises(grpc.RpcError):
                 channel.unary_unary(f"/{pb.DESCRIPTOR.services_by_name['CouponRankingService'].full_name}"
@@ -776,6 +782,7 @@ def test_prometheus_metrics_count_calls_codes_and_rankings(built):
     assert value("grpc_server_handled_total", **grpc_labels, grpc_code="INVALID_ARGUMENT") == 2
     assert value("grpc_server_handling_seconds_count", **grpc_labels) == 6
     assert value("couponrank_answers_total", degraded_reason="none") == 4
+    assert [value("couponrank_events_total", status=s) for s in ("accepted", "duplicate", "rejected")] == [1, 1, 1]
     assert value("couponrank_ineligible_total", reason="UNKNOWN_COUPON") == 1
     assert value("couponrank_ineligible_total", reason="MIN_SPEND_NOT_MET") >= 1  # an empty cart at home
     assert value("couponrank_candidates_count") == 4

@@ -74,6 +74,7 @@ CREATE TABLE IF NOT EXISTS events (
     coupon_id TEXT, item_id TEXT, request_id TEXT, placement TEXT, position INTEGER, impression_id TEXT,
     order_id TEXT, amount REAL, discount REAL);
 CREATE INDEX IF NOT EXISTS events_ts ON events (event_ts);
+CREATE INDEX IF NOT EXISTS events_user_ts ON events (user_id, event_ts);
 CREATE TABLE IF NOT EXISTS live_user_coupon (
     user_id TEXT NOT NULL, coupon_id TEXT NOT NULL, day INTEGER NOT NULL,
     impressions INTEGER NOT NULL DEFAULT 0, claims INTEGER NOT NULL DEFAULT 0,
@@ -257,6 +258,29 @@ class EventLog:
                 "GROUP BY coupon_id", (day, *where)):
             discount[where[coupon]] = total
         return redemptions, discount
+
+    def behaviour(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray]:
+        """The user's behaviour events with since < event_ts <= until: times (sorted)
+        and types."""
+        rows = self._conn().execute(
+            f"SELECT event_ts, event_type FROM events WHERE user_id = ? AND event_ts > ? AND event_ts <= ? "
+            f"AND event_type IN ({','.join('?' * len(BEHAVIOUR_EVENT_TYPES))}) ORDER BY event_ts",
+            (user_id, since, until, *BEHAVIOUR_EVENT_TYPES)).fetchall()
+        ts = np.array([r[0] for r in rows], dtype=np.float64)
+        return ts, np.array([r[1] for r in rows], dtype=object)
+
+    def behaviour_since(self, after_rowid: int, limit: int = 100_000) -> tuple[int, dict[str, float]]:
+        """The behaviour events recorded after row ``after_rowid`` (in recording order):
+        the last row read and each user's latest event time among them (a follower's
+        cursor: `couponrank ingest`)."""
+        rows = self._conn().execute(
+            f"SELECT rowid, user_id, event_ts FROM events WHERE rowid > ? AND event_type IN "
+            f"({','.join('?' * len(BEHAVIOUR_EVENT_TYPES))}) ORDER BY rowid LIMIT ?",
+            (after_rowid, *BEHAVIOUR_EVENT_TYPES, limit)).fetchall()
+        latest: dict[str, float] = {}
+        for _, user, ts in rows:
+            latest[user] = max(ts, latest.get(user, ts))
+        return (rows[-1][0] if rows else after_rowid), latest
 
     def offered(self, user_id: str, coupon_id: str) -> bool:
         """Whether an impression of the coupon to the user is recorded here."""
