@@ -50,7 +50,7 @@ def prepare(work: Path) -> tuple[Path, Path]:
     today = utc_today()
     work = work / today.isoformat()  # the data ends today, so that its coupons are valid now
     raw, repo, models = work / "raw", work / "features", work / "models"
-    if not (models / "LATEST").exists():
+    if not (models / "LATEST").exists() or not (repo / "data" / "item_catalog.parquet").exists():
         run_demo(raw, repo, models, size="demo", progress=False, end_date=today)
     return repo, models
 
@@ -61,9 +61,12 @@ def _event(pb, event_id: str, user: str, ts: float, **kind):
     return e
 
 
+ITEMS: list[str] = []  # the workspace's item ids (item_catalog.parquet), set in main
+
+
 def _views(pb, prefix: str, n: int, ts: float) -> list:
     return [_event(pb, f"{prefix}-{i}", f"u-bench-{i % 997}", ts,
-                   behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id=f"i{i % 500:05d}"))
+                   behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEMS[i % len(ITEMS)]))
             for i in range(n)]
 
 
@@ -85,8 +88,9 @@ def bench_log(tmp: Path, n: int) -> dict[int, float]:
     return out
 
 
-def _stream(target: str, ts: float, stop) -> None:
+def _stream(target: str, ts: float, stop, items: list[str]) -> None:
     """Another client: batches of 100 view events until told to stop."""
+    ITEMS[:] = items
     import grpc
 
     from couponrank.v1 import coupon_ranking_service_pb2 as pb
@@ -110,6 +114,7 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir)
     repo, models = prepare(work)
+    ITEMS[:] = sorted(pd.read_parquet(repo / "data" / "item_catalog.parquet").item_id)[:500]
     from couponrank.clock import unix_now
 
     import grpc
@@ -191,7 +196,7 @@ def main() -> None:
             user = f"u-push-{os.getpid()}-{k}"  # new to the online store, whichever run wrote it before
             t = time.perf_counter()
             view = _event(pb, f"push{k}", user, ts, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
-                                                                                  item_id="i00001"))
+                                                                                  item_id=ITEMS[0]))
             stub.RecordEvents(pb.RecordEventsRequest(events=[view]), timeout=10)
             while True:
                 got = store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
@@ -225,7 +230,7 @@ def main() -> None:
 
         alone = latencies()
         stop = mp.Event()
-        streamer = mp.Process(target=_stream, args=(target, ts, stop))
+        streamer = mp.Process(target=_stream, args=(target, ts, stop, ITEMS))
         streamer.start()
         time.sleep(1.0)
         busy = latencies()

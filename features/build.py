@@ -37,7 +37,8 @@ NEUTRAL_RATE = 0.05
 
 # The built-in views' sources, in the order build_features writes them.
 BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
-            "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity")
+            "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity",
+            "item_catalog")
 
 
 @dataclass
@@ -414,6 +415,13 @@ def user_recent_activity(data: CleanData) -> pd.DataFrame:
     })
 
 
+def item_catalog(data: CleanData) -> pd.DataFrame:
+    """The items (id, category, brand, merchant), for the server: RecordEvents rejects
+    behaviour events of items it does not list. Not a feature view's source."""
+    items = data.items
+    return pd.DataFrame({c: items[c].astype(str) for c in ("item_id", "category", "brand", "merchant_id")})
+
+
 def user_membership(data: CleanData) -> pd.DataFrame:
     """Each user's membership from each change on (raw memberships, stamped at its
     valid_from): tier rank in membership.yaml (0: not a member), segments as a bit mask
@@ -502,6 +510,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "coupon_attributes": lambda: coupon_attributes(data),
         "user_membership": lambda: user_membership(data),
         "user_recent_activity": lambda: user_recent_activity(data),
+        "item_catalog": lambda: item_catalog(data),
     }
     assert tuple(jobs) == BUILT_IN
     out_dir = Path(repo_dir) / "data"

@@ -225,11 +225,15 @@ def last_snapshot(repo: Path):
     """The latest row stamp over the snapshot sources under ``<repo>/data`` (a
     pandas Timestamp, UTC): a request at or after it sees every feature. The
     coupon_attributes source is left out: its rows are stamped with each coupon's
-    valid_from, which may lie in the future."""
+    valid_from, which may lie in the future; so are files without stamps (the item
+    catalogue)."""
     import pandas as pd
 
+    import pyarrow.parquet as pq
+
     return max(pd.read_parquet(p, columns=["event_timestamp"]).event_timestamp.max()
-               for p in (Path(repo) / "data").glob("*.parquet") if p.stem != "coupon_attributes")
+               for p in (Path(repo) / "data").glob("*.parquet")
+               if p.stem != "coupon_attributes" and "event_timestamp" in pq.read_schema(p).names)
 
 
 def built_until(repo: Path):

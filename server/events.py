@@ -12,7 +12,9 @@ Rules per event (a rejected event's detail starts with the field's name):
   position >= 1 and a placement; money in an accepted currency, not negative;
 * a redemption's coupon must have been offered to the user: an impression recorded
   here, or one in the data the features were built from (``ucp_impressions_total``);
-* a behaviour event a type and an item id; an order line its order id.
+* a behaviour event a type and an item of the item catalogue (``<repo>/data/
+  item_catalog.parquet``, written by build-features; not checked without one); an
+  order line its order id.
 
 An event whose ``event_id`` is already recorded (in an earlier batch, or earlier in
 the same one) is a DUPLICATE: nothing is counted twice.
@@ -60,7 +62,7 @@ def _money(money: pb.Money, config: ServerConfig, where: str) -> float:
 
 
 def to_record(event: pb.Event, config: ServerConfig, known_coupon: Callable[[str], bool],
-              now: float) -> EventRecord:
+              now: float, known_item: Callable[[str], bool] = lambda item: True) -> EventRecord:
     """The event as a record of the raw schema; Rejected says why it cannot be one."""
     event_id = _id(event.event_id, "event_id")
     user_id = _id(event.user_id, "user_id")
@@ -85,6 +87,8 @@ def to_record(event: pb.Event, config: ServerConfig, known_coupon: Callable[[str
         if b.type not in BEHAVIOUR_TYPES:
             raise Rejected(f"behaviour.type: must be set to a known type, got {b.type}")
         item = _id(b.item_id, "behaviour.item_id")
+        if not known_item(item):
+            raise Rejected(f"behaviour.item_id: no item {quote(item)} in the item catalogue")
         kind_name = BEHAVIOUR_TYPES[b.type]
         if kind_name != "order":
             return EventRecord(**base, event_type=kind_name, item_id=item)
@@ -118,8 +122,9 @@ def to_record(event: pb.Event, config: ServerConfig, known_coupon: Callable[[str
 class EventRecorder:
     """The RecordEvents work behind the servicer: check, write, answer."""
 
-    def __init__(self, log_: EventLog, ranker, clock: Callable[[], float]):
+    def __init__(self, log_: EventLog, ranker, clock: Callable[[], float], items: frozenset[str] | None = None):
         self.log = log_
+        self.items = items  # the item catalogue's ids (build-features' item_catalog); None: not checked
         self.ranker = ranker  # its catalogue (known coupons) and online store (impressions in the batch data)
         self.clock = clock
         self.fresh = None  # server/push.py FreshFeatures: pushes recent activity after behaviour events
@@ -142,7 +147,8 @@ class EventRecorder:
         accepted: list[tuple[int, EventRecord]] = []
         for i, event in enumerate(request.events):
             try:
-                record = to_record(event, config, known, now)
+                record = to_record(event, config, known, now,
+                                   (lambda item: item in self.items) if self.items is not None else (lambda item: True))
                 if record.event_type == "redemption" and not (
                         self.log.offered(record.user_id, record.coupon_id)
                         or any(r.event_type == "impression" and r.user_id == record.user_id
@@ -167,3 +173,17 @@ class EventRecorder:
             if latest and self.fresh is not None:
                 self.fresh.submit(latest)
         return pb.RecordEventsResponse(results=results)
+
+
+def load_items(repo) -> frozenset[str] | None:
+    """The item ids of ``<repo>/data/item_catalog.parquet``; None when the workspace was
+    built before build-features wrote it (items are then not checked)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(repo) / "data" / "item_catalog.parquet"
+    if not path.is_file():
+        log.warning("%s not found: RecordEvents does not check item ids (run couponrank build-features)", path)
+        return None
+    return frozenset(pd.read_parquet(path, columns=["item_id"]).item_id.astype(str))

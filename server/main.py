@@ -253,9 +253,9 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
     servicer = CouponRankingServicer(ranker, clock, callers)
     if ranker.events is not None:
         from couponrank.events.log import RankingWriter
-        from couponrank.server.events import EventRecorder
+        from couponrank.server.events import EventRecorder, load_items
 
-        servicer.recorder = EventRecorder(ranker.events, ranker, clock)
+        servicer.recorder = EventRecorder(ranker.events, ranker, clock, load_items(repo))
         servicer.rankings = ranker.rankings = RankingWriter(ranker.events)
         from couponrank.server import push
 

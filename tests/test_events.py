@@ -20,6 +20,8 @@ from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
 pytest_plugins = ["server_fixtures"]  # built, callers_file
 
+ITEM, OTHER_ITEM = "i000001", "i000002"  # in the tiny data's items (test_items_exist checks)
+
 
 # ------------------------------------------------------------------ the log
 def _red(event_id: str, user="u1", coupon="c1", ts=10 * DAY + 5, discount=2.5) -> EventRecord:
@@ -97,6 +99,11 @@ def test_kill_9_loses_no_acknowledged_event_and_counts_none_twice(tmp_path):
 
 
 # ------------------------------------------------------------------ the server
+def test_items_exist(built):
+    items = set(pd.read_parquet(built.repo / "data" / "item_catalog.parquet").item_id)
+    assert {ITEM, OTHER_ITEM} <= items
+
+
 @pytest.fixture(scope="module")
 def live(built, tmp_path_factory, callers_file):
     """A server of its own with its own event log (the session's workspace stays as it is)."""
@@ -200,14 +207,17 @@ def test_recorded_discounts_exhaust_a_budget_for_everyone(live, catalog):
      "impression.placement"),
     (lambda now, c: _event("x9", "u-never-shown", now, redemption=pb.RedemptionEvent(coupon_id=c)),
      "redemption.coupon_id"),
-    (lambda now, c: _event("x10", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_ORDER, item_id="i1",
+    (lambda now, c: _event("x10", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_ORDER, item_id=ITEM,
                                                                          order_id="o1", amount=pb.Money(
                                                                              currency_code="USD", amount_minor=-1))),
      "behaviour.amount.amount_minor"),
-    (lambda now, c: _event("x11", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_ORDER, item_id="i1")),
+    (lambda now, c: _event("x11", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_ORDER, item_id=ITEM)),
      "behaviour.order_id"),
-    (lambda now, c: _event("x12", "u1", now, behaviour=pb.BehaviourEvent(item_id="i1")), "behaviour.type"),
-    (lambda now, c: _event("x13", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id="i1",
+    (lambda now, c: _event("x12", "u1", now, behaviour=pb.BehaviourEvent(item_id=ITEM)), "behaviour.type"),
+    (lambda now, c: _event("x14", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
+                                                                         item_id="i-not-sold-here")),
+     "behaviour.item_id"),
+    (lambda now, c: _event("x13", "u1", now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM,
                                                                          order_id="o" * 129)), None),
 ])
 def test_a_bad_event_is_rejected_naming_the_field_and_the_rest_is_recorded(live, catalog, make, field):
@@ -218,7 +228,7 @@ def test_a_bad_event_is_rejected_naming_the_field_and_the_rest_is_recorded(live,
     coupon = _limit_one_coupon(catalog, now)
     bad = make(now, coupon)
     good = _event(f"ok-after-{bad.event_id or 'no-id'}", "u-events-ok", now, behaviour=pb.BehaviourEvent(
-        type=pb.BEHAVIOUR_TYPE_VIEW, item_id="i1"))
+        type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM))
     (status, detail), after = _record(stub, bad, good)
     assert after == ("ACCEPTED", "")
     if field is None:  # not an order: its order_id is not read
@@ -252,7 +262,7 @@ def test_only_callers_allowed_may_record_when_the_server_names_callers(built, tm
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.CouponRankingServiceStub(channel)
             event = _event("p1", "u1", pd.Timestamp(NOW), behaviour=pb.BehaviourEvent(
-                type=pb.BEHAVIOUR_TYPE_VIEW, item_id="i1"))
+                type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM))
             request = pb.RecordEventsRequest(events=[event])
             for metadata in ((), (("authorization", "Bearer t-checkout"),)):
                 with pytest.raises(grpc.RpcError) as err:
@@ -455,7 +465,7 @@ def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp
         kinds = [(pb.BEHAVIOUR_TYPE_VIEW, 150), (pb.BEHAVIOUR_TYPE_VIEW, 50), (pb.BEHAVIOUR_TYPE_VIEW, 5),
                  (pb.BEHAVIOUR_TYPE_ADD_TO_CART, 4), (pb.BEHAVIOUR_TYPE_ORDER, 1)]  # minutes before now
         events = [_event(f"fresh-{i}", user, now - pd.Timedelta(minutes=m), behaviour=pb.BehaviourEvent(
-            type=t, item_id="i00001", order_id="o-fresh" if t == pb.BEHAVIOUR_TYPE_ORDER else "",
+            type=t, item_id=ITEM, order_id="o-fresh" if t == pb.BEHAVIOUR_TYPE_ORDER else "",
             amount=pb.Money(currency_code="USD", amount_minor=1_000) if t == pb.BEHAVIOUR_TYPE_ORDER else None))
             for i, (t, m) in enumerate(kinds)]
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -472,7 +482,7 @@ def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp
             # a duplicate resend pushes nothing new, and a later view moves the counts on
             assert _record(stub, events[0]) == [("DUPLICATE", "")]
             later = _event("fresh-later", user, now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
-                                                                                 item_id="i00002"))
+                                                                                 item_id=OTHER_ITEM))
             assert _record(stub, later) == [("ACCEPTED", "")]
             running.ranker.fresh.flush()
             got = store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
@@ -509,7 +519,7 @@ def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, t
     now = utc_now()  # the server runs on the wall clock: events are stamped now
     catalog_coupon = pd.read_parquet(built.repo / "data" / "coupon_attributes.parquet").coupon_id.astype(str).min()
     batches = [[impression(f"k{b}-imp-{i}", f"u-kill-{i % 5}", now, catalog_coupon, position=1, placement="home")
-                if i % 2 else behaviour(f"k{b}-view-{i}", f"u-kill-{i % 5}", now, "view", "i00001")
+                if i % 2 else behaviour(f"k{b}-view-{i}", f"u-kill-{i % 5}", now, "view", ITEM)
                 for i in range(50)] for b in range(400)]
     server = start()
     acked = 0
@@ -556,7 +566,7 @@ def test_couponrank_ingest_pushes_fresh_features_from_its_own_process(built, fre
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.CouponRankingServiceStub(channel)
             views = [_event(f"ingest-{i}", user, pd.Timestamp(NOW) - pd.Timedelta(minutes=10 * i), behaviour=pb.BehaviourEvent(
-                type=pb.BEHAVIOUR_TYPE_VIEW, item_id="i00001")) for i in range(3)]
+                type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM)) for i in range(3)]
             assert _record(stub, *views) == [("ACCEPTED", "")] * 3
     finally:
         running.stop(0).wait(5)

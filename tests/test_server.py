@@ -762,7 +762,7 @@ def test_prometheus_metrics_count_calls_codes_and_rankings(built, tmp_path):
             from couponrank.client import behaviour
             from pinned import NOW
 
-            view = behaviour("metrics-view-1", "u000001", NOW, "view", "i00001")
+            view = behaviour("metrics-view-1", "u000001", NOW, "view", "i000001")
             c.record_events([view, view, pb.Event(event_id="metrics-no-kind", user_id="u000001")])
         with grpc.insecure_channel(target) as channel:
             with pytest.raises(grpc.RpcError):
