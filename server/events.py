@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from couponrank.events.log import EventLog, EventRecord
 from couponrank.server.service import (MAX_ID_BYTES, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS, InvalidArgument,
-                                       ServerConfig, _placement, money_amount, quote)
+                                       ServerConfig, _check_size, _placement, money_amount, quote)
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,10 @@ def _id(value: str, where: str, required: bool = True) -> str | None:
         if required:
             raise Rejected(f"{where}: must not be empty")
         return None
-    size = len(value.encode())
-    if size > MAX_ID_BYTES:
-        raise Rejected(f"{where}: {size} bytes, more than the limit of {MAX_ID_BYTES}: {quote(value)}")
+    try:
+        _check_size(where, value)  # the same limit and message as RankCoupons' ids
+    except InvalidArgument as exc:
+        raise Rejected(str(exc)) from None
     return value
 
 

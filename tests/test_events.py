@@ -195,6 +195,7 @@ def test_recorded_discounts_exhaust_a_budget_for_everyone(live, catalog):
 @pytest.mark.parametrize("make, field", [
     (lambda now, c: _event("", "u1", now, claim=pb.ClaimEvent(coupon_id=c)), "event_id"),
     (lambda now, c: _event("x1", "", now, claim=pb.ClaimEvent(coupon_id=c)), "user_id"),
+    (lambda now, c: _event("x0" + "e" * 127, "u1", now, claim=pb.ClaimEvent(coupon_id=c)), "event_id"),
     (lambda now, c: pb.Event(event_id="x2", user_id="u1", claim=pb.ClaimEvent(coupon_id=c)), "event_time"),
     (lambda now, c: _event("x3", "u1", now + pd.Timedelta(hours=2), claim=pb.ClaimEvent(coupon_id=c)), "event_time"),
     (lambda now, c: _event("x4", "u1", now - pd.Timedelta(days=31), claim=pb.ClaimEvent(coupon_id=c)), "event_time"),
@@ -227,7 +228,7 @@ def test_a_bad_event_is_rejected_naming_the_field_and_the_rest_is_recorded(live,
     now = pd.Timestamp(NOW)
     coupon = _limit_one_coupon(catalog, now)
     bad = make(now, coupon)
-    good = _event(f"ok-after-{bad.event_id or 'no-id'}", "u-events-ok", now, behaviour=pb.BehaviourEvent(
+    good = _event(f"ok-after-{bad.event_id[:8] or 'no-id'}", "u-events-ok", now, behaviour=pb.BehaviourEvent(
         type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM))
     (status, detail), after = _record(stub, bad, good)
     assert after == ("ACCEPTED", "")
