@@ -254,13 +254,11 @@ def cmd_serve(args) -> None:
 
 
 def cmd_export_events(args) -> None:
-    from couponrank.events.log import EventLog, EventLogError, export
+    from couponrank.events import open_log
+    from couponrank.events.log import EventLogError, export
 
-    db = Path(args.events_db) if args.events_db else Path(args.repo) / "data" / "events.db"
-    if not db.is_file():
-        raise CliError(f"{db}: no event log there (the server writes it: couponrank serve --events-db)")
     try:
-        written = export(EventLog(db), Path(args.raw))
+        written = export(open_log(args.events_db, args.repo, must_exist=True), Path(args.raw))
     except (EventLogError, OSError) as exc:
         raise CliError(str(exc)) from exc
     for table, rows in written.items():
@@ -271,39 +269,58 @@ def cmd_ingest(args) -> None:
     import signal
     import threading
 
-    from couponrank.events.log import EventLog, EventLogError
+    from couponrank.events import open_log
+    from couponrank.events.log import EventLogError
     from couponrank.features import repo
+    from couponrank.schema import BEHAVIOUR_EVENT_TYPES
     from couponrank.server import push
 
-    db = Path(args.events_db) if args.events_db else Path(args.repo) / "data" / "events.db"
-    if not db.is_file():
-        raise CliError(f"{db}: no event log there (the server writes it: couponrank serve --events-db)")
     try:
         store = repo.store(Path(args.repo), args.online)
-        log = EventLog(db)
+        log = open_log(args.events_db, args.repo, must_exist=True)
+        follower = log.follower(args.group, args.consumer, claim_idle=args.claim_idle)
     except (EventLogError, OSError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     if not push.supported(store):
         raise CliError(f"{args.repo}: the feature registry has no {push.recent.VIEW} view and push source; apply a "
                        "repository that defines them (couponrank apply)")
-    fresh = push.FreshFeatures(store, log, interval=args.interval)
+    fresh = push.FreshFeatures(store, log, interval=None)  # pushed here, before each acknowledgement
     stop = threading.Event()
     if not args.once:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        print(f"ingest: pushing fresh features from {db} every {args.interval:g} s; SIGTERM to stop", flush=True)
-    cursor = 0  # from the start: each user's latest counts are pushed again, which changes nothing
-    while True:
-        cursor, latest = log.behaviour_since(cursor)
-        fresh.submit(latest)
-        if args.once and not latest:
-            break
-        if not args.once and stop.wait(args.interval):
-            break
-    fresh.close()
-    print(f"ingest: {fresh.pushed:,} user pushes, {fresh.failed} failed")
+        print(f"ingest: pushing fresh features from {log.where} every {args.interval:g} s; SIGTERM to stop", flush=True)
+    try:
+        applied = _follow(follower, fresh, stop, args.interval, args.once, BEHAVIOUR_EVENT_TYPES)
+    except EventLogError as exc:  # the log went away: what was not acknowledged is handed out again later
+        raise CliError(str(exc)) from exc
+    print(f"ingest: {applied:,} events applied, {fresh.pushed:,} user pushes, {fresh.failed} failed")
     if fresh.failed:
         raise CliError("some pushes failed; the log above says why")
+
+
+def _follow(follower, fresh, stop, interval: float, once: bool, behaviour_types) -> int:
+    """Read, push, acknowledge, until stopped (``once``: until the log is read); the
+    events applied."""
+    applied = 0
+    while True:
+        ids, records = follower.read()
+        latest: dict[str, float] = {}
+        for r in records:
+            if r.event_type in behaviour_types:
+                latest[r.user_id] = max(r.event_ts, latest.get(r.user_id, r.event_ts))
+        fresh.submit(latest)
+        if not fresh.flush():  # the store failed (logged): the entries stay unacknowledged
+            if once or stop.wait(interval):
+                return applied
+            follower.rewind()  # hand them out again
+            continue
+        follower.ack(ids)  # only once applied: a process killed before this leaves them to the next
+        applied += len(ids)
+        if not ids and (once or stop.wait(interval)):
+            return applied
+        if stop.is_set():
+            return applied
 
 
 def cmd_rank(args) -> None:
@@ -479,9 +496,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-push", dest="push", action="store_false",
                     help="do not push fresh recent-activity features from this process: a `couponrank ingest` "
                          "process does it (default: push, every 500 ms)")
-    sp.add_argument("--events-db", metavar="PATH",
-                    help="the durable log of RecordEvents and its live counters, a SQLite file the per-user "
-                         "limits and budgets also read (default: REPO/data/events.db; '' turns RecordEvents off)")
+    sp.add_argument("--events-db", metavar="PATH|URL",
+                    help="the durable log of RecordEvents and its live counters, which the per-user limits and "
+                         "budgets also read: a SQLite file (one machine), or a redis://host:port/db URL (rediss:// "
+                         "for TLS) that several servers share (default: REPO/data/events.db; '' turns RecordEvents "
+                         "off)")
     sp.add_argument("--workers", type=int, default=1,
                     help="server processes sharing the port (SO_REUSEPORT), to use more than one core "
                          "(default: %(default)s)")
@@ -548,14 +567,25 @@ def build_parser() -> argparse.ArgumentParser:
              "snapshots end. Days already exported are rewritten whole.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
-    sp.add_argument("--events-db", metavar="PATH", help="the event log (default: REPO/data/events.db)")
+    sp.add_argument("--events-db", metavar="PATH|URL",
+                    help="the event log: a SQLite file or a redis:// URL (default: REPO/data/events.db)")
 
     sp = add("ingest", cmd_ingest,
              "Follow the server's event log and push each user's fresh recent-activity features into the online "
-             "store (Feast's push API), as its own process: start the servers with --no-push. SIGTERM stops it.")
+             "store (Feast's push API), as its own process: start the servers with --no-push. On Redis it reads the "
+             "events stream in a consumer group and acknowledges entries only after their push, so several ingest "
+             "processes share the work and one that dies leaves nothing unapplied. SIGTERM stops it.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--online", choices=["sqlite", "redis"], default="sqlite")
-    sp.add_argument("--events-db", metavar="PATH", help="the event log (default: REPO/data/events.db)")
+    sp.add_argument("--events-db", metavar="PATH|URL",
+                    help="the event log: a SQLite file or a redis:// URL (default: REPO/data/events.db)")
+    sp.add_argument("--group", default="ingest",
+                    help="Redis consumer group: processes of one group share the events (default: %(default)s)")
+    sp.add_argument("--consumer", help="this process's name in the group; a restarted process of the same name "
+                                       "first takes back what it left unacknowledged (default: host-pid)")
+    sp.add_argument("--claim-idle", type=float, default=30.0, metavar="SECONDS",
+                    help="take over entries another consumer of the group left unacknowledged this long "
+                         "(default: %(default)s)")
     sp.add_argument("--interval", type=float, default=0.5, help="seconds between pushes (default: %(default)s)")
     sp.add_argument("--once", action="store_true", help="push what the log holds now, then stop")
 

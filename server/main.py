@@ -107,10 +107,13 @@ def build_ranker(repo: Path, model: Path, online: str = "sqlite", config: Server
     ranker = Ranker(catalog, features, ranker_model, config)
     ranker.service_features = service_features  # what a hot-reloaded model is checked against
     if config.events_db != "":
-        from couponrank.events.log import EventLog
+        from couponrank.events import open_log
         from couponrank.features.repo import built_until
 
-        ranker.events = EventLog(Path(config.events_db) if config.events_db else Path(repo) / "data" / "events.db")
+        ranker.events = open_log(config.events_db, repo, read_timeout=config.store_timeout)
+        warning = getattr(ranker.events, "durability_warning", lambda: None)()
+        if warning:
+            log.warning("event log %s: %s", ranker.events.where, warning)
         ranker.live_since = built_until(repo).timestamp()
     _warm_up(ranker)
     return ranker

@@ -17,7 +17,6 @@ import threading
 import numpy as np
 import pandas as pd
 
-from couponrank.events.log import EventLog
 from couponrank.features import recent
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class FreshFeatures:
     server's reads wait for it: pushing every half second (a user's events in between
     coalesce) keeps those waits rare and fresh values under a second old."""
 
-    def __init__(self, store, log_: EventLog, interval: float = 0.5):
+    def __init__(self, store, log_, interval: float | None = 0.5):
         self.store = store
         self.log = log_
         self.interval = interval
@@ -49,8 +48,10 @@ class FreshFeatures:
         self._pending: dict[str, float] = {}  # user -> latest event time to compute at
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="push-features", daemon=True)
-        self._thread.start()
+        self._thread = None  # interval None: the owner calls flush() itself (couponrank ingest)
+        if interval is not None:
+            self._thread = threading.Thread(target=self._run, name="push-features", daemon=True)
+            self._thread.start()
 
     def submit(self, latest: dict[str, float]) -> None:
         """Queue users with the time of their latest recorded behaviour event."""
@@ -71,20 +72,22 @@ class FreshFeatures:
         frame["created_timestamp"] = frame["event_timestamp"]
         return frame
 
-    def flush(self) -> None:
-        """Push everything queued so far."""
+    def flush(self) -> bool:
+        """Push everything queued so far; False when the push failed (logged)."""
         with self._lock:
             users, self._pending = self._pending, {}
         if not users:
-            return
+            return True
         try:
             from feast.data_source import PushMode
 
             self.store.push(recent.PUSH_SOURCE, self.frame(users), to=PushMode.ONLINE)
             self.pushed += len(users)
+            return True
         except Exception as exc:  # the store or the log: log it, keep serving; the next event pushes again
             self.failed += 1
             log.warning("pushing recent activity for %d user(s) failed: %s: %s", len(users), type(exc).__name__, exc)
+            return False
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -92,5 +95,6 @@ class FreshFeatures:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(5)
+        if self._thread is not None:
+            self._thread.join(5)
         self.flush()

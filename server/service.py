@@ -127,8 +127,10 @@ class ServerConfig:
     # How often the online store is probed for being empty (server/store_watch.py): an
     # empty store degrades answers and turns health NOT_SERVING. 0: never probed.
     store_check_seconds: float = 5.0
-    # The durable event log of RecordEvents and its live counters (couponrank/events/log.py),
-    # a SQLite file; None: <repo>/data/events.db. "" turns RecordEvents off (UNIMPLEMENTED).
+    # The durable event log of RecordEvents and its live counters: a SQLite file
+    # (couponrank/events/log.py) or a redis:// URL several replicas share
+    # (couponrank/events/redis_log.py); None: <repo>/data/events.db. "" turns RecordEvents
+    # off (UNIMPLEMENTED).
     events_db: str | None = None
     # Push fresh recent-activity features (server/push.py) from this process; False when a
     # `couponrank ingest` process does it (keeping the work off the ranking process).

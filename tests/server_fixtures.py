@@ -103,3 +103,30 @@ def catalog(built):
     from couponrank.server.catalog import load_catalog
 
     return load_catalog(built.repo)
+
+
+@pytest.fixture(scope="module")
+def fresh_ws(built, tmp_path_factory):
+    """A workspace of its own (pushes write into its online store), applied and materialized."""
+    import shutil
+
+    from couponrank.features import repo
+
+    ws = repo.init_workspace(tmp_path_factory.mktemp("fresh") / "ws")
+    for source in (built.repo / "data").glob("*.parquet"):
+        shutil.copy2(source, ws / "data" / source.name)
+    shutil.copy2(built.repo / "data" / "build.json", ws / "data" / "build.json")
+    repo.apply(ws)
+    repo.materialize(ws, end=(repo.last_snapshot(ws) + pd.Timedelta(seconds=1)).to_pydatetime())
+    return ws
+
+
+def limit_one_coupon(catalog, when: pd.Timestamp) -> str:
+    """A coupon active at ``when``, open to all, usable once per user, budget left."""
+    import numpy as np
+
+    c = catalog.columns
+    rows = catalog.active(when.timestamp())
+    rows = rows[(c["coupon_per_user_limit"][rows] == 1) & (c["coupon_audience"][rows] == "all")
+                & ~(np.nan_to_num(c["coupon_budget_used_frac"][rows]) >= 1)]
+    return str(min(catalog.ids[rows]))

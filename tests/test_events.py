@@ -17,6 +17,7 @@ import pytest
 from couponrank.events.log import DAY, EventLog, EventRecord
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
+from server_fixtures import limit_one_coupon
 
 pytest_plugins = ["server_fixtures"]  # built, callers_file
 
@@ -26,25 +27,6 @@ ITEM, OTHER_ITEM = "i000001", "i000002"  # in the tiny data's items (test_items_
 # ------------------------------------------------------------------ the log
 def _red(event_id: str, user="u1", coupon="c1", ts=10 * DAY + 5, discount=2.5) -> EventRecord:
     return EventRecord(event_id, user, "redemption", float(ts), coupon_id=coupon, discount=discount)
-
-
-def test_each_event_is_counted_once_and_by_day(tmp_path):
-    log = EventLog(tmp_path / "events.db")
-    imp = EventRecord("i1", "u1", "impression", 10 * DAY + 1.0, coupon_id="c1", placement="home", position=1)
-    assert log.record([imp, _red("r1"), _red("r1"), _red("r2", ts=12 * DAY)]) == [True, True, False, True]
-    assert log.record([_red("r2", ts=12 * DAY)]) == [False]  # a resent batch moves nothing
-    used, discount = log.live("u1", ["c1", "c2"], since=10 * DAY + 3600)  # counted from day 10 on
-    assert used.tolist() == [2.0, 0.0] and discount.tolist() == [5.0, 0.0]
-    used, discount = log.live("u1", ["c1"], since=11 * DAY)  # the snapshot holds day 10
-    assert used.tolist() == [1.0] and discount.tolist() == [2.5]
-    assert log.live("u2", ["c1"], since=0)[0].tolist() == [0.0]
-    assert log.live("u2", ["c1"], since=0)[1].tolist() == [5.0]  # the budget is everyone's
-    assert log.offered("u1", "c1") and not log.offered("u2", "c1")
-    assert [e.event_id for e in log.events()] == ["i1", "r1", "r2"]
-    assert log.recount()
-    log.close()
-    reopened = EventLog(tmp_path / "events.db")  # durable: a new process sees the same
-    assert reopened.live("u1", ["c1"], since=0)[0].tolist() == [2.0] and reopened.recount()
 
 
 def test_recount_notices_counters_that_disagree_with_the_events(tmp_path):
@@ -142,20 +124,12 @@ def _rank(stub, user: str, coupons: list[str], when: pd.Timestamp) -> dict[str, 
     return out
 
 
-def _limit_one_coupon(catalog, when: pd.Timestamp) -> str:
-    c = catalog.columns
-    rows = catalog.active(when.timestamp())
-    rows = rows[(c["coupon_per_user_limit"][rows] == 1) & (c["coupon_audience"][rows] == "all")
-                & ~(np.nan_to_num(c["coupon_budget_used_frac"][rows]) >= 1)]
-    return str(min(catalog.ids[rows]))
-
-
 def test_a_recorded_redemption_reaches_the_next_ranking(live, built, catalog):
     from pinned import NOW
 
     _, stub, _ = live
     now = pd.Timestamp(NOW)
-    coupon, user = _limit_one_coupon(catalog, now), "u-events-new-shopper"
+    coupon, user = limit_one_coupon(catalog, now), "u-events-new-shopper"
     assert _rank(stub, user, [coupon], now) == {coupon: "RANKED"}
     shown = _event("ev-imp-1", user, now - pd.Timedelta(minutes=30),
                    impression=pb.ImpressionEvent(request_id="r-1", coupon_id=coupon, position=1,
@@ -226,7 +200,7 @@ def test_a_bad_event_is_rejected_naming_the_field_and_the_rest_is_recorded(live,
 
     _, stub, _ = live
     now = pd.Timestamp(NOW)
-    coupon = _limit_one_coupon(catalog, now)
+    coupon = limit_one_coupon(catalog, now)
     bad = make(now, coupon)
     good = _event(f"ok-after-{bad.event_id[:8] or 'no-id'}", "u-events-ok", now, behaviour=pb.BehaviourEvent(
         type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM))
@@ -280,7 +254,7 @@ def test_with_the_store_down_recorded_redemptions_still_count(live, catalog, mon
 
     running, stub, _ = live
     now = pd.Timestamp(NOW)
-    coupon, user = _limit_one_coupon(catalog, now), "u-events-store-down"
+    coupon, user = limit_one_coupon(catalog, now), "u-events-store-down"
     assert _record(stub, _event("sd-imp", user, now - pd.Timedelta(minutes=5), impression=pb.ImpressionEvent(
         coupon_id=coupon, position=1, placement=pb.PLACEMENT_HOME)), _event(
         "sd-red", user, now - pd.Timedelta(minutes=4), redemption=pb.RedemptionEvent(coupon_id=coupon))) == [
@@ -384,7 +358,7 @@ def test_every_answer_is_in_the_served_ranking_log_and_exports_carry_its_cart(li
 
     running, stub, db = live
     now = pd.Timestamp(NOW)
-    coupon = _limit_one_coupon(catalog, now)
+    coupon = limit_one_coupon(catalog, now)
     req = pb.RankCouponsRequest(request_id="req-logged-1", user_id="u-events-logged", candidate_coupon_ids=[
         coupon, "c-no-such"], context=pb.RequestContext(placement=pb.PLACEMENT_CART, cart_categories=["cat01"],
                                                         cart_total=pb.Money(currency_code="USD", amount_minor=4_599)))
@@ -433,22 +407,6 @@ def test_the_batch_history_of_recent_activity_equals_the_shared_definition(built
     assert checked > 0  # windows that really hold several events
 
 
-@pytest.fixture(scope="module")
-def fresh_ws(built, tmp_path_factory):
-    """A workspace of its own (pushes write into its online store), applied and materialized."""
-    import shutil
-
-    from couponrank.features import repo
-
-    ws = repo.init_workspace(tmp_path_factory.mktemp("fresh") / "ws")
-    for source in (built.repo / "data").glob("*.parquet"):
-        shutil.copy2(source, ws / "data" / source.name)
-    shutil.copy2(built.repo / "data" / "build.json", ws / "data" / "build.json")
-    repo.apply(ws)
-    repo.materialize(ws, end=(repo.last_snapshot(ws) + pd.Timedelta(seconds=1)).to_pydatetime())
-    return ws
-
-
 def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp_path):
     """RecordEvents of views, carts and an order line: the user's recent-activity counts
     at the latest event reach the online store through Feast's push API."""
@@ -493,15 +451,24 @@ def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp
         running.stop(0).wait(5)
 
 
-def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, tmp_path, backend, request):
     """The whole server killed with SIGKILL while a client streams batches: after a
     restart, the client resends the batch whose answer it did not get; every event is
-    in the log once and the counters equal a recount."""
+    in the log once and the counters equal a recount. On SQLite and on Redis."""
     import socket
 
     from couponrank.client import CouponRankClient, CouponRankError, behaviour, impression
 
-    db = tmp_path / "events.db"
+    if backend == "redis":
+        import redis
+
+        from couponrank.events.redis_log import RedisEventLog
+
+        db = f"redis://{request.getfixturevalue('redis_server')}/7"
+        redis.Redis.from_url(db).flushdb()
+    else:
+        db = tmp_path / "events.db"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -543,7 +510,7 @@ def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, t
     finally:
         server.kill()
         server.wait()
-    log = EventLog(db)
+    log = RedisEventLog(db) if backend == "redis" else EventLog(db)
     ids = [e.event_id for e in log.events()]
     assert len(ids) == len(set(ids)) == 50 * (acked + 3)
     assert log.recount()

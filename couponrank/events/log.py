@@ -169,6 +169,7 @@ class EventLog:
 
     def __init__(self, path: Path | str, busy_timeout: float = 5.0):
         self.path = Path(path)
+        self.where = str(self.path)  # what messages name
         self.busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -269,18 +270,9 @@ class EventLog:
         ts = np.array([r[0] for r in rows], dtype=np.float64)
         return ts, np.array([r[1] for r in rows], dtype=object)
 
-    def behaviour_since(self, after_rowid: int, limit: int = 100_000) -> tuple[int, dict[str, float]]:
-        """The behaviour events recorded after row ``after_rowid`` (in recording order):
-        the last row read and each user's latest event time among them (a follower's
-        cursor: `couponrank ingest`)."""
-        rows = self._conn().execute(
-            f"SELECT rowid, user_id, event_ts FROM events WHERE rowid > ? AND event_type IN "
-            f"({','.join('?' * len(BEHAVIOUR_EVENT_TYPES))}) ORDER BY rowid LIMIT ?",
-            (after_rowid, *BEHAVIOUR_EVENT_TYPES, limit)).fetchall()
-        latest: dict[str, float] = {}
-        for _, user, ts in rows:
-            latest[user] = max(ts, latest.get(user, ts))
-        return (rows[-1][0] if rows else after_rowid), latest
+    def follower(self, group: str = "ingest", consumer: str | None = None, claim_idle: float = 30.0) -> "CursorFollower":
+        """A reader of the events in recording order (``couponrank ingest``)."""
+        return CursorFollower(self)
 
     def offered(self, user_id: str, coupon_id: str) -> bool:
         """Whether an impression of the coupon to the user is recorded here."""
@@ -316,6 +308,48 @@ class EventLog:
                 conn.close()
             self._conns.clear()
         self._local = threading.local()
+
+
+class CursorFollower:
+    """Follows the SQLite log by row id, from its start: a process that follows it again
+    re-applies everything, which is harmless for what followers do (pushes set values).
+    The same interface as the Redis log's consumer-group follower."""
+
+    def __init__(self, log_: EventLog):
+        self.log = log_
+        self.cursor = self.acked = 0  # row ids: handed out up to, acknowledged up to
+
+    def read(self, limit: int = 10_000) -> tuple[list[int], list[EventRecord]]:
+        """The next events (at most ``limit``): their row ids (for ``ack``) and records."""
+        rows = self.log._conn().execute(f"SELECT rowid, {', '.join(COLUMNS)} FROM events WHERE rowid > ? "
+                                        "ORDER BY rowid LIMIT ?", (self.cursor, limit)).fetchall()
+        if rows:
+            self.cursor = rows[-1][0]
+        return [r[0] for r in rows], [EventRecord(*r[1:]) for r in rows]
+
+    def ack(self, ids) -> None:
+        if ids:
+            self.acked = max(self.acked, max(ids))
+
+    def rewind(self) -> None:
+        """Hand out again what was read and not acknowledged."""
+        self.cursor = self.acked
+
+
+def _counters_of(r: EventRecord) -> list[tuple[tuple, float]]:
+    """The counters one new event moves, as ((kind, user or "", coupon, day), amount):
+    ui/uc/ur the user's impressions, claims, redemptions of the coupon; ci/cr/cd the
+    coupon's impressions, redemptions and discount given. The Redis log's layout; the
+    recount of both logs."""
+    if r.event_type in BEHAVIOUR_EVENT_TYPES or r.coupon_id is None:
+        return []
+    day = int(r.event_ts // DAY)
+    if r.event_type == "impression":
+        return [(("ui", r.user_id, r.coupon_id, day), 1.0), (("ci", "", r.coupon_id, day), 1.0)]
+    if r.event_type == "claim":
+        return [(("uc", r.user_id, r.coupon_id, day), 1.0)]
+    return [(("ur", r.user_id, r.coupon_id, day), 1.0), (("cr", "", r.coupon_id, day), 1.0),
+            (("cd", "", r.coupon_id, day), float(r.discount or 0.0))]
 
 
 def _count(conn: sqlite3.Connection, r: EventRecord) -> None:
