@@ -45,6 +45,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from redis_server import start_redis  # noqa: E402 (bench/redis_server.py, beside this script)
 
 
 def prepare(work: Path) -> tuple[Path, Path]:
@@ -72,33 +74,6 @@ def _views(pb, prefix: str, n: int, ts: float) -> list:
     return [_event(pb, f"{prefix}-{i}", f"u-bench-{i % 997}", ts,
                    behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEMS[i % len(ITEMS)]))
             for i in range(n)]
-
-
-def start_redis(work: Path, appendfsync: str) -> tuple[subprocess.Popen, str]:
-    """A redis-server of the bench's own on a free loopback port, with an empty AOF."""
-    import shutil
-    import socket
-
-    import redis
-
-    folder = work / "redis"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "yes", "--appendfsync", appendfsync, "--dir", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            redis.Redis.from_url(url).ping()
-            return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    sys.exit("redis-server did not start")
 
 
 def bench_log(tmp: Path, n: int, url: str | None = None) -> dict[int, float]:
