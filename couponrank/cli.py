@@ -262,7 +262,8 @@ def cmd_export_events(args) -> None:
     except (EventLogError, OSError) as exc:
         raise CliError(str(exc)) from exc
     for table, rows in written.items():
-        print(f"{table}: {rows:,} recorded events -> {Path(args.raw) / 'live' / table}")
+        what = "new users first seen in the events" if table == "users" else "recorded events"
+        print(f"{table}: {rows:,} {what} -> {Path(args.raw) / 'live' / table}")
 
 
 def cmd_ingest(args) -> None:
@@ -563,8 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("export-events", cmd_export_events,
              "Write the events the server recorded (RecordEvents) into the raw folder, one Parquet file per event "
              "table and day (RAW/live/<table>/<day>.parquet, the raw schema), so that build-features and train read "
-             "them with the batch data. Run it before build-features: the live counters start where the built "
-             "snapshots end. Days already exported are rewritten whole.")
+             "them with the batch data; the events' users that RAW/users.parquet does not list go into "
+             "RAW/live/users/<day first seen>.parquet. Run it before build-features: the live counters start where "
+             "the built snapshots end. Days already exported are rewritten whole.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
     sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
     sp.add_argument("--events-db", metavar="PATH|URL",

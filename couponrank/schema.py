@@ -41,19 +41,23 @@ class Table:
     timestamp: str | None = None  # event-time column, if the table is an event log
     # Columns a file may lack (added after the table was first published): read as nulls.
     optional: tuple[str, ...] = ()
+    # `couponrank export-events` writes into live/<table>/: the recorded events, and the
+    # users first seen in them
+    live: bool = False
 
     @property
     def file(self) -> str:
         return f"{self.name}.parquet"
 
     def files_in(self, raw_dir) -> list:
-        """The table's files in a raw folder: its own file, then for an event log the
-        day partitions of recorded events (``live/<table>/<YYYY-MM-DD>.parquet``, written
-        by `couponrank export-events`) in day order."""
+        """The table's files in a raw folder: its own file, then for the tables
+        `couponrank export-events` writes (``live``) the day partitions of recorded events
+        or of the users first seen in them (``live/<table>/<YYYY-MM-DD>.parquet``) in day
+        order."""
         from pathlib import Path
 
         raw_dir = Path(raw_dir)
-        parts = sorted((raw_dir / LIVE_DIR / self.name).glob("*.parquet")) if self.timestamp else []
+        parts = sorted((raw_dir / LIVE_DIR / self.name).glob("*.parquet")) if self.live else []
         return [raw_dir / self.file, *parts]
 
 
@@ -67,6 +71,7 @@ USERS = Table(
         ]
     ),
     key=("user_id",),
+    live=True,
 )
 
 ITEMS = Table(
@@ -120,6 +125,7 @@ BEHAVIOUR_EVENTS = Table(
     ),
     key=("event_id",),
     timestamp="event_ts",
+    live=True,
 )
 
 COUPON_EVENTS = Table(
@@ -143,6 +149,7 @@ COUPON_EVENTS = Table(
     ),
     key=("event_id",),
     timestamp="event_ts",
+    live=True,
 )
 
 # Written by the synthetic generator only: the true redemption probability of each

@@ -76,7 +76,7 @@ class CleanData:
 
 def read_table(raw_dir: Path, table: Table) -> pd.DataFrame:
     """Read one raw table, checking and casting every schema column: its Parquet file
-    and, for an event log, the day partitions of exported recorded events
+    and, for the tables `couponrank export-events` writes, their day partitions
     (``live/<table>/``, schema.Table.files_in)."""
     path, *parts = table.files_in(raw_dir)
     if not path.is_file():

@@ -324,6 +324,10 @@ def test_exported_events_are_read_with_the_batch_data_once(tmp_path, handmade_ra
                     request_id="live-req"),
         EventRecord("live-red", "u2", "redemption", t + 600, coupon_id="c1", impression_id="live-imp", discount=3.0),
         EventRecord("live-view", "u2", "view", t + 60, item_id="i3"),
+        # a new shopper the users table does not list: first seen the next day
+        EventRecord("new-view", "u-new-shopper", "view", t + 86_400 + 120, item_id="i3"),
+        EventRecord("new-imp", "u-new-shopper", "impression", t + 86_400 + 60, coupon_id="c1", placement="home",
+                    position=1, request_id="live-req-2"),
         EventRecord(str(already.event_id), str(already.user_id), str(already.event_type),
                     already.event_ts.timestamp(), coupon_id=str(already.coupon_id),
                     placement=already.placement, position=None if pd.isna(already.position) else int(already.position),
@@ -331,18 +335,30 @@ def test_exported_events_are_read_with_the_batch_data_once(tmp_path, handmade_ra
     ])
     for _ in range(2):
         assert main(["export-events", "--repo", str(repo), "--raw", str(raw)]) == 0
-    days = sorted({f"{already.event_ts:%Y-%m-%d}.parquet", "2026-06-21.parquet"})
+    days = sorted({f"{already.event_ts:%Y-%m-%d}.parquet", "2026-06-21.parquet", "2026-06-22.parquet"})
     assert sorted(p.name for p in (raw / "live" / "coupon_events").iterdir()) == days  # no temporary left
+    assert sorted(p.name for p in (raw / "live" / "users").iterdir()) == ["2026-06-22.parquet"]
 
     data = clean_raw(raw)
     ce = data.coupon_events
-    assert {"live-imp", "live-red"} <= set(ce.event_id.astype(str))
+    assert {"live-imp", "live-red", "new-imp"} <= set(ce.event_id.astype(str))
     assert (ce.event_id.astype(str) == str(already.event_id)).sum() == 1  # the batch's copy kept, once
-    assert "live-view" in set(data.behaviour_events.event_id.astype(str))
+    assert {"live-view", "new-view"} <= set(data.behaviour_events.event_id.astype(str))
+    new = data.users[data.users.user_id.astype(str) == "u-new-shopper"]
+    assert new.country.tolist() == ["unknown"]  # filled and counted by cleaning
+    assert new.signup_ts.tolist() == [pd.Timestamp(t + 86_400 + 60, unit="s", tz="UTC")]  # first seen
+    assert (data.users.user_id.astype(str) == "u2").sum() == 1  # listed already: not exported again
     labels = label_impressions(raw)
     row = labels[labels.impression_id.astype(str) == "live-imp"]
     assert row.label.tolist() == [2]  # redeemed within the window
     assert (labels.impression_id.astype(str) == str(already.event_id)).sum() <= 1
+
+    # once the users table lists the new shopper, an export leaves no stale row of theirs
+    users = pd.read_parquet(raw / "users.parquet")
+    pd.concat([users, users.iloc[[0]].assign(user_id="u-new-shopper")]).to_parquet(raw / "users.parquet")
+    assert main(["export-events", "--repo", str(repo), "--raw", str(raw)]) == 0
+    assert list((raw / "live" / "users").iterdir()) == []
+    assert (clean_raw(raw).users.user_id.astype(str) == "u-new-shopper").sum() == 1
 
 
 def test_every_answer_is_in_the_served_ranking_log_and_exports_carry_its_cart(live, catalog, tmp_path,

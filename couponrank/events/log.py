@@ -18,6 +18,7 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -375,10 +376,11 @@ def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> d
     """Write the recorded events before ``until`` into ``raw_dir`` in the raw schema, one
     Parquet file per event table and UTC day (``live/<table>/<YYYY-MM-DD>.parquet``,
     schema.Table.files_in), so that build-features and train read them with the batch
-    data. Each day's file is rewritten whole from the log (written, then renamed): an
-    export run again, or after more events of a day arrived, replaces it. Returns the
-    rows written per table."""
-    import pyarrow as pa
+    data. The users of those events that the raw ``users`` table does not list (new
+    shoppers) go into ``live/users/<day first seen>.parquet`` (signed up when first seen,
+    country unknown), or cleaning would drop their events. Each day's file is rewritten
+    whole from the log (written, then renamed): an export run again, or after more events
+    of a day arrived, replaces it. Returns the rows written per table."""
     import pyarrow.parquet as pq
 
     from couponrank import schema
@@ -392,26 +394,50 @@ def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> d
     for r in records:
         table = "coupon_events" if r.event_type in COUPON_EVENT_TYPES else "behaviour_events"
         by_table[table].setdefault(int(r.event_ts // DAY), []).append(r)
-    written = {}
-    for name, days in by_table.items():
-        table = schema.COUPON_EVENTS if name == "coupon_events" else schema.BEHAVIOUR_EVENTS
-        folder = raw_dir / schema.LIVE_DIR / name
-        folder.mkdir(parents=True, exist_ok=True)
-        written[name] = 0
-        for day, records in sorted(days.items()):
-            rows = [_raw_row(r, name, carts) for r in records]
-            data = pa.Table.from_pylist(rows, schema=table.schema)
-            stamp = np.datetime64(day, "D").astype(str)
-            tmp = folder / f".{stamp}.parquet.tmp"
-            pq.write_table(data, tmp)
-            tmp.replace(folder / f"{stamp}.parquet")
-            written[name] += len(rows)
+    written = {name: _write_days(raw_dir, schema.COUPON_EVENTS if name == "coupon_events" else schema.BEHAVIOUR_EVENTS,
+                                 {day: [_raw_row(r, name, carts) for r in rs] for day, rs in days.items()})
+               for name, days in by_table.items()}
+
+    users_file = raw_dir / schema.USERS.file
+    listed = set(pq.read_table(users_file, columns=["user_id"]).column(0).to_pylist()) if users_file.is_file() \
+        else set()
+    first_seen: dict[str, float] = {}
+    for r in records:
+        if r.user_id not in listed and r.event_ts < first_seen.get(r.user_id, float("inf")):
+            first_seen[r.user_id] = r.event_ts
+    new_users: dict[int, list[dict]] = {}
+    for user, ts in sorted(first_seen.items()):
+        new_users.setdefault(int(ts // DAY), []).append(
+            {"user_id": user, "signup_ts": datetime.fromtimestamp(ts, timezone.utc), "country": None})
+    # a day whose users the users table has listed since keeps no stale file
+    written["users"] = _write_days(raw_dir, schema.USERS, new_users, remove_others=True)
     return written
 
 
-def _raw_row(r: EventRecord, table: str, carts: dict) -> dict:
-    from datetime import datetime, timezone
+def _write_days(raw_dir: Path, table, days: dict[int, list[dict]], remove_others: bool = False) -> int:
+    """``live/<table>/<YYYY-MM-DD>.parquet`` for each UTC day's rows; returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
+    from couponrank import schema
+
+    folder = raw_dir / schema.LIVE_DIR / table.name
+    folder.mkdir(parents=True, exist_ok=True)
+    names = set()
+    for day, rows in sorted(days.items()):
+        stamp = np.datetime64(day, "D").astype(str)
+        tmp = folder / f".{stamp}.parquet.tmp"
+        pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), tmp)
+        tmp.replace(folder / f"{stamp}.parquet")
+        names.add(f"{stamp}.parquet")
+    if remove_others:
+        for stale in folder.glob("*.parquet"):
+            if stale.name not in names:
+                stale.unlink()
+    return sum(len(rows) for rows in days.values())
+
+
+def _raw_row(r: EventRecord, table: str, carts: dict) -> dict:
     ts = datetime.fromtimestamp(r.event_ts, timezone.utc)
     if table == "behaviour_events":
         return {"event_id": r.event_id, "user_id": r.user_id, "item_id": r.item_id, "event_type": r.event_type,
