@@ -285,7 +285,8 @@ def cmd_ingest(args) -> None:
     if not push.supported(store):
         raise CliError(f"{args.repo}: the feature registry has no {push.recent.VIEW} view and push source; apply a "
                        "repository that defines them (couponrank apply)")
-    fresh = push.FreshFeatures(store, log, interval=None)  # pushed here, before each acknowledgement
+    # pushed here, before each acknowledgement
+    fresh = push.FreshFeatures(store, log, interval=None, tail=push.load_tail(args.repo))
     stop = threading.Event()
     if not args.once:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -38,7 +38,7 @@ NEUTRAL_RATE = 0.05
 # The built-in views' sources, in the order build_features writes them.
 BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
             "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity",
-            "item_catalog")
+            "recent_behaviour_tail", "item_catalog")
 
 
 @dataclass
@@ -415,6 +415,19 @@ def user_recent_activity(data: CleanData) -> pd.DataFrame:
     })
 
 
+def recent_behaviour_tail(data: CleanData, end: pd.Timestamp) -> pd.DataFrame:
+    """The behaviour events of the widest recent-activity window before ``end`` (user,
+    time, type), for the server: its pushes count them with the events recorded since
+    ``end``, so that in the first day after a build the pushed counts hold the batch's
+    events too (server/push.py). Not a feature view's source."""
+    be = data.behaviour_events
+    since = end - pd.Timedelta(seconds=max(recent.WINDOWS.values()))
+    keep = be["event_type"].astype(str).isin(list(recent.TYPES)) & (be["event_ts"] >= since) & (be["event_ts"] < end)
+    tail = be.loc[keep, ["user_id", "event_ts", "event_type"]]
+    return pd.DataFrame({"user_id": tail["user_id"].astype(str).to_numpy(), "event_ts": tail["event_ts"].to_numpy(),
+                         "event_type": tail["event_type"].astype(str).to_numpy()})
+
+
 def item_catalog(data: CleanData) -> pd.DataFrame:
     """The items (id, category, brand, merchant), for the server: RecordEvents rejects
     behaviour events of items it does not list. Not a feature view's source."""
@@ -510,6 +523,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "coupon_attributes": lambda: coupon_attributes(data),
         "user_membership": lambda: user_membership(data),
         "user_recent_activity": lambda: user_recent_activity(data),
+        "recent_behaviour_tail": lambda: recent_behaviour_tail(data, summary.end),
         "item_catalog": lambda: item_catalog(data),
     }
     assert tuple(jobs) == BUILT_IN

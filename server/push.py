@@ -4,9 +4,12 @@ are computed from the event log and written into the online store through Feast'
 API (``FeatureStore.push`` to the user_recent_activity push source), in the background:
 the RPC only queues the user. Users queued again before their push coalesce into one.
 
-The counts come from the event log alone, so in the first day after a build the
-window's events from before the snapshots' end (in the batch data, not in the log) are
-not in them; the next build-features writes their full history.
+The counts join two sources at the snapshots' end, as the live counters do: the batch's
+events before it (``data/recent_behaviour_tail.parquet``, the widest window's worth,
+written by build-features) and the log's events from it on. So in the first day after a
+build a pushed count holds the day's batch events too, and an event exported and built
+since is not counted twice. A workspace built before the tail file existed counts the
+log alone (logged at start).
 """
 
 from __future__ import annotations
@@ -33,15 +36,54 @@ def supported(store) -> bool:
         return False
 
 
+TAIL_FILE = "recent_behaviour_tail.parquet"  # in <repo>/data, by build-features
+
+
+class BatchTail:
+    """The batch's behaviour events of the widest window before ``end`` (unix seconds),
+    per user: what the pushed counts take from before the snapshots' end."""
+
+    def __init__(self, end: float, frame: pd.DataFrame):
+        self.end = end
+        frame = frame.sort_values(["user_id", "event_ts"], kind="stable")
+        epoch = pd.Timestamp(0, tz="UTC")
+        ts = (pd.to_datetime(frame["event_ts"], utc=True) - epoch).dt.total_seconds().to_numpy(dtype=np.float64)
+        kinds = frame["event_type"].astype(str).to_numpy(dtype=object)
+        users = frame["user_id"].astype(str).to_numpy()
+        bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True]) if len(users) else np.zeros(1, int)
+        self._events = {users[a]: (ts[a:b], kinds[a:b]) for a, b in zip(bounds[:-1], bounds[1:])}
+
+    def events(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """The user's batch events before ``end``: times (sorted) and types."""
+        return self._events.get(user_id, (np.zeros(0), np.zeros(0, dtype=object)))
+
+
+def load_tail(repo) -> BatchTail | None:
+    """``<repo>/data/recent_behaviour_tail.parquet`` with the snapshots' end; None for a
+    workspace built before build-features wrote it (the pushes then count the log alone)."""
+    from pathlib import Path
+
+    from couponrank.features.repo import built_until
+
+    path = Path(repo) / "data" / TAIL_FILE
+    if not path.is_file():
+        log.warning("%s is missing (a workspace built before it existed): pushed recent-activity counts leave out "
+                    "the batch's events of the day before the build's end; run build-features again", path.name)
+        return None
+    frame = pd.read_parquet(path, columns=["user_id", "event_ts", "event_type"])
+    return BatchTail(built_until(repo).timestamp(), frame)
+
+
 class FreshFeatures:
     """Queue users, push their counts every ``interval`` seconds on a thread of its own.
     Each push holds the SQLite online store's write lock while Feast writes, and the
     server's reads wait for it: pushing every half second (a user's events in between
     coalesce) keeps those waits rare and fresh values under a second old."""
 
-    def __init__(self, store, log_, interval: float | None = 0.5):
+    def __init__(self, store, log_, interval: float | None = 0.5, tail: BatchTail | None = None):
         self.store = store
         self.log = log_
+        self.tail = tail  # the batch's events before the snapshots' end; None: the log alone
         self.interval = interval
         self.pushed = 0  # users pushed
         self.failed = 0  # pushes that failed (logged)
@@ -64,13 +106,24 @@ class FreshFeatures:
         widest = max(recent.WINDOWS.values())
         rows = []
         for user, at in sorted(users.items()):
-            ts, kind = self.log.behaviour(user, at - widest, at)
+            ts, kind = self.events(user, at - widest, at)
             values = recent.counts(ts, kind, np.array([at]))
             rows.append({"user_id": user, **{f: float(values[f][0]) for f in recent.FEATURES},
                          "event_timestamp": pd.Timestamp(at, unit="s", tz="UTC")})
         frame = pd.DataFrame(rows)
         frame["created_timestamp"] = frame["event_timestamp"]
         return frame
+
+    def events(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray]:
+        """The user's behaviour events with since < event_ts <= until: the batch tail's
+        before the snapshots' end, the log's from it on (times sorted, types)."""
+        if self.tail is None:
+            return self.log.behaviour(user_id, since, until)
+        end = self.tail.end
+        ts, kind = self.log.behaviour(user_id, max(since, float(np.nextafter(end, -np.inf))), until)
+        bt, bk = self.tail.events(user_id)
+        keep = (bt > since) & (bt <= until)  # all before end: they sort before the log's
+        return np.concatenate([bt[keep], ts]), np.concatenate([bk[keep], kind])
 
     def flush(self) -> bool:
         """Push everything queued so far; False when the push failed (logged)."""

@@ -467,6 +467,58 @@ def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp
         running.stop(0).wait(5)
 
 
+def test_pushed_counts_hold_the_batch_events_of_the_day_before_the_build_end(built, fresh_ws, tmp_path):
+    """In the first day after a build, a pushed count holds the batch's events of its
+    window before the snapshots' end (build-features' recent_behaviour_tail) and the
+    recorded ones from it on: the counts build-features would write once both are in
+    the batch data. A recorded event from before the end is not counted again."""
+    from couponrank.features import recent, repo
+    from couponrank.features.cleaning import clean_raw
+    from couponrank.server.main import serve
+    from couponrank.server.service import ServerConfig
+    from pinned import NOW, UNIX_CLOCK
+
+    end = repo.built_until(fresh_ws)
+    now = pd.Timestamp(NOW)
+    assert end < now < end + pd.Timedelta(days=1)
+    # the tail file: the cleaned batch's behaviour events of the widest window before the end
+    be = clean_raw(built.raw).behaviour_events
+    window = be[(be.event_ts >= end - pd.Timedelta(days=1)) & (be.event_ts < end)
+                & be.event_type.astype(str).isin(list(recent.TYPES))]
+    tail = pd.read_parquet(fresh_ws / "data" / "recent_behaviour_tail.parquet")
+    assert sorted(zip(tail.user_id, tail.event_ts, tail.event_type)) == sorted(
+        zip(window.user_id.astype(str), window.event_ts, window.event_type.astype(str)))
+    # the user with the most batch views in the last day before the end (ties by id)
+    views = tail[tail.event_type == "view"].groupby("user_id").size()
+    user = min(views.index[views == views.max()])
+    mine = tail[tail.user_id == user]
+    assert views.max() >= 2
+
+    running = serve(fresh_ws, built.models, port=0, clock=UNIX_CLOCK, config=ServerConfig(
+        events_db=str(tmp_path / "events.db"), catalog_refresh_seconds=0))
+    try:
+        recorded = [("tail-before-end", end - pd.Timedelta(minutes=30)),  # before the end: the batch's business
+                    ("tail-after-end", now - pd.Timedelta(minutes=20))]
+        events = [_event(eid, user, at, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM))
+                  for eid, at in recorded]
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.CouponRankingServiceStub(channel)
+            assert _record(stub, *events) == [("ACCEPTED", "")] * 2
+        running.ranker.fresh.flush()
+        assert running.ranker.fresh.failed == 0
+        got = repo.store(fresh_ws).get_online_features(features=[f"{recent.VIEW}:{f}" for f in recent.FEATURES],
+                                                       entity_rows=[{"user_id": user}]).to_dict()
+        at = recorded[1][1]
+        ts = np.r_[[t.timestamp() for t in mine.event_ts], at.timestamp()]
+        kinds = np.r_[mine.event_type.to_numpy(dtype=object), np.array(["view"], dtype=object)]
+        order = np.argsort(ts, kind="stable")
+        want = recent.counts(ts[order], kinds[order], np.array([at.timestamp()]))
+        assert {f: got[f][0] for f in recent.FEATURES} == {f: float(want[f][0]) for f in recent.FEATURES}
+        assert got["recent_views_24h"][0] > 1  # the batch's views are in it
+    finally:
+        running.stop(0).wait(5)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, tmp_path, backend, request):
     """The whole server killed with SIGKILL while a client streams batches: after a
