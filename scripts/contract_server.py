@@ -13,16 +13,18 @@
    expired, not yet valid, below their minimum spend, out of the cart's scope, over
    the user's limit, unknown; empty answers that say why (`note`); every
    INVALID_ARGUMENT case; a passed deadline; a scenario the clients must refuse
-   themselves. Writes them to DIR/scenarios.json (the scenario format of
-   clients/go/README.md);
+   themselves; RecordEvents batches (accepted, resent, each kind of rejection, bad
+   batch sizes) and a ranking that shows a recorded redemption. Writes them to
+   DIR/scenarios.json (the scenario format of clients/go/README.md);
 4. writes DIR/expected.json, one entry per scenario: the line a client must print,
-   computed by calling the same server's servicer in process (no gRPC); for an error
+   computed by calling the same server's servicer in process (no gRPC; its events
+   under the id prefix EXPECTED_PREFIX, each client run under its own); for an error
    its status code and, for INVALID_ARGUMENT, the field the message must start with
    (``error_field``). It first checks each scenario still means what its name says
    and stops with a message when the data or the server changed under it;
 5. writes DIR/server.json ({"addr": "127.0.0.1:PORT"}) last: it exists once the
    server is ready;
-then serves until SIGTERM or SIGINT. Each client's contract test writes its lines to
+then serves until SIGTERM or SIGINT. The event log is DIR/events.db, new at each start. Each client's contract test writes its lines to
 DIR/<python|go|java>.jsonl; scripts/contract_check.py checks that they agree.
 """
 
@@ -55,6 +57,10 @@ END_DATE = date(2026, 7, 1)
 NOW = datetime(2026, 7, 1, 10, tzinfo=UTC)
 OK_DEADLINE_MS = 20_000  # generous: a loaded CI machine must not turn an answer into DEADLINE_EXCEEDED
 IN_CART = "contract-in-cart"  # scope values no coupon has
+# The in-process answers record their events under this id prefix; each client's run
+# uses its own (-event-id-prefix), so that every run records its own events.
+EXPECTED_PREFIX = "expected/"
+EVENTS_USER = "u-contract-events"  # a new shopper: no row in the online store
 
 
 @dataclass
@@ -126,7 +132,7 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
         return lambda line: line.get("error_code") == "INVALID_ARGUMENT" and line.get("error_field") == field
 
     def case(check, name, deadline_passed=False, **fields) -> Case:
-        s = {"name": name, "request_id": f"contract-{name}", **fields}
+        s = {"name": name, **({} if "events" in fields else {"request_id": f"contract-{name}"}), **fields}
         s.setdefault("deadline_ms", OK_DEADLINE_MS)
         return Case(s, check, deadline_passed)
 
@@ -241,6 +247,8 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
              user_id=top, membership_tier="", **centre),
     ]
 
+    out += event_cases(data, T, active_T, spent, case, ok, invalid)
+
     some = list(active_T.coupon_id[:3])
     valid = dict(user_id=user, placement="cart", cart_total_minor=4_599, currency_code="USD", request_time=at)
     out += [
@@ -283,6 +291,84 @@ def cases(repo: Path, max_candidates: int) -> list[Case]:
     return out
 
 
+def event_cases(data: Path, T: pd.Timestamp, active_T: pd.DataFrame, spent: set, case, ok, invalid) -> list[Case]:
+    """RecordEvents scenarios (issue 11): a batch of every kind accepted, the same batch
+    resent, a ranking that shows its redemption, a batch answering each bad event with
+    its reason, bad batch sizes, an event the clients refuse."""
+    at = rfc3339(T - pd.Timedelta(minutes=1))
+    # a coupon anyone may use at T, limited to one redemption per user (ranked at home, where
+    # scope does not apply)
+    once = active_T[(active_T.coupon_per_user_limit == 1) & (active_T.coupon_audience == "all")
+                    & ~active_T.coupon_id.isin(spent)]
+    if not len(once):
+        sys.exit("contract_server: the tiny data has no active coupon limited to one redemption per user")
+    coupon = once.coupon_id.iloc[0]
+    item = min(pd.read_parquet(data / "item_catalog.parquet", columns=["item_id"]).item_id.astype(str))
+    user = dict(user_id=EVENTS_USER, event_time=at)
+    shown = dict(kind="impression", coupon_id=coupon, request_id="contract-events-ranking", position=1,
+                 placement="home", **user)
+    every_kind = [
+        dict(event_id="e-impression", **shown),
+        dict(event_id="e-claim", kind="claim", coupon_id=coupon, impression_event_id="e-impression", **user),
+        dict(event_id="e-redemption", kind="redemption", coupon_id=coupon, order_id="o-1",
+             impression_event_id="e-impression", discount_minor=100, order_total_minor=5_000, currency_code="USD",
+             **user),
+        dict(event_id="e-view", kind="behaviour", behaviour_type="view", item_id=item, **user),
+        dict(event_id="e-order-line", kind="behaviour", behaviour_type="order", item_id=item, order_id="o-1",
+             amount_minor=5_000, currency_code="USD", **user),
+    ]
+    view = dict(kind="behaviour", behaviour_type="view", item_id=item, **user)
+    # (event, the status it must get, what its detail must start with: the field)
+    mixed = [
+        (dict(event_id="e-mixed-view", **view), "ACCEPTED", ""),
+        (dict(event_id="e-mixed-view", **view), "DUPLICATE", ""),  # the same id twice in one batch
+        (dict(event_id="", **view), "REJECTED", "event_id"),
+        (dict(view, event_id="e-no-user", user_id=""), "REJECTED", "user_id"),
+        (dict(view, event_id="e-no-time", event_time=None), "REJECTED", "event_time"),
+        (dict(view, event_id="e-future", event_time=rfc3339(T + pd.Timedelta(hours=1))), "REJECTED", "event_time"),
+        (dict(view, event_id="e-too-old", event_time=rfc3339(T - pd.Timedelta(days=40))), "REJECTED", "event_time"),
+        (dict(event_id="e-no-kind", **user), "REJECTED", "kind"),
+        (dict(shown, event_id="e-unknown-coupon", coupon_id="c-contract-unknown"), "REJECTED", "impression.coupon_id"),
+        (dict(shown, event_id="e-position-0", position=0), "REJECTED", "impression.position"),
+        (dict(shown, event_id="e-no-placement", placement=None), "REJECTED", "impression.placement"),
+        (dict(view, event_id="e-unknown-item", item_id="i-contract-unknown"), "REJECTED", "behaviour.item_id"),
+        (dict(view, event_id="e-no-behaviour-type", behaviour_type=None), "REJECTED", "behaviour.type"),
+        (dict(view, event_id="e-order-no-order-id", behaviour_type="order", amount_minor=100, currency_code="USD"),
+         "REJECTED", "behaviour.order_id"),
+        (dict(event_id="e-negative-discount", kind="redemption", coupon_id=coupon, discount_minor=-1,
+              currency_code="USD", **user), "REJECTED", "redemption.discount"),
+        (dict(event_id="e-unknown-currency", kind="redemption", coupon_id=coupon, discount_minor=100,
+              currency_code="EUR", **user), "REJECTED", "redemption.discount"),
+        (dict(event_id="e-never-offered", kind="redemption", coupon_id=coupon, discount_minor=100,
+              currency_code="USD", user_id=EVENTS_USER + "-never-offered", event_time=at),
+         "REJECTED", "redemption.coupon_id"),
+    ]
+    mixed_events = [{k: v for k, v in e.items() if v is not None} for e, _, _ in mixed]
+
+    def statuses(want: list[tuple[str, str]]) -> Callable[[dict], bool]:
+        def check(line: dict) -> bool:
+            got = line.get("results", [])
+            return line["ok"] and len(got) == len(want) and all(
+                r["status"] == "EVENT_STATUS_" + status and r["detail"].startswith(field)
+                and (r["detail"] == "") == (field == "") for r, (status, field) in zip(got, want))
+        return check
+
+    return [
+        case(statuses([("ACCEPTED", "")] * len(every_kind)), "events-every-kind-accepted", events=every_kind),
+        case(statuses([("DUPLICATE", "")] * len(every_kind)), "events-resent-batch-duplicate", events=every_kind),
+        case(ok(lambda l: not l["ranked"] and reasons(l) == {coupon: "PER_USER_LIMIT_REACHED"}),
+             "events-recorded-redemption-reaches-the-limit", user_id=EVENTS_USER, candidate_coupon_ids=[coupon],
+             placement="home", cart_total_minor=10_000_000, currency_code="USD", request_time=rfc3339(T)),
+        case(statuses([(status, field) for _, status, field in mixed]), "events-each-answered-the-rest-accepted",
+             events=mixed_events),
+        case(invalid("events"), "events-invalid-empty-batch", events=[]),
+        case(invalid("events"), "events-invalid-too-many",
+             events=[dict(view, event_id=f"e-many-{i:04d}") for i in range(1_001)]),
+        case(lambda l: l.get("error_code") == "CLIENT_ERROR", "events-client-refuses-unknown-kind",
+             events=[dict(user, event_id="e-purchase", kind="purchase")]),
+    ]
+
+
 class _Aborted(Exception):
     def __init__(self, code, details):
         super().__init__(details)
@@ -313,10 +399,15 @@ def expected(servicer, index: int, case: Case) -> dict[str, Any]:
     s = case.scenario
     head = {"index": index, "name": s["name"]}
     try:
-        request = scenario.to_request(s)
+        request = (scenario.to_events_request(s, EXPECTED_PREFIX) if "events" in s else scenario.to_request(s))
     except ValueError:
         return {**head, "ok": False, "error_code": "CLIENT_ERROR"}
     try:
+        if "events" in s:
+            answer = servicer.RecordEvents(request, InProcess(None))
+            return {**head, "ok": True, "results": [
+                {"event_id": r.event_id.removeprefix(EXPECTED_PREFIX), "status": pb.EventStatus.Name(r.status),
+                 "detail": r.detail} for r in answer.results]}
         resp = servicer.RankCoupons(request, InProcess(0.0 if case.deadline_passed else None))
     except _Aborted as exc:
         line = {**head, "ok": False, "error_code": exc.code.name}
@@ -359,8 +450,12 @@ def main(argv=None) -> int:
     from couponrank.server.main import serve
     from couponrank.server.service import ServerConfig
 
-    # no catalogue reloads while the clients run; a store read never times out under a generous deadline
-    config = ServerConfig(store_timeout=10.0, catalog_refresh_seconds=0)
+    # no catalogue reloads while the clients run; a store read never times out under a generous
+    # deadline; a new event log, so that a reused --dir answers the events scenarios as the first time
+    events_db = out / "events.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{events_db}{suffix}").unlink(missing_ok=True)
+    config = ServerConfig(store_timeout=10.0, catalog_refresh_seconds=0, events_db=str(events_db))
     running = serve(repo, models, port=0, host="127.0.0.1", config=config, clock=unix_seconds(fixed(NOW)))
     try:
         all_cases = cases(repo, config.max_candidates)

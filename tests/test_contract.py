@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,13 @@ def test_scenario_picks_do_not_depend_on_the_cpus_sort_kernel(contract, tmp_path
     assert json.loads((tmp_path / "scenarios.json").read_text()) == json.loads((d / "scenarios.json").read_text())
 
 
+def _run_prefix(name: str) -> str:
+    """An event id prefix of this run's own: scripts/test.sh runs this module twice
+    (the second time with the clock moved ahead) against one contract server, and each
+    run must record new events. The prefix never reaches the compared lines."""
+    return f"{name}-{uuid.uuid4().hex[:8]}/"
+
+
 def test_python_client_answers_match_the_server(contract):
     addr, d = contract
     scenarios = scenario.parse((d / "scenarios.json").read_text())
@@ -126,7 +134,7 @@ def test_python_client_answers_match_the_server(contract):
     with CouponRankClient(addr, timeout=20.0) as client:
         assert client.wait_for_ready(30), f"cannot connect to the contract server at {addr}"
         client.model_info()  # warm-up: connection costs stay out of the first scenario's deadline
-        scenario.run_all(client, scenarios, out)
+        scenario.run_all(client, scenarios, out, event_id_prefix=_run_prefix("python"))
     (d / "python.jsonl").write_text(out.getvalue())
     got = [json.loads(line) for line in out.getvalue().splitlines()]
     expected = json.loads((d / "expected.json").read_text())
@@ -141,17 +149,25 @@ def test_python_client_answers_match_the_server(contract):
     assert {"INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "CLIENT_ERROR"} <= codes
     assert any(e.get("cold_start") for e in expected) and any(e.get("ineligible") for e in expected)
     assert any(c.get("reasons") for e in expected for c in e.get("ranked", []))
+    statuses = {r["status"] for e in expected for r in e.get("results", [])}
+    assert statuses == {"EVENT_STATUS_ACCEPTED", "EVENT_STATUS_DUPLICATE", "EVENT_STATUS_REJECTED"}
+    after = next(e for e in expected if e["name"] == "events-recorded-redemption-reaches-the-limit")
+    assert [c["reason"] for c in after["ineligible"]] == ["INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED"]
 
 
 def test_python_runner_command_line(contract):
     addr, d = contract
     run = subprocess.run([sys.executable, "-m", "couponrank.client.scenario", "-addr", addr, "-timeout", "20s",
-                          "-scenarios", str(d / "scenarios.json")], capture_output=True, text=True, timeout=120)
+                          "-event-id-prefix", _run_prefix("python-cli"), "-scenarios", str(d / "scenarios.json")],
+                         capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stderr  # some scenarios fail on purpose
     expected = json.loads((d / "expected.json").read_text())
     got = [json.loads(line) for line in run.stdout.splitlines()]
     assert [(g["index"], g["name"], g["ok"], g.get("error_code")) for g in got] == [
         (e["index"], e["name"], e["ok"], e.get("error_code")) for e in expected]
+    # its own events: accepted as new, not duplicates of the in-process or the library run's
+    assert [g.get("results") for g in got if g["name"].startswith("events-")] == [
+        e.get("results") for e in expected if e["name"].startswith("events-")]
     assert scenario.main(["-scenarios", str(d / "no-such-file.json")]) == 2
 
 

@@ -7,5 +7,7 @@
 // scripts/test.sh starts the server and sets COUPONRANK_CONTRACT_ADDR and
 // COUPONRANK_CONTRACT_DIR; without them the tests skip (the README snippet is
 // still built). The test writes its scenario lines to DIR/go.jsonl, which
-// scripts/contract_check.py compares with the Python and Java ones.
+// scripts/contract_check.py compares with the Python and Java ones. Its events
+// go under the event id prefix "go/": a second run against the same server
+// gets EVENT_STATUS_DUPLICATE answers, so restart the server to run again.
 package contract

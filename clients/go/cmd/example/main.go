@@ -7,10 +7,12 @@
 //	    -coupons c1,c2,c3 -cart-total 4599 -currency USD -categories shoes -top-k 5 -explain
 //
 // Scenario mode, for cross-language contract tests: reads a JSON list of
-// scenarios (see internal/scenario for the format) from a file, or stdin with
-// "-", and prints one JSON line per scenario:
+// scenarios (RankCoupons or RecordEvents calls; see internal/scenario for the
+// format) from a file, or stdin with "-", and prints one JSON line per
+// scenario. -event-id-prefix goes in front of every event id sent (and comes
+// off those answered), so that repeated runs record new events:
 //
-//	go run ./cmd/example -addr localhost:50051 -scenarios scenarios.json
+//	go run ./cmd/example -addr localhost:50051 -scenarios scenarios.json [-event-id-prefix go/]
 //
 // The model the server has loaded:
 //
@@ -63,6 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	warmup := fs.Bool("warmup", true, "with -scenarios: send one GetModelInfo first (result ignored) so connection costs stay out of the first scenario's deadline")
 	asJSON := fs.Bool("json", false, "print the single result as one scenario-format JSON line")
 	scenarios := fs.String("scenarios", "", "run the JSON scenarios in this file ('-': stdin), one JSON line each")
+	eventIDPrefix := fs.String("event-id-prefix", "", "with -scenarios: put this in front of every event id sent (and take it off those answered), so that repeated runs record new events")
 	modelInfo := fs.Bool("model-info", false, "print the loaded model's description and exit")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -112,7 +115,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			// Warm-up only: a failure here shows again in the scenarios.
 			_, _ = client.GetModelInfo(ctx)
 		}
-		failed, err := scenario.RunAll(ctx, client, list, stdout)
+		failed, err := scenario.RunAll(ctx, client, list, stdout, *eventIDPrefix)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -151,7 +154,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)
-		res := scenario.Run(ctx, client, 0, s)
+		res := scenario.Run(ctx, client, 0, s, "")
 		if err := enc.Encode(res); err != nil || !res.OK {
 			return 1
 		}

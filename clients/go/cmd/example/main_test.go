@@ -105,6 +105,35 @@ func TestScenarioFile(t *testing.T) {
 	}
 }
 
+// -event-id-prefix goes on the event ids sent and comes off those printed;
+// a second run without it records the same ids as new events.
+func TestScenarioEventIDPrefix(t *testing.T) {
+	addr, srv := startServer(t)
+	events := `[{"name":"ev","events":[{"event_id":"e-1","user_id":"u1","event_time":"2026-11-01T12:00:00Z","kind":"claim","coupon_id":"c1"}]}]`
+	want := `{"index":0,"name":"ev","ok":true,"results":[{"event_id":"e-1","status":"EVENT_STATUS_ACCEPTED","detail":""}]}` + "\n"
+	for i, args := range [][]string{{"-event-id-prefix", "go/"}, {}} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"-addr", addr, "-scenarios", "-"}, args...), strings.NewReader(events), &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errb.String())
+		}
+		if out.String() != want {
+			t.Errorf("%v: output %s, want %s", args, out.String(), want)
+		}
+		if got := srv.EventCalls()[i].Request.GetEvents()[0].GetEventId(); got != []string{"go/e-1", "e-1"}[i] {
+			t.Errorf("%v: server got event id %q", args, got)
+		}
+	}
+	// A client error (an unknown kind) fails the run: exit 1, nothing sent.
+	var out, errb bytes.Buffer
+	if code := run([]string{"-addr", addr, "-scenarios", "-"}, strings.NewReader(`[{"events":[{"kind":"purchase"}]}]`), &out, &errb); code != 1 ||
+		!strings.Contains(out.String(), `"error_code":"CLIENT_ERROR"`) {
+		t.Errorf("unknown kind: exit %d, output %s", code, out.String())
+	}
+	if n := len(srv.EventCalls()); n != 2 {
+		t.Errorf("%d RecordEvents calls, want 2", n)
+	}
+}
+
 func TestScenarioErrorExitCode(t *testing.T) {
 	// Nothing listens on this address: every scenario fails with UNAVAILABLE.
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -42,7 +42,9 @@ import java.util.regex.Pattern;
  *     -cart-total 4599 -currency USD -categories shoes -top-k 5 -explain
  *
  * # scenario mode for cross-language contract tests: one JSON line per scenario
- * java ... com.couponrank.client.Example -addr localhost:50051 -scenarios scenarios.json
+ * # (-event-id-prefix: in front of the event ids sent, so that a rerun records new events)
+ * java ... com.couponrank.client.Example -addr localhost:50051 -scenarios scenarios.json \
+ *     [-event-id-prefix java/]
  *
  * # the loaded model
  * java ... com.couponrank.client.Example -addr localhost:50051 -model-info
@@ -57,7 +59,7 @@ public final class Example {
       Set.of(
           "addr", "user", "placement", "coupons", "cart-total", "currency", "categories", "top-k",
           "max-reasons", "timeout", "attempts", "scenarios", "connect-timeout", "membership-tier",
-          "membership-segments");
+          "membership-segments", "event-id-prefix");
 
   private static final String USAGE =
       String.join(
@@ -86,6 +88,8 @@ public final class Example {
           "                      connection and class-loading costs stay out of the first deadline (default true)",
           "  -json               print the single result as one scenario-format JSON line",
           "  -scenarios file     run the JSON scenarios in this file ('-': stdin), one JSON line each",
+          "  -event-id-prefix string  with -scenarios: put this in front of the event ids sent",
+          "                      (and take it off those answered): a rerun records new events",
           "  -model-info         print the loaded model's description and exit");
 
   private Example() {}
@@ -166,7 +170,8 @@ public final class Example {
         }
         try {
           Writer out = new OutputStreamWriter(stdout, StandardCharsets.UTF_8);
-          int failed = ScenarioRunner.runAll(client, scenarios, out);
+          String prefix = flags.getOrDefault("event-id-prefix", "");
+          int failed = ScenarioRunner.runAll(client, scenarios, out, prefix);
           out.flush();
           return failed > 0 ? 1 : 0;
         } catch (IOException e) {

@@ -27,12 +27,19 @@ import org.junit.jupiter.api.Timeout;
  * same server computed in process. The lines go to {@code DIR/java.jsonl}, which {@code
  * scripts/contract_check.py} compares with the Python and Go ones. {@code scripts/test.sh} starts
  * the server and sets {@code COUPONRANK_CONTRACT_ADDR} and {@code COUPONRANK_CONTRACT_DIR};
- * without them the test is skipped.
+ * without them the test is skipped. The events scenarios record events: a second run against the
+ * same server is answered DUPLICATE (restart the server, which starts a new event log).
  */
 @Timeout(120)
 class ContractTest {
 
   static final double REL_TOLERANCE = 1e-9;
+  /**
+   * In front of the event ids this run sends (and taken off those answered): the server answered
+   * the expectations under its own prefix and the Python and Go runs use theirs, so each run
+   * records its own events and gets the same answers.
+   */
+  static final String EVENT_ID_PREFIX = "java/";
   static final String NO_SERVER =
       "no contract server: run scripts/test.sh from the repository root (it starts one and sets"
           + " COUPONRANK_CONTRACT_ADDR and COUPONRANK_CONTRACT_DIR)";
@@ -63,7 +70,7 @@ class ContractTest {
           client.awaitReady(Duration.ofSeconds(30)),
           "cannot connect to the contract server at " + server.getKey());
       client.getModelInfo(); // warm-up, as the Example does: class loading stays out of deadlines
-      ScenarioRunner.runAll(client, scenarios, out);
+      ScenarioRunner.runAll(client, scenarios, out, EVENT_ID_PREFIX);
     }
     Files.writeString(dir.resolve("java.jsonl"), out.toString());
 
