@@ -18,10 +18,13 @@ store and event log) on the wall clock; the events are stamped a minute ago.
    the time until Feast's online store holds the user's recent_views_1h (polled).
 4. **latency under ingestion**: RankCoupons over every coupon active now,
    p50 / p99, alone and with another process streaming batches of 100 events at the
-   same server; the ratio.
+   same server (as fast as it answers, or ``--ingest-rate`` events/s); the ratio.
 
 ``--push ingest`` runs the pushes in a `couponrank ingest` process beside a server
-started with ``--no-push``. ``--log redis`` puts the event log on a redis-server the
+started with ``--no-push``; ``--push none`` serves with ``--no-push`` and pushes
+nothing (what ingestion costs without the pushes). ``--online redis`` materializes the
+online store into the bench's redis-server (db 0; the event log, with ``--log redis``,
+in db 1) and serves and pushes from there. ``--log redis`` puts the event log on a redis-server the
 bench starts (``--appendonly yes --appendfsync always`` by default: every answered
 batch on disk, the durability of the SQLite log; ``--appendfsync everysec`` for Redis's
 own default) instead of the SQLite file; ``--workers N`` serves with N processes.
@@ -39,6 +42,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -95,8 +99,9 @@ def bench_log(tmp: Path, n: int, url: str | None = None) -> dict[int, float]:
     return out
 
 
-def _stream(target: str, ts: float, stop, items: list[str]) -> None:
-    """Another client: batches of 100 view events until told to stop."""
+def _stream(target: str, ts: float, stop, items: list[str], rate: float, sent) -> None:
+    """Another client: batches of 100 view events until told to stop, as fast as the
+    server answers (rate 0) or paced to ``rate`` events/s; counts them in ``sent``."""
     ITEMS[:] = items
     import grpc
 
@@ -105,9 +110,17 @@ def _stream(target: str, ts: float, stop, items: list[str]) -> None:
 
     stub = pb_grpc.CouponRankingServiceStub(grpc.insecure_channel(target))
     k = 0
+    start = time.perf_counter()
     while not stop.is_set():
-        stub.RecordEvents(pb.RecordEventsRequest(events=_views(pb, f"s{k}", 100, ts)), timeout=10)
+        if rate > 0:  # the next batch's slot; a late batch goes at once (no catching up in bursts)
+            wait = start + k * 100 / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            elif wait < -1.0:
+                start, k = time.perf_counter(), 0
+        stub.RecordEvents(pb.RecordEventsRequest(events=_views(pb, f"s{sent.value}", 100, ts)), timeout=10)
         k += 1
+        sent.value += 100
 
 
 def main() -> None:
@@ -116,13 +129,30 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--pushes", type=int, default=100)
-    ap.add_argument("--push", choices=["server", "ingest"], default="server",
-                    help="who pushes fresh features: the server process, or `couponrank ingest` beside it")
+    ap.add_argument("--push", choices=["server", "ingest", "none"], default="server",
+                    help="who pushes fresh features: the server process, `couponrank ingest` beside it, or nobody "
+                         "(serve --no-push alone: what ingestion costs without the pushes)")
     ap.add_argument("--log", choices=["sqlite", "redis"], default="sqlite", help="the event log's backend")
+    ap.add_argument("--online", choices=["sqlite", "redis"], default="sqlite",
+                    help="the online store the server reads and the pushes write (redis: the bench's redis-server, "
+                         "materialized at the start of the run)")
     ap.add_argument("--appendfsync", choices=["always", "everysec"], default="always",
                     help="the bench's redis-server's AOF sync (--log redis)")
     ap.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    ap.add_argument("--ingest-rate", type=float, default=0.0,
+                    help="events/s the streaming client sends while RankCoupons is timed in step 4 "
+                         "(0: as fast as the server answers)")
+    ap.add_argument("--server-cpus", metavar="LIST",
+                    help="run the server on these CPUs (taskset list, e.g. 0) and everything else (bench, "
+                         "streaming client, ingest, redis-server) on the others: a machine of its own for the server")
     args = ap.parse_args()
+    if args.server_cpus:  # first: the processes started below inherit the bench's CPUs
+        server_cpus = {int(c) for part in args.server_cpus.split(",") for c in (
+            range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1))}
+        others = os.sched_getaffinity(0) - server_cpus
+        if not server_cpus or not others:
+            sys.exit(f"--server-cpus {args.server_cpus}: leaves no CPU for the rest")
+        os.sched_setaffinity(0, others)
     work = Path(args.workdir)
     repo, models = prepare(work)
     ITEMS[:] = sorted(pd.read_parquet(repo / "data" / "item_catalog.parquet").item_id)[:500]
@@ -134,7 +164,16 @@ def main() -> None:
     from couponrank.v1 import coupon_ranking_service_pb2 as pb
     from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
-    redis_server, url = start_redis(work, args.appendfsync) if args.log == "redis" else (None, None)
+    redis_server, url = start_redis(work, args.appendfsync) if "redis" in (args.log, args.online) else (None, None)
+    if args.online == "redis":  # Feast's keys in db 0; the event log (--log redis) in db 1
+        from couponrank.features import repo as feast_repo
+
+        os.environ["COUPONRANK_REDIS"] = url.removeprefix("redis://").rsplit("/", 1)[0]
+        t = time.perf_counter()
+        feast_repo.apply(repo, online="redis")
+        feast_repo.materialize(repo, end=datetime.now(timezone.utc), online="redis")
+        print(f"online store: Redis, materialized in {time.perf_counter() - t:.0f} s", flush=True)
+    url = url.rsplit("/", 1)[0] + "/1" if url and args.log == "redis" else None
     rates = bench_log(work, args.events, url)
     print(f"log, {'RedisEventLog' if url else 'EventLog'}.record"
           f"{f' (appendfsync {args.appendfsync})' if url else ''}: batch 1 {rates[1]:,.0f} events/s, "
@@ -147,10 +186,11 @@ def main() -> None:
     server_log = work / "server.log"  # a file, not a pipe: a pipe nobody reads would block the server
     ingest = None
     with open(server_log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(repo), "--model",
+        server = subprocess.Popen((["taskset", "-c", args.server_cpus] if args.server_cpus else [])
+                                  + [sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(repo), "--model",
                                    str(models), "--port", str(port), "--events-db", str(db),
-                                   "--workers", str(args.workers)]
-                                  + (["--no-push"] if args.push == "ingest" else []),
+                                   "--workers", str(args.workers), "--online", args.online]
+                                  + (["--no-push"] if args.push != "server" else []),
                                   stdout=out, stderr=subprocess.STDOUT)
     target = f"127.0.0.1:{port}"
     try:
@@ -161,7 +201,8 @@ def main() -> None:
         if args.push == "ingest":
             with open(work / "ingest.log", "w") as out:
                 ingest = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "ingest", "--repo", str(repo),
-                                           "--events-db", str(db)], stdout=out, stderr=subprocess.STDOUT)
+                                           "--events-db", str(db), "--online", args.online],
+                                          stdout=out, stderr=subprocess.STDOUT)
         channel = grpc.insecure_channel(target)
         stub = pb_grpc.CouponRankingServiceStub(channel)
         now = unix_now()
@@ -205,9 +246,9 @@ def main() -> None:
         from couponrank.features import recent
         from couponrank.features import repo as feast_repo
 
-        store = feast_repo.store(repo)
+        store = feast_repo.store(repo, args.online)
         lags = []
-        for k in range(args.pushes):
+        for k in range(args.pushes if args.push != "none" else 0):
             user = f"u-push-{os.getpid()}-{k}"  # new to the online store, whichever run wrote it before
             t = time.perf_counter()
             view = _event(pb, f"push{k}", user, ts, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
@@ -223,10 +264,11 @@ def main() -> None:
                 time.sleep(0.005)
             lags.append(time.perf_counter() - t)
         p = np.array(lags) * 1000
-        print(f"pushed features: a recorded view -> visible in the online store, p50 {np.median(p):.0f} ms, "
-              f"p99 {np.quantile(p, 0.99):.0f} ms ({args.pushes} users; pushed by the {args.push}: "
-              + ("every 500 ms" if args.push == "server" else "as it reads, polling every 500 ms when idle") + ")",
-              flush=True)
+        if args.push != "none":
+            print(f"pushed features: a recorded view -> visible in the online store, p50 {np.median(p):.0f} ms, "
+                  f"p99 {np.quantile(p, 0.99):.0f} ms ({args.pushes} users; pushed by the {args.push}: "
+                  + ("every 500 ms" if args.push == "server" else "as it reads, polling every 500 ms when idle")
+                  + ")", flush=True)
 
         # 4. RankCoupons latency, alone and under ingestion
         users = pd.read_parquet(repo / "data" / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)
@@ -246,13 +288,17 @@ def main() -> None:
             return np.array(out) * 1000
 
         alone = latencies()
-        stop = mp.Event()
-        streamer = mp.Process(target=_stream, args=(target, ts, stop, ITEMS))
+        stop, sent = mp.Event(), mp.Value("q", 0)
+        streamer = mp.Process(target=_stream, args=(target, ts, stop, ITEMS, args.ingest_rate, sent))
         streamer.start()
         time.sleep(1.0)
+        before, t0 = sent.value, time.perf_counter()
         busy = latencies()
+        streamed = (sent.value - before) / (time.perf_counter() - t0)
         stop.set()
         streamer.join(10)
+        print(f"ingestion while timed: {streamed:,.0f} events/s "
+              + (f"(paced to {args.ingest_rate:,.0f})" if args.ingest_rate else "(as fast as answered)"))
         for name, lat in (("alone", alone), ("with ingestion", busy)):
             print(f"RankCoupons, {len(ids)} candidates, {name}: p50 {np.median(lat):.2f} ms, "
                   f"p99 {np.quantile(lat, 0.99):.2f} ms")
