@@ -28,6 +28,8 @@ in db 1) and serves and pushes from there. ``--log redis`` puts the event log on
 bench starts (``--appendonly yes --appendfsync always`` by default: every answered
 batch on disk, the durability of the SQLite log; ``--appendfsync everysec`` for Redis's
 own default) instead of the SQLite file; ``--workers N`` serves with N processes.
+``--events-server`` starts a second server on the next port, sharing the event log,
+and sends every RecordEvents there (the first server only ranks).
 
 Goals (issue 11): >= 5,000 events/s batched on SQLite, >= 20,000 on Redis; counters
 visible <= 50 ms (p99), pushed features <= 1 s; RankCoupons p99 with ingestion as
@@ -142,6 +144,9 @@ def main() -> None:
     ap.add_argument("--ingest-rate", type=float, default=0.0,
                     help="events/s the streaming client sends while RankCoupons is timed in step 4 "
                          "(0: as fast as the server answers)")
+    ap.add_argument("--events-server", action="store_true",
+                    help="a second `couponrank serve` on the next port, sharing the event log, takes every "
+                         "RecordEvents (and the pushes, with --push server); the first only ranks")
     ap.add_argument("--server-cpus", metavar="LIST",
                     help="run the server on these CPUs (taskset list, e.g. 0) and everything else (bench, "
                          "streaming client, ingest, redis-server) on the others: a machine of its own for the server")
@@ -183,21 +188,28 @@ def main() -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{work / 'events.db'}{suffix}").unlink(missing_ok=True)
     port = 50000 + os.getpid() % 10000
-    server_log = work / "server.log"  # a file, not a pipe: a pipe nobody reads would block the server
-    ingest = None
-    with open(server_log, "w") as out:
-        server = subprocess.Popen((["taskset", "-c", args.server_cpus] if args.server_cpus else [])
-                                  + [sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(repo), "--model",
-                                   str(models), "--port", str(port), "--events-db", str(db),
-                                   "--workers", str(args.workers), "--online", args.online]
-                                  + (["--no-push"] if args.push != "server" else []),
-                                  stdout=out, stderr=subprocess.STDOUT)
-    target = f"127.0.0.1:{port}"
-    try:
+    ingest = events_server = None
+
+    def start_server(port: int, log_name: str, push: bool) -> subprocess.Popen:
+        server_log = work / log_name  # a file, not a pipe: a pipe nobody reads would block the server
+        with open(server_log, "w") as out:
+            proc = subprocess.Popen((["taskset", "-c", args.server_cpus] if args.server_cpus else [])
+                                    + [sys.executable, "-m", "couponrank.cli", "serve", "--repo", str(repo), "--model",
+                                       str(models), "--port", str(port), "--events-db", str(db),
+                                       "--workers", str(args.workers), "--online", args.online]
+                                    + ([] if push else ["--no-push"]), stdout=out, stderr=subprocess.STDOUT)
         while "serving model" not in server_log.read_text():
-            if server.poll() is not None:
+            if proc.poll() is not None:
                 sys.exit(f"server did not start: {server_log.read_text()}")
             time.sleep(0.2)
+        return proc
+
+    server = start_server(port, "server.log", args.push == "server" and not args.events_server)
+    target = events_target = f"127.0.0.1:{port}"
+    try:
+        if args.events_server:
+            events_server = start_server(port + 1, "events-server.log", args.push == "server")
+            events_target = f"127.0.0.1:{port + 1}"
         if args.push == "ingest":
             with open(work / "ingest.log", "w") as out:
                 ingest = subprocess.Popen([sys.executable, "-m", "couponrank.cli", "ingest", "--repo", str(repo),
@@ -205,6 +217,7 @@ def main() -> None:
                                           stdout=out, stderr=subprocess.STDOUT)
         channel = grpc.insecure_channel(target)
         stub = pb_grpc.CouponRankingServiceStub(channel)
+        events_stub = pb_grpc.CouponRankingServiceStub(grpc.insecure_channel(events_target))
         now = unix_now()
         ts = now - 60
 
@@ -214,7 +227,7 @@ def main() -> None:
             events = _views(pb, f"rpc{batch}", n, ts)
             t = time.perf_counter()
             for i in range(0, n, batch):
-                stub.RecordEvents(pb.RecordEventsRequest(events=events[i:i + batch]), timeout=10)
+                events_stub.RecordEvents(pb.RecordEventsRequest(events=events[i:i + batch]), timeout=10)
             print(f"rpc, RecordEvents: batch {batch}: {n / (time.perf_counter() - t):,.0f} events/s "
                   f"({n:,} events)", flush=True)
 
@@ -234,7 +247,7 @@ def main() -> None:
             req = pb.RankCouponsRequest(user_id=user, candidate_coupon_ids=[coupon], context=pb.RequestContext(
                 placement=pb.PLACEMENT_HOME, cart_total=pb.Money(currency_code="USD", amount_minor=10**7)))
             t = time.perf_counter()
-            stub.RecordEvents(pb.RecordEventsRequest(events=events), timeout=10)
+            events_stub.RecordEvents(pb.RecordEventsRequest(events=events), timeout=10)
             res = stub.RankCoupons(req, timeout=10)
             waits.append(time.perf_counter() - t)
             seen += any(i.reason == pb.INELIGIBILITY_REASON_PER_USER_LIMIT_REACHED for i in res.ineligible_coupons)
@@ -253,7 +266,7 @@ def main() -> None:
             t = time.perf_counter()
             view = _event(pb, f"push{k}", user, ts, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
                                                                                   item_id=ITEMS[0]))
-            stub.RecordEvents(pb.RecordEventsRequest(events=[view]), timeout=10)
+            events_stub.RecordEvents(pb.RecordEventsRequest(events=[view]), timeout=10)
             while True:
                 got = store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
                                                 entity_rows=[{"user_id": user}]).to_dict()["recent_views_1h"][0]
@@ -289,7 +302,7 @@ def main() -> None:
 
         alone = latencies()
         stop, sent = mp.Event(), mp.Value("q", 0)
-        streamer = mp.Process(target=_stream, args=(target, ts, stop, ITEMS, args.ingest_rate, sent))
+        streamer = mp.Process(target=_stream, args=(events_target, ts, stop, ITEMS, args.ingest_rate, sent))
         streamer.start()
         time.sleep(1.0)
         before, t0 = sent.value, time.perf_counter()
@@ -307,7 +320,7 @@ def main() -> None:
         print("command: .venv/bin/python bench/events.py " + " ".join(sys.argv[1:]))
         channel.close()
     finally:
-        for proc in (server, ingest, redis_server):
+        for proc in (server, events_server, ingest, redis_server):
             if proc is not None:
                 proc.terminate()
                 proc.wait(10)
