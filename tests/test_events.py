@@ -519,6 +519,29 @@ def test_pushed_counts_hold_the_batch_events_of_the_day_before_the_build_end(bui
         running.stop(0).wait(5)
 
 
+def test_a_workspace_built_before_the_tail_file_pushes_from_the_log_alone(tmp_path, caplog):
+    """No recent_behaviour_tail.parquet (built before it existed): a warning naming the
+    file, and the pushed counts come from the log alone, before the end included."""
+    from couponrank.server import push
+
+    (tmp_path / "data").mkdir()
+    with caplog.at_level("WARNING"):
+        assert push.load_tail(tmp_path) is None
+    assert push.TAIL_FILE in caplog.text
+    log = EventLog(tmp_path / "events.db")
+    log.record([EventRecord("a", "u1", "view", 1_000.0, item_id="i1"),
+                EventRecord("b", "u1", "view", 2_000.0, item_id="i1")])
+    fresh = push.FreshFeatures(None, log, interval=None)
+    ts, _ = fresh.events("u1", 0.0, 3_000.0)
+    assert ts.tolist() == [1_000.0, 2_000.0]
+    # with a tail ending at 1,500: the tail's events before it, the log's from it on
+    fresh.tail = push.BatchTail(1_500.0, pd.DataFrame({"user_id": ["u1", "u2"], "event_type": ["add_to_cart", "view"],
+                                                       "event_ts": pd.to_datetime([1_200, 1_300], unit="s", utc=True)}))
+    ts, kinds = fresh.events("u1", 0.0, 3_000.0)
+    assert (ts.tolist(), kinds.tolist()) == ([1_200.0, 2_000.0], ["add_to_cart", "view"])
+    assert fresh.events("u1", 1_250.0, 3_000.0)[0].tolist() == [2_000.0]  # the window's start applies to both
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, tmp_path, backend, request):
     """The whole server killed with SIGKILL while a client streams batches: after a
