@@ -62,12 +62,12 @@ def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: 
     print(f"model artifact {result.version} -> {result.path}")
 
     _step("7. serve RankCoupons on a loopback port and ask it for three users and a member at the member centre; "
-          "record a redemption (RecordEvents) and ask again")
+          "record a redemption (RecordEvents) and ask again; record views and see the user's fresh features")
     # the data is new, so is the event log: a previous run's recorded events would count
     for suffix in ("", "-wal", "-shm"):
         (repo / "data" / f"events.db{suffix}").unlink(missing_ok=True)
-    answers = _serve_and_ask(repo, models, clock, known.user_id, raw)
-    return {"online": online, "built": built, "model": result, "answers": answers}
+    answers, activity = _serve_and_ask(repo, models, clock, known.user_id, raw)
+    return {"online": online, "built": built, "model": result, "answers": answers, "recent_activity": activity}
 
 
 def _record_and_rank_again(client, user: str, first, clock: Clock, repo: Path):
@@ -90,6 +90,41 @@ def _record_and_rank_again(client, user: str, first, clock: Clock, repo: Path):
     answer = client.rank_coupons(user, placement="home", cart_total_minor=0, currency="USD", top_k=5, explain=True)
     print_ranking(user, answer, limit=5)
     return answer
+
+
+def _record_views(client, server, user: str, clock: Clock, repo: Path) -> dict[str, tuple[float, float]]:
+    """The other half of the loop: the user views three items of one category and puts
+    one in the cart; RecordEvents takes them and the server pushes the user's
+    recent-activity counts into the online store (Feast's push API). Returns each count
+    before and after."""
+    from couponrank.client import behaviour
+    from couponrank.features import recent
+    from couponrank.features import repo as feast_repo
+
+    items = pd.read_parquet(repo / "data" / "item_catalog.parquet").sort_values("item_id", kind="stable")
+    category = items.category.iloc[0]
+    chosen = list(items.item_id[items.category == category][:3])
+    store = feast_repo.store(repo)
+
+    def counts() -> dict[str, float]:
+        row = store.get_online_features(features=[f"{recent.VIEW}:{f}" for f in recent.FEATURES],
+                                        entity_rows=[{"user_id": user}]).to_dict()
+        return {f: float(row[f][0] or 0) for f in recent.FEATURES}
+
+    before = counts()
+    now = clock()
+    events = [behaviour(f"demo-view-{i}", user, now, "view", item) for i, item in enumerate(chosen)]
+    events.append(behaviour("demo-cart-1", user, now, "add_to_cart", chosen[0]))
+    results = client.record_events(events)
+    server.ranker.fresh.flush()  # what the server does every half second in the background, at once
+    after = counts()
+    print(f"\n-- {user} views 3 items of {category} and puts one in the cart; RecordEvents: "
+          f"{', '.join(r.status for r in results)}; user_recent_activity in the online store, before -> after:")
+    for f in recent.FEATURES:
+        print(f"  {f:<20} {before[f]:>4.0f} -> {after[f]:.0f}")
+    print("  (no shipped feature service reads these yet, so the ranking does not move with them; a model trained "
+          "on a service that includes user_recent_activity would)")
+    return {f: (before[f], after[f]) for f in recent.FEATURES}
 
 
 def _top_member(raw: Path) -> str:
@@ -124,6 +159,7 @@ def _serve_and_ask(repo: Path, models: Path, clock: Clock, known_user: str, raw:
                 print_ranking(user, answer, limit=5)
                 answers.append(answer)
             answers.append(_record_and_rank_again(client, known_user, answers[0], clock, repo))
+            activity = _record_views(client, server, known_user, clock, repo)
     finally:
         server.stop(grace=1.0).wait(5)
-    return answers
+    return answers, activity
