@@ -433,6 +433,24 @@ func TestParsePlacement(t *testing.T) {
 	}
 }
 
+func TestParseBehaviourType(t *testing.T) {
+	for in, want := range map[string]couponrankv1.BehaviourType{
+		"":                     couponrankv1.BehaviourType_BEHAVIOUR_TYPE_UNSPECIFIED,
+		"view":                 couponrankv1.BehaviourType_BEHAVIOUR_TYPE_VIEW,
+		" add_to_cart ":        couponrankv1.BehaviourType_BEHAVIOUR_TYPE_ADD_TO_CART,
+		"FAVOURITE":            couponrankv1.BehaviourType_BEHAVIOUR_TYPE_FAVOURITE,
+		"BEHAVIOUR_TYPE_ORDER": couponrankv1.BehaviourType_BEHAVIOUR_TYPE_ORDER,
+	} {
+		got, err := couponrank.ParseBehaviourType(in)
+		if err != nil || got != want {
+			t.Errorf("ParseBehaviourType(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := couponrank.ParseBehaviourType("like"); err == nil {
+		t.Error("ParseBehaviourType accepted an unknown behaviour type")
+	}
+}
+
 func TestMembership(t *testing.T) {
 	srv := fake(t, nil)
 	c := dialFake(t, srv)

@@ -126,18 +126,34 @@ func Membership(tier string, segmentIDs ...string) *couponrankv1.Membership {
 // "product_page", "member_centre"). The empty string is
 // PLACEMENT_UNSPECIFIED.
 func ParsePlacement(s string) (couponrankv1.Placement, error) {
+	v, err := parseEnum(s, "PLACEMENT_", couponrankv1.Placement_value, "placement")
+	return couponrankv1.Placement(v), err
+}
+
+// ParseBehaviourType parses a behaviour type given as its enum name
+// ("BEHAVIOUR_TYPE_VIEW"), without the prefix ("VIEW") or in lower case
+// ("view", "add_to_cart", "favourite", "order"). The empty string is
+// BEHAVIOUR_TYPE_UNSPECIFIED.
+func ParseBehaviourType(s string) (couponrankv1.BehaviourType, error) {
+	v, err := parseEnum(s, "BEHAVIOUR_TYPE_", couponrankv1.BehaviourType_value, "behaviour type")
+	return couponrankv1.BehaviourType(v), err
+}
+
+// parseEnum looks up an enum value by its name, with or without its prefix,
+// in any case; "" is the zero (unspecified) value.
+func parseEnum(s, prefix string, values map[string]int32, what string) (int32, error) {
 	if s == "" {
-		return couponrankv1.Placement_PLACEMENT_UNSPECIFIED, nil
+		return 0, nil
 	}
 	name := strings.ToUpper(strings.TrimSpace(s))
-	if !strings.HasPrefix(name, "PLACEMENT_") {
-		name = "PLACEMENT_" + name
+	if !strings.HasPrefix(name, prefix) {
+		name = prefix + name
 	}
-	v, ok := couponrankv1.Placement_value[name]
+	v, ok := values[name]
 	if !ok {
-		return couponrankv1.Placement_PLACEMENT_UNSPECIFIED, fmt.Errorf("couponrank: unknown placement %q", s)
+		return 0, fmt.Errorf("couponrank: unknown %s %q", what, s)
 	}
-	return couponrankv1.Placement(v), nil
+	return v, nil
 }
 
 // CodeName returns the canonical name of a gRPC status code, as gRPC's other

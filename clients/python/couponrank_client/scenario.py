@@ -68,7 +68,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import IO, Any
 
-from couponrank.client.client import CouponRankClient, CouponRankError, EventResult, RankResult
+from couponrank.client.client import CouponRankClient, CouponRankError, EventResult, RankResult, _behaviour_type
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
 
 STRING_KEYS = ("name", "request_id", "user_id", "placement", "currency_code", "request_time", "membership_tier")
@@ -190,15 +190,7 @@ def _prefixed(prefix: str, event_id: str) -> str:
 
 def _behaviour(name: str) -> int:
     """``view``, ``VIEW`` or ``BEHAVIOUR_TYPE_VIEW``; empty is BEHAVIOUR_TYPE_UNSPECIFIED."""
-    if not name:
-        return pb.BEHAVIOUR_TYPE_UNSPECIFIED
-    full = name.strip().upper()
-    if not full.startswith("BEHAVIOUR_TYPE_"):
-        full = "BEHAVIOUR_TYPE_" + full
-    try:
-        return pb.BehaviourType.Value(full)
-    except ValueError:
-        raise ValueError(f"unknown behaviour type {name!r}") from None
+    return _behaviour_type(name.strip()) if name else pb.BEHAVIOUR_TYPE_UNSPECIFIED
 
 
 def _timestamp(text: str, key: str):

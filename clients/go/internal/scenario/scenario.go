@@ -538,9 +538,9 @@ func (e *Event) Proto(eventIDPrefix string) (*couponrankv1.Event, error) {
 			Discount:          money(e.DiscountMinor), OrderTotal: money(e.OrderTotalMinor),
 		}}
 	case "behaviour":
-		typ, err := parseBehaviourType(str(e.BehaviourType))
+		typ, err := couponrank.ParseBehaviourType(str(e.BehaviourType))
 		if err != nil {
-			return nil, fmt.Errorf("behaviour_type: %w", err)
+			return nil, fmt.Errorf("behaviour_type: unknown behaviour type %s", pyRepr(str(e.BehaviourType)))
 		}
 		ev.Kind = &couponrankv1.Event_Behaviour{Behaviour: &couponrankv1.BehaviourEvent{
 			Type: typ, ItemId: str(e.ItemID), OrderId: str(e.OrderID), Amount: money(e.AmountMinor),
@@ -562,23 +562,6 @@ func parseEventTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, fmt.Errorf("Invalid isoformat string: %s", pyRepr(s))
-}
-
-// parseBehaviourType parses "view", "VIEW" or "BEHAVIOUR_TYPE_VIEW"; "" is
-// BEHAVIOUR_TYPE_UNSPECIFIED.
-func parseBehaviourType(s string) (couponrankv1.BehaviourType, error) {
-	if s == "" {
-		return couponrankv1.BehaviourType_BEHAVIOUR_TYPE_UNSPECIFIED, nil
-	}
-	name := strings.ToUpper(strings.TrimSpace(s))
-	if !strings.HasPrefix(name, "BEHAVIOUR_TYPE_") {
-		name = "BEHAVIOUR_TYPE_" + name
-	}
-	v, ok := couponrankv1.BehaviourType_value[name]
-	if !ok {
-		return couponrankv1.BehaviourType_BEHAVIOUR_TYPE_UNSPECIFIED, fmt.Errorf("unknown behaviour type %s", pyRepr(s))
-	}
-	return couponrankv1.BehaviourType(v), nil
 }
 
 // prefixed puts prefix in front of a non-empty id; an empty one stays empty
