@@ -93,7 +93,9 @@ class TrainingSet:
 # Impressions per Feast point-in-time join. One join of every impression held ~24 KB per
 # impression at its peak (19.2 GiB for 800k, issue 10); chunks bound the peak by the
 # chunk, not the data set, for a few scans of the sources more (bench/training_set.py).
-CHUNK_ROWS = 100_000
+# The recent-activity views (ranker_v4) have a row per event: 100k impressions peaked at
+# 7.84 GiB for 1.1M impressions, 25k at 5.25 GiB (docs/benchmarks.md).
+CHUNK_ROWS = 25_000
 
 
 def build_training_set(repo: Path, impressions: pd.DataFrame, service: str, online: str = "sqlite",
