@@ -51,8 +51,8 @@ PLACEMENTS = ("home", "cart", "checkout")
 
 
 # ------------------------------------------------------------------ set-up
-def prepare(work: Path) -> tuple[Path, Path, Path]:
-    """raw, feature repo, models: generated, built, materialized and trained once."""
+def prepare(work: Path, config_path: Path | None = None) -> tuple[Path, Path, Path]:
+    """raw, feature repo, models (a folder per training config): generated, built, materialized and trained once."""
     import yaml
 
     from couponrank.features import repo as feast_repo
@@ -62,7 +62,10 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
     from couponrank.training.pipeline import train
     from couponrank.training.ranker import CONFIG_PATH, load_config
 
-    raw, ws, models = work / "raw", work / "features", work / "models"
+    config_path = config_path or CONFIG_PATH
+    service = load_config(config_path)["feature_service"]
+    raw, ws = work / "raw", work / "features"
+    models = work / ("models" if config_path == CONFIG_PATH else f"models-{service}")
     if not (raw / "manifest.json").exists():
         t = time.perf_counter()
         generate(raw, SIZES["demo"].replace(n_users=10_000, n_coupons=4_000, n_items=15_000, days=60,
@@ -79,14 +82,13 @@ def prepare(work: Path) -> tuple[Path, Path, Path]:
         marker.write_text(json.dumps({"end": end.isoformat(), "seconds": time.perf_counter() - t}))
         print(f"set-up: feast materialize (SQLite) in {time.perf_counter() - t:.0f} s", flush=True)
     if not (models / "LATEST").exists():
-        service = load_config()["feature_service"]
         cache = work / f"training_set.{service}.parquet"
         if cache.exists():
             ts = TrainingSet(pd.read_parquet(cache), feature_names(feast_repo.store(ws), service), service)
         else:
             ts = build_training_set(ws, label_impressions(raw), service)
             ts.frame.to_parquet(cache)
-        config = yaml.safe_load(CONFIG_PATH.read_text())
+        config = yaml.safe_load(config_path.read_text())
         config.update(num_boost_round=300, early_stopping_rounds=0)  # exactly 300 trees
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "ranker.yaml"
@@ -252,6 +254,8 @@ def main() -> None:
     ap.add_argument("--concurrency", default="4,8,16", help="ghz concurrent clients, comma-separated")
     ap.add_argument("--load-requests", type=int, default=10_000, help="requests per ghz run")
     ap.add_argument("--server-args", default="", help="extra `couponrank serve` arguments")
+    ap.add_argument("--config", type=Path, help="training config of the served model (default: training/ranker.yaml); "
+                                                "its model is trained into WORKDIR/models-<feature service>")
     args = ap.parse_args()
     import grpc
 
@@ -259,7 +263,7 @@ def main() -> None:
     from couponrank.v1 import coupon_ranking_service_pb2_grpc as pb_grpc
 
     work = Path(args.workdir)
-    raw, ws, models = prepare(work)
+    raw, ws, models = prepare(work, args.config)
     when = feast_repo.last_snapshot(ws) + pd.Timedelta(hours=1)
     seconds, trees, features = compile_seconds(models)
     print(f"model: {trees} trees, {features} features; lleaves compile {seconds:.1f} s (cached with the artifact)")

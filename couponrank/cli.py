@@ -286,7 +286,8 @@ def cmd_ingest(args) -> None:
         raise CliError(f"{args.repo}: the feature registry has no {push.recent.VIEW} view and push source; apply a "
                        "repository that defines them (couponrank apply)")
     # pushed here, before each acknowledgement
-    fresh = push.FreshFeatures(store, log, interval=None, tail=push.load_tail(args.repo))
+    fresh = push.FreshFeatures(store, log, interval=None, tail=push.load_tail(args.repo),
+                               categories=push.load_categories(args.repo))
     stop = threading.Event()
     if not args.once:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

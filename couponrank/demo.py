@@ -62,7 +62,8 @@ def run_demo(raw: Path, repo: Path, models: Path, size: str = "demo", progress: 
     print(f"model artifact {result.version} -> {result.path}")
 
     _step("7. serve RankCoupons on a loopback port and ask it for three users and a member at the member centre; "
-          "record a redemption (RecordEvents) and ask again; record views and see the user's fresh features")
+          "record a redemption (RecordEvents) and ask again; record views and see the user's fresh features "
+          "and ranking move")
     # the data is new, so is the event log: a previous run's recorded events would count
     for suffix in ("", "-wal", "-shm"):
         (repo / "data" / f"events.db{suffix}").unlink(missing_ok=True)
@@ -92,24 +93,37 @@ def _record_and_rank_again(client, user: str, first, clock: Clock, repo: Path):
     return answer
 
 
-def _record_views(client, server, user: str, clock: Clock, repo: Path) -> dict[str, tuple[float, float]]:
+def _record_views(client, server, user: str, clock: Clock, repo: Path) -> dict:
     """The other half of the loop: the user views three items of one category and puts
-    one in the cart; RecordEvents takes them and the server pushes the user's
-    recent-activity counts into the online store (Feast's push API). Returns each count
-    before and after."""
+    one in the cart; RecordEvents takes them, the server pushes the user's
+    recent-activity counts into the online store (Feast's push API), and the next
+    ranking reads them. The category is that of the lowest-ranked category coupon of
+    the user's home ranking. Returns the counts before and after, and that coupon's
+    rank and score before and after."""
     from couponrank.client import behaviour
     from couponrank.features import recent
     from couponrank.features import repo as feast_repo
+    from couponrank.server.catalog import load_catalog
 
+    def home():
+        return client.rank_coupons(user, placement="home", cart_total_minor=0, currency="USD", top_k=100)
+
+    cat = load_catalog(repo)
+    target = dict(zip(cat.ids, cat.columns["coupon_target_category"]))
     items = pd.read_parquet(repo / "data" / "item_catalog.parquet").sort_values("item_id", kind="stable")
-    category = items.category.iloc[0]
+    first = home()
+    coupon = next((c for c in reversed(first.ranked) if (items.category == target.get(c.coupon_id)).any()), None)
+    category = target[coupon.coupon_id] if coupon else items.category.iloc[0]
     chosen = list(items.item_id[items.category == category][:3])
     store = feast_repo.store(repo)
+    rows = {recent.VIEW: {"user_id": user}, recent.CATEGORY_VIEW: {"user_id": user, "category": category}}
 
     def counts() -> dict[str, float]:
-        row = store.get_online_features(features=[f"{recent.VIEW}:{f}" for f in recent.FEATURES],
-                                        entity_rows=[{"user_id": user}]).to_dict()
-        return {f: float(row[f][0] or 0) for f in recent.FEATURES}
+        out = {}
+        for view, names in ((recent.VIEW, recent.FEATURES), (recent.CATEGORY_VIEW, recent.CATEGORY_FEATURES)):
+            row = store.get_online_features(features=[f"{view}:{f}" for f in names], entity_rows=[rows[view]]).to_dict()
+            out.update({f: float(row[f][0] or 0) for f in names})
+        return out
 
     before = counts()
     now = clock()
@@ -119,12 +133,19 @@ def _record_views(client, server, user: str, clock: Clock, repo: Path) -> dict[s
     server.ranker.fresh.flush()  # what the server does every half second in the background, at once
     after = counts()
     print(f"\n-- {user} views 3 items of {category} and puts one in the cart; RecordEvents: "
-          f"{', '.join(r.status for r in results)}; user_recent_activity in the online store, before -> after:")
-    for f in recent.FEATURES:
-        print(f"  {f:<20} {before[f]:>4.0f} -> {after[f]:.0f}")
-    print("  (no shipped feature service reads these yet, so the ranking does not move with them; a model trained "
-          "on a service that includes user_recent_activity would)")
-    return {f: (before[f], after[f]) for f in recent.FEATURES}
+          f"{', '.join(r.status for r in results)}; their recent activity in the online store, before -> after:")
+    for f in (*recent.FEATURES, *recent.CATEGORY_FEATURES):
+        print(f"  {f:<30} {before[f]:>4.0f} -> {after[f]:.0f}" + (f"  ({category})" if "category" in f else ""))
+    moved = None
+    if coupon is not None:
+        again = {c.coupon_id: c for c in home().ranked}.get(coupon.coupon_id)
+        moved = (coupon.rank, coupon.score, again.rank if again else None, again.score if again else None)
+        print(f"  {coupon.coupon_id} (a {category} coupon) at home, rank {moved[0]} score {moved[1]:+.4f} -> "
+              + (f"rank {moved[2]} score {moved[3]:+.4f}" if again else "not ranked")
+              + f", with {first.model_version} (feature service "
+              f"{server.ranker.model.feature_service}): the model reads these counts")
+    return {"counts": {f: (before[f], after[f]) for f in before}, "category": category,
+            "coupon": coupon.coupon_id if coupon else None, "moved": moved}
 
 
 def _top_member(raw: Path) -> str:

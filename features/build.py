@@ -38,7 +38,7 @@ NEUTRAL_RATE = 0.05
 # The built-in views' sources, in the order build_features writes them.
 BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
             "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity",
-            "recent_behaviour_tail", "item_catalog")
+            "user_category_recent_activity", "recent_behaviour_tail", "item_catalog")
 
 
 @dataclass
@@ -382,50 +382,89 @@ def audience_columns(audience: pd.Series, config: membership.Membership) -> dict
     }
 
 
-def user_recent_activity(data: CleanData) -> pd.DataFrame:
-    """features/recent.py's counts at each instant a user did something: per behaviour
-    type, the user's events in (t - window, t]. The same counts as recent.counts (the
-    server's pushes), computed for every user at once: each user's times are shifted
-    into a band of their own, wider than the data and the widest window, so that one
-    searchsorted per type and window counts within each user only."""
-    be = data.behaviour_events
-    columns = {"user_id": pd.Series([], dtype=pd.StringDtype()), "event_timestamp": pd.Series([], dtype=TS_DTYPE),
-               "created_timestamp": pd.Series([], dtype=TS_DTYPE)}
-    if be.empty:
-        return pd.DataFrame({**columns, **{f: pd.Series([], dtype=np.float64) for f in recent.FEATURES}})
-    users, code = np.unique(be["user_id"].astype(str).to_numpy(), return_inverse=True)
-    unix = _unix(be["event_ts"])
+def _recent_rows(code: np.ndarray, unix: np.ndarray, kind: np.ndarray, prefix: str) -> tuple[np.ndarray, dict]:
+    """features/recent.py's counts at each distinct (key, instant) of the events, keys
+    given as integer codes: per behaviour type, the key's events in (t - window, t].
+    The same counts as recent.counts (the server's pushes), for every key at once: each
+    key's times are shifted into a band of their own, wider than the data and the
+    widest window, so that one searchsorted per type and window counts within each key
+    only. Returns each row's first event (index into the events) and the counts."""
     rel = unix - unix.min()
-    band = float(np.ceil(rel.max() + max(recent.WINDOWS.values()) + 1))
+    band = float(np.ceil(rel.max() + recent.WIDEST + 1))
     shifted = code * band + rel  # exact for whole seconds (below 2**53)
-    at, first = np.unique(shifted, return_index=True)  # each distinct (user, instant), sorted
-    kind = be["event_type"].astype(str).to_numpy()
+    at, first = np.unique(shifted, return_index=True)  # each distinct (key, instant), sorted
     feats = {}
     for event_type, stem in recent.TYPES.items():
         t = np.sort(shifted[kind == event_type])
         hi = np.searchsorted(t, at, side="right")
         for suffix, seconds in recent.WINDOWS.items():
-            feats[f"recent_{stem}_{suffix}"] = (hi - np.searchsorted(t, at - seconds, side="right")).astype(np.float64)
-    stamp = be["event_ts"].iloc[first].reset_index(drop=True)
+            feats[f"{prefix}{stem}_{suffix}"] = (hi - np.searchsorted(t, at - seconds, side="right")).astype(np.float64)
+    return first, feats
+
+
+def _recent_frame(keys: dict[str, pd.Series], stamp: pd.Series, feats: dict, names, at_name: str) -> pd.DataFrame:
+    stamp = stamp.reset_index(drop=True)
     return pd.DataFrame({
-        "user_id": pd.array(users[code[first]], dtype=pd.StringDtype()),  # typed keys: Feast joins on strings
+        **{k: pd.array(v, dtype=pd.StringDtype()) for k, v in keys.items()},  # typed keys: Feast joins on strings
         "event_timestamp": stamp,
         "created_timestamp": stamp,
-        **{f: feats[f] for f in recent.FEATURES},
+        **{f: feats[f] for f in names},
+        at_name: _unix(stamp).astype(np.float64),
     })
+
+
+def _empty_recent(keys, names, at_name: str) -> pd.DataFrame:
+    return pd.DataFrame({**{k: pd.Series([], dtype=pd.StringDtype()) for k in keys},
+                         "event_timestamp": pd.Series([], dtype=TS_DTYPE),
+                         "created_timestamp": pd.Series([], dtype=TS_DTYPE),
+                         **{f: pd.Series([], dtype=np.float64) for f in (*names, at_name)}})
+
+
+def user_recent_activity(data: CleanData) -> pd.DataFrame:
+    """features/recent.py's counts at each instant a user did something: per behaviour
+    type, the user's events in (t - window, t], and t."""
+    be = data.behaviour_events
+    if be.empty:
+        return _empty_recent(["user_id"], recent.FEATURES, recent.AT)
+    users, code = np.unique(be["user_id"].astype(str).to_numpy(), return_inverse=True)
+    first, feats = _recent_rows(code, _unix(be["event_ts"]), be["event_type"].astype(str).to_numpy(), "recent_")
+    return _recent_frame({"user_id": users[code[first]]}, be["event_ts"].iloc[first], feats, recent.FEATURES,
+                         recent.AT)
+
+
+def user_category_recent_activity(data: CleanData) -> pd.DataFrame:
+    """The same per category of the event's item: at each instant a user did something
+    in a category, per behaviour type, their events in that category in (t - window, t],
+    and t. Events of an item without a category are left out."""
+    be = data.behaviour_events
+    categories = data.items["category"].astype(str).to_numpy()
+    item_row = (pd.Index(data.items["item_id"].astype(str)).get_indexer(be["item_id"].astype(str))
+                if not be.empty else np.zeros(0, dtype=np.int64))  # -1: an item the items table lacks
+    keep = np.asarray(item_row) >= 0
+    if not keep.any():
+        return _empty_recent(["user_id", "category"], recent.CATEGORY_FEATURES, recent.CATEGORY_AT)
+    be, item_row = be.loc[keep], np.asarray(item_row)[keep]
+    users, user_code = np.unique(be["user_id"].astype(str).to_numpy(), return_inverse=True)
+    cats, cat_code = np.unique(categories[item_row], return_inverse=True)
+    code = user_code.astype(np.int64) * len(cats) + cat_code  # one code per (user, category)
+    first, feats = _recent_rows(code, _unix(be["event_ts"]), be["event_type"].astype(str).to_numpy(),
+                                "recent_category_")
+    return _recent_frame({"user_id": users[user_code[first]], "category": cats[cat_code[first]]},
+                         be["event_ts"].iloc[first], feats, recent.CATEGORY_FEATURES, recent.CATEGORY_AT)
 
 
 def recent_behaviour_tail(data: CleanData, end: pd.Timestamp) -> pd.DataFrame:
     """The behaviour events of the widest recent-activity window before ``end`` (user,
-    time, type), for the server: its pushes count them with the events recorded since
+    time, type, item), for the server: its pushes count them with the events recorded since
     ``end``, so that in the first day after a build the pushed counts hold the batch's
     events too (server/push.py). Not a feature view's source."""
     be = data.behaviour_events
     since = end - pd.Timedelta(seconds=max(recent.WINDOWS.values()))
     keep = be["event_type"].astype(str).isin(list(recent.TYPES)) & (be["event_ts"] >= since) & (be["event_ts"] < end)
-    tail = be.loc[keep, ["user_id", "event_ts", "event_type"]]
+    tail = be.loc[keep, ["user_id", "event_ts", "event_type", "item_id"]]
     return pd.DataFrame({"user_id": tail["user_id"].astype(str).to_numpy(), "event_ts": tail["event_ts"].to_numpy(),
-                         "event_type": tail["event_type"].astype(str).to_numpy()})
+                         "event_type": tail["event_type"].astype(str).to_numpy(),
+                         "item_id": tail["item_id"].astype(str).to_numpy()})
 
 
 def item_catalog(data: CleanData) -> pd.DataFrame:
@@ -523,6 +562,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "coupon_attributes": lambda: coupon_attributes(data),
         "user_membership": lambda: user_membership(data),
         "user_recent_activity": lambda: user_recent_activity(data),
+        "user_category_recent_activity": lambda: user_category_recent_activity(data),
         "recent_behaviour_tail": lambda: recent_behaviour_tail(data, summary.end),
         "item_catalog": lambda: item_catalog(data),
     }

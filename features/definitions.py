@@ -154,7 +154,9 @@ user_membership = FeatureView(
 # Fresh values pushed by the server as events arrive (RecordEvents, issue 11): Feast's
 # push API writes them into the online store; build-features writes their history (the
 # batch source) with the same definition, features/recent.py. A row says what the last
-# hour and day held at the user's latest event, so it is only read for a day.
+# hour and day held at the user's latest event (in the category) and when that was; a
+# model reads them through recent_activity_features below, which ages them to the
+# request. Their TTL is unbounded, as the server's reads are: a row's age is a feature.
 user_recent_activity_push = PushSource(
     name="user_recent_activity_push",
     batch_source=_source("user_recent_activity"),
@@ -164,11 +166,27 @@ user_recent_activity_push = PushSource(
 user_recent_activity = FeatureView(
     name="user_recent_activity",
     entities=[user],
-    ttl=timedelta(days=1),
-    schema=[Field(name=name, dtype=Float64) for name in recent.FEATURES],
+    ttl=NO_TTL,
+    schema=[Field(name=name, dtype=Float64) for name in recent.ALL_FEATURES],
     source=user_recent_activity_push,
-    description="Views, add-to-carts and order lines in the hour and the day up to the user's latest event "
-                "(features/recent.py); pushed fresh by the server as events are recorded.",
+    description="Views, add-to-carts and order lines in the hour and the day up to the user's latest event, "
+                "and its time (features/recent.py); pushed fresh by the server as events are recorded.",
+)
+
+user_category_recent_activity_push = PushSource(
+    name="user_category_recent_activity_push",
+    batch_source=_source("user_category_recent_activity"),
+    description="The user's recent-activity counts per category, pushed by the server after behaviour events.",
+)
+
+user_category_recent_activity = FeatureView(
+    name="user_category_recent_activity",
+    entities=[user, category],
+    ttl=NO_TTL,
+    schema=[Field(name=name, dtype=Float64) for name in recent.ALL_CATEGORY_FEATURES],
+    source=user_category_recent_activity_push,
+    description="Views, add-to-carts and order lines of the category's items in the hour and the day up to the "
+                "user's latest event in it, and its time (features/recent.py); pushed fresh by the server.",
 )
 
 # ---------------------------------------------------------------- coupon views
@@ -248,6 +266,21 @@ def request_context_features(inputs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(request_features.compute(columns), index=inputs.index)
 
 
+@on_demand_feature_view(
+    sources=[user_recent_activity, user_category_recent_activity, request_context],
+    schema=[Field(name=name, dtype=Float64) for name in recent.OUTPUTS],
+    mode="pandas",
+    description="The user's recent activity, overall and in the coupon's target category, as it stands at the "
+    "request, and the hours since each. Computed by couponrank.features.recent.context, which the server also calls.",
+)
+def recent_activity_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    from couponrank.features import recent
+
+    return pd.DataFrame(recent.context({name: inputs[name].to_numpy() for name in recent.INPUTS}), index=inputs.index)
+
+
 # ---------------------------------------------------------------- the ranker's features
 ranker_features = FeatureService(
     name="ranker_v1",
@@ -315,4 +348,26 @@ ranker_features_v3 = FeatureService(
         request_context_features,
     ],
     description="ranker_v2 plus the user's membership and the coupon's audience.",
+)
+
+
+# ranker_v4: ranker_v3 plus the user's recent activity (issue 11), overall and in the
+# coupon's target category, pushed fresh as events are recorded: a user browsing a
+# category now sees its coupons move (measured in docs/quality.md).
+ranker_features_v4 = FeatureService(
+    name="ranker_v4",
+    features=[
+        _without(user_activity),
+        _without(user_coupon_behaviour),
+        user_category_affinity,
+        user_coupon_usage,
+        user_coupon_coverage,
+        user_membership[["membership_tier_rank", "membership_segment_count"]],
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit",
+                           "coupon_audience_min_tier", "coupon_audience_segment_count"]],
+        request_context_features,
+        recent_activity_features,
+    ],
+    description="ranker_v3 plus the user's recent activity, overall and in the coupon's category, at the request.",
 )

@@ -51,6 +51,16 @@ class UndeclaredJoinKey(ValueError):
     """A view is keyed by a join key nothing says how to fill."""
 
 
+def declared_keys(store) -> dict[str, str]:
+    """{join key: coupon_attributes column} of every entity the registry declares so."""
+    declared = {}
+    for entity in store.list_entities():
+        column = (entity.tags or {}).get(FROM_COUPON_TAG) or IMPLIED_FROM_COUPON.get(entity.join_key)
+        if column:
+            declared[entity.join_key] = column
+    return declared
+
+
 def mapped_keys(store, service: str) -> dict[str, str]:
     """{join key: coupon_attributes column} for every join key the service's views (and
     its on-demand views' sources) are keyed by, other than user_id and coupon_id."""
@@ -62,11 +72,7 @@ def mapped_keys(store, service: str) -> dict[str, str]:
             views += list(odfvs[projection.name].source_feature_view_projections)
         else:
             views.append(projection.name)
-    declared = {}
-    for entity in store.list_entities():
-        column = (entity.tags or {}).get(FROM_COUPON_TAG) or IMPLIED_FROM_COUPON.get(entity.join_key)
-        if column:
-            declared[entity.join_key] = column
+    declared = declared_keys(store)
     out = {}
     for name in dict.fromkeys(views):
         try:

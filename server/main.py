@@ -266,7 +266,8 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
             log.info("fresh features are pushed by another process (couponrank ingest), not this one")
         elif push.supported(ranker.online.store):
             servicer.recorder.fresh = ranker.fresh = push.FreshFeatures(ranker.online.store, ranker.events,
-                                                                        tail=push.load_tail(repo))
+                                                                        tail=push.load_tail(repo),
+                                                                        categories=push.load_categories(repo))
         else:
             log.info("the feature registry has no %s view: recorded events push no fresh features", push.recent.VIEW)
     if config.otlp_endpoint:

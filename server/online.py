@@ -19,6 +19,8 @@ the rest of the model's inputs:
 * the on-demand ``request_context_features`` come from
   ``couponrank.features.request_features.compute`` -- the very function Feast's
   on-demand view calls in training -- on whole arrays (:func:`join_features`);
+* the on-demand ``recent_activity_features`` come from
+  ``couponrank.features.recent.context`` likewise (:class:`RecentActivityView`);
 * any other on-demand view (a feature engineer's) runs Feast's own transformation
   (``OnDemandFeatureView.transform_arrow``, what ``get_historical_features`` runs in
   training) on its inputs: its source views' features, read like the rest, and the
@@ -39,8 +41,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from couponrank.features import request_features
-from couponrank.features.services import DEFAULT_FEATURE_SERVICE, get_service, mapped_keys
+from couponrank.features import recent, request_features
+from couponrank.features.services import DEFAULT_FEATURE_SERVICE, declared_keys, get_service, mapped_keys
 from couponrank.server.catalog import FLOAT_COLUMNS, STRING_COLUMNS, Catalog
 from couponrank.server.periodic import Periodic
 from couponrank.server.stages import RankRequest
@@ -103,6 +105,22 @@ class OnDemandView:
         table = self.odfv.transform_arrow(pa.table(columns))
         return {name: np.asarray(table.column(name).to_numpy(), dtype=np.float64)
                 for name in self.outputs}
+
+
+class RecentActivityView(OnDemandView):
+    """The project's recent_activity_features: couponrank.features.recent.context (what
+    Feast's on-demand view calls in training) run straight on the arrays, without
+    Feast's per-request conversions."""
+
+    def compute(self, features: dict[str, np.ndarray], request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        values = {name: features[name] for names in self.view_inputs.values() for name in names}
+        values["request_ts_unix"] = request["request_ts_unix"]
+        out = recent.context(values)
+        return {name: out[name] for name in self.outputs}
+
+
+# The project's own on-demand views other than request_context_features, run on arrays.
+PROJECT_VIEWS = {recent.CONTEXT_VIEW: RecentActivityView}
 
 
 class CouponFeatureCache:
@@ -186,11 +204,18 @@ class OnlineFeatures:
             if projection.name == REQUEST_CONTEXT_VIEW:
                 self.computed_features += names
             elif projection.name in odfvs:
-                self.on_demand.append(OnDemandView(odfvs[projection.name], names))
+                self.on_demand.append(PROJECT_VIEWS.get(projection.name, OnDemandView)(odfvs[projection.name], names))
             elif projection.name == CATALOG_VIEW:
                 self.catalog_features += names
             else:
                 self.view_features[projection.name] = names
+        # The recent-activity features are computed whatever the service when the registry
+        # has them (as the membership inputs are read), so that a hot swap between a model
+        # reading them (ranker_v4) and one that does not needs no restart.
+        stored = {v.name for v in store.list_feature_views()}
+        if (recent.CONTEXT_VIEW in odfvs and {recent.VIEW, recent.CATEGORY_VIEW} <= stored
+                and not any(v.name == recent.CONTEXT_VIEW for v in self.on_demand)):
+            self.on_demand.append(RecentActivityView(odfvs[recent.CONTEXT_VIEW], list(recent.OUTPUTS)))
         online_names = {n for names in self.view_features.values() for n in names}
         for view in self.on_demand:  # the other on-demand views' stored inputs
             for source, names in view.view_inputs.items():
@@ -234,7 +259,11 @@ class OnlineFeatures:
             self.key_columns = mapped_keys(store, service_name)
         except ValueError as exc:
             raise RegistryError(str(exc)) from None
+        declared = declared_keys(store)  # the views read whatever the service (recent activity) too
         for view, keys in self.join_keys.items():  # the rules' and the request view's inputs too
+            for key in set(keys) - {USER_KEY, COUPON_KEY} - set(self.key_columns):
+                if key in declared:
+                    self.key_columns[key] = declared[key]
             unknown = sorted(set(keys) - {USER_KEY, COUPON_KEY} - set(self.key_columns))
             if unknown:
                 raise RegistryError(f"feature view {view}: join key(s) {unknown} cannot be filled from a "

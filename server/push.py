@@ -1,8 +1,9 @@
 """Fresh features from recorded events: after RecordEvents accepts a user's behaviour
-events, the user's recent-activity counts (features/recent.py) at the latest of them
-are computed from the event log and written into the online store through Feast's push
-API (``FeatureStore.push`` to the user_recent_activity push source), in the background:
-the RPC only queues the user. Users queued again before their push coalesce into one.
+events, the user's recent-activity counts (features/recent.py) at the latest of them,
+overall and per category of the items, are computed from the event log and written
+into the online store through Feast's push API (``FeatureStore.push`` to the
+user_recent_activity and user_category_recent_activity push sources), in the
+background: the RPC only queues the user. Users queued again before their push coalesce into one.
 
 The counts join two sources at the snapshots' end, as the live counters do: the batch's
 events before it (``data/recent_behaviour_tail.parquet``, the widest window's worth,
@@ -28,15 +29,26 @@ log = logging.getLogger(__name__)
 def supported(store) -> bool:
     """Whether the registry has the recent-activity view and its push source (a
     registry applied before they existed has not: nothing is pushed then)."""
+    return _has(store, recent.VIEW, recent.PUSH_SOURCE)
+
+
+def _has(store, view: str, source: str) -> bool:
     try:
-        store.get_feature_view(recent.VIEW)
-        store.get_data_source(recent.PUSH_SOURCE)
+        store.get_feature_view(view)
+        store.get_data_source(source)
         return True
     except Exception:  # Feast's FeatureViewNotFoundException / DataSourceObjectNotFoundException
         return False
 
 
+def _fields(store, view: str) -> list[str]:
+    """The view's features as the registry has them (one applied before the ``*_at_unix``
+    features existed lacks them: the pushes then leave them out)."""
+    return [f.name for f in store.get_feature_view(view).features]
+
+
 TAIL_FILE = "recent_behaviour_tail.parquet"  # in <repo>/data, by build-features
+NO_EVENTS = (np.zeros(0), np.zeros(0, dtype=object), np.zeros(0, dtype=object))
 
 
 class BatchTail:
@@ -49,13 +61,15 @@ class BatchTail:
         epoch = pd.Timestamp(0, tz="UTC")
         ts = (pd.to_datetime(frame["event_ts"], utc=True) - epoch).dt.total_seconds().to_numpy(dtype=np.float64)
         kinds = frame["event_type"].astype(str).to_numpy(dtype=object)
+        items = (frame["item_id"].astype(object).to_numpy(dtype=object) if "item_id" in frame
+                 else np.full(len(frame), None, dtype=object))  # a tail written before items were kept
         users = frame["user_id"].astype(str).to_numpy()
         bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True]) if len(users) else np.zeros(1, int)
-        self._events = {users[a]: (ts[a:b], kinds[a:b]) for a, b in zip(bounds[:-1], bounds[1:])}
+        self._events = {users[a]: (ts[a:b], kinds[a:b], items[a:b]) for a, b in zip(bounds[:-1], bounds[1:])}
 
-    def events(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """The user's batch events before ``end``: times (sorted) and types."""
-        return self._events.get(user_id, (np.zeros(0), np.zeros(0, dtype=object)))
+    def events(self, user_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The user's batch events before ``end``: times (sorted), types and items."""
+        return self._events.get(user_id, NO_EVENTS)
 
 
 def load_tail(repo) -> BatchTail | None:
@@ -70,23 +84,43 @@ def load_tail(repo) -> BatchTail | None:
         log.warning("%s is missing (a workspace built before it existed): pushed recent-activity counts leave out "
                     "the batch's events of the day before the build's end; run build-features again", path.name)
         return None
-    frame = pd.read_parquet(path, columns=["user_id", "event_ts", "event_type"])
+    frame = pd.read_parquet(path)
     return BatchTail(built_until(repo).timestamp(), frame)
+
+
+def load_categories(repo) -> dict[str, str]:
+    """Item id -> category from ``<repo>/data/item_catalog.parquet`` (build-features);
+    empty for a workspace built before it existed (nothing is pushed per category then)."""
+    from pathlib import Path
+
+    path = Path(repo) / "data" / "item_catalog.parquet"
+    if not path.is_file():
+        return {}
+    frame = pd.read_parquet(path, columns=["item_id", "category"])
+    return dict(zip(frame["item_id"].astype(str), frame["category"].astype(str)))
 
 
 class FreshFeatures:
     """Queue users, push their counts every ``interval`` seconds on a thread of its own.
     Each push holds the SQLite online store's write lock while Feast writes, and the
     server's reads wait for it: pushing every half second (a user's events in between
-    coalesce) keeps those waits rare and fresh values under a second old."""
+    coalesce) keeps those waits rare and fresh values under a second old.
 
-    def __init__(self, store, log_, interval: float | None = 0.5, tail: BatchTail | None = None):
+    A queued user's push writes their user_recent_activity row at their latest event
+    and, given the items' ``categories``, a user_category_recent_activity row per
+    category of their events in the widest window, each at the latest event in it (the
+    rows build-features would write at those instants)."""
+
+    def __init__(self, store, log_, interval: float | None = 0.5, tail: BatchTail | None = None,
+                 categories: dict[str, str] | None = None):
         self.store = store
         self.log = log_
         self.tail = tail  # the batch's events before the snapshots' end; None: the log alone
+        self.categories = categories or {}  # item -> category; empty: no per-category pushes
         self.interval = interval
         self.pushed = 0  # users pushed
         self.failed = 0  # pushes that failed (logged)
+        self._fields: tuple[list[str], list[str] | None] | None = None  # read from the registry at the first push
         self._pending: dict[str, float] = {}  # user -> latest event time to compute at
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -101,29 +135,49 @@ class FreshFeatures:
             for user, ts in latest.items():
                 self._pending[user] = max(ts, self._pending.get(user, ts))
 
-    def frame(self, users: dict[str, float]) -> pd.DataFrame:
-        """The push source's rows: each user's counts at their latest event."""
-        widest = max(recent.WINDOWS.values())
-        rows = []
+    def frames(self, users: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """The push sources' rows: each user's counts at their latest event, and (when
+        pushed) each of their recent categories' counts at the latest event in it."""
+        if self._fields is None:
+            pushes_categories = self.categories and _has(self.store, recent.CATEGORY_VIEW, recent.CATEGORY_PUSH_SOURCE)
+            # None: the registry has no such view, or no categories are known
+            self._fields = (_fields(self.store, recent.VIEW),
+                            _fields(self.store, recent.CATEGORY_VIEW) if pushes_categories else None)
+        user_fields, category_fields = self._fields
+        rows, category_rows = [], []
         for user, at in sorted(users.items()):
-            ts, kind = self.events(user, at - widest, at)
+            ts, kind, items = self.events(user, at - recent.WIDEST, at)
             values = recent.counts(ts, kind, np.array([at]))
             rows.append({"user_id": user, **{f: float(values[f][0]) for f in recent.FEATURES},
-                         "event_timestamp": pd.Timestamp(at, unit="s", tz="UTC")})
-        frame = pd.DataFrame(rows)
-        frame["created_timestamp"] = frame["event_timestamp"]
-        return frame
+                         recent.AT: float(at), "event_timestamp": pd.Timestamp(at, unit="s", tz="UTC")})
+            if category_fields is None:
+                continue
+            cats = np.array([self.categories.get(i) if i is not None else None for i in items], dtype=object)
+            for cat in sorted({c for c in cats if c is not None}):
+                mine = cats == cat
+                last = float(ts[mine].max())
+                values = recent.counts(ts[mine], kind[mine], np.array([last]), prefix="recent_category_")
+                category_rows.append({"user_id": user, "category": cat,
+                                      **{f: float(values[f][0]) for f in recent.CATEGORY_FEATURES},
+                                      recent.CATEGORY_AT: last, "event_timestamp": pd.Timestamp(last, unit="s", tz="UTC")})
+        return (_push_frame(rows, ["user_id"], user_fields),
+                None if category_fields is None else _push_frame(category_rows, ["user_id", "category"],
+                                                                 category_fields))
 
-    def events(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray]:
+    def frame(self, users: dict[str, float]) -> pd.DataFrame:
+        """The user_recent_activity push source's rows: each user's counts at their latest event."""
+        return self.frames(users)[0]
+
+    def events(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user's behaviour events with since < event_ts <= until: the batch tail's
-        before the snapshots' end, the log's from it on (times sorted, types)."""
+        before the snapshots' end, the log's from it on (times sorted, types, items)."""
         if self.tail is None:
             return self.log.behaviour(user_id, since, until)
         end = self.tail.end
-        ts, kind = self.log.behaviour(user_id, max(since, float(np.nextafter(end, -np.inf))), until)
-        bt, bk = self.tail.events(user_id)
-        keep = (bt > since) & (bt <= until)  # all before end: they sort before the log's
-        return np.concatenate([bt[keep], ts]), np.concatenate([bk[keep], kind])
+        logged = self.log.behaviour(user_id, max(since, float(np.nextafter(end, -np.inf))), until)
+        batch = self.tail.events(user_id)
+        keep = (batch[0] > since) & (batch[0] <= until)  # all before end: they sort before the log's
+        return tuple(np.concatenate([b[keep], x]) for b, x in zip(batch, logged))
 
     def flush(self) -> bool:
         """Push everything queued so far; False when the push failed (logged)."""
@@ -134,7 +188,10 @@ class FreshFeatures:
         try:
             from feast.data_source import PushMode
 
-            self.store.push(recent.PUSH_SOURCE, self.frame(users), to=PushMode.ONLINE)
+            user_rows, category_rows = self.frames(users)
+            self.store.push(recent.PUSH_SOURCE, user_rows, to=PushMode.ONLINE)
+            if category_rows is not None and len(category_rows):
+                self.store.push(recent.CATEGORY_PUSH_SOURCE, category_rows, to=PushMode.ONLINE)
             self.pushed += len(users)
             return True
         except Exception as exc:  # the store or the log: log it, keep serving; the next event pushes again
@@ -151,3 +208,9 @@ class FreshFeatures:
         if self._thread is not None:
             self._thread.join(5)
         self.flush()
+
+
+def _push_frame(rows: list[dict], keys: list[str], fields: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=[*keys, *fields, "event_timestamp"])  # only the registry's fields
+    frame["created_timestamp"] = frame["event_timestamp"]
+    return frame

@@ -3,7 +3,7 @@
 The code the page shows is what runs here: builders.py, the definitions.py addition, the
 training config's line and every `couponrank` command are read out of the page's marked
 blocks, so the page cannot drift from what is tested. Then: the model uses the new
-feature, the server serves it with ranker_v4, the value it serves is the online store's,
+feature, the server serves it with ranker_v5, the value it serves is the online store's,
 and changing that value online moves that user's scores and no one else's."""
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ class Followed:
     root: Path
     ws: Path
     models: Path
-    before: str  # the ranker_v3 model served before
-    after: str  # the ranker_v4 model trained by the page
+    before: str  # the ranker_v4 model served before
+    after: str  # the ranker_v5 model trained by the page
     end: pd.Timestamp  # materialized up to
     build_out: str
     old_server_swapped: bool  # a server running on the old model swapped in the new one
@@ -74,7 +74,7 @@ class Followed:
 @pytest.fixture(scope="module")
 def followed(built, tmp_path_factory) -> Followed:
     """A folder laid out as the page assumes (data/raw, features/, artifacts/models
-    holding the ranker_v3 model served so far), then the page's steps, in order."""
+    holding the ranker_v4 model served so far), then the page's steps, in order."""
     from couponrank.server.main import serve
     from couponrank.server.service import ServerConfig
     from pinned import UNIX_CLOCK
@@ -100,14 +100,14 @@ def followed(built, tmp_path_factory) -> Followed:
             out, err = run(args)
             if args[0] == "build-features":
                 build_out = out + err
-        # a server already running on the ranker_v3 model
+        # a server already running on the ranker_v4 model
         old = serve(root / "features", root / "artifacts" / "models", port=0, host="127.0.0.1",
                     config=ServerConfig(model_refresh_seconds=0), clock=UNIX_CLOCK)
         try:
             # 4. the config: training/ranker.yaml with the page's feature_service line
             shipped = CONFIG_PATH.read_text()
             assert len(re.findall(r"(?m)^feature_service: ", shipped)) == 1
-            Path("ranker_v4.yaml").write_text(re.sub(r"(?m)^feature_service: .*$", block("ranker_v4.yaml").strip(),
+            Path("ranker_v5.yaml").write_text(re.sub(r"(?m)^feature_service: .*$", block("ranker_v5.yaml").strip(),
                                                      shipped))
             for args in commands("train"):
                 run(args)
@@ -179,10 +179,10 @@ def test_build_features_runs_the_builder_and_its_source_keeps_the_snapshot_rule(
     assert (df.event_timestamp == df.event_timestamp.dt.floor("D")).all()  # midnight snapshots
 
 
-def test_the_new_model_is_trained_on_ranker_v4_and_uses_the_feature(followed):
+def test_the_new_model_is_trained_on_ranker_v5_and_uses_the_feature(followed):
     art = load_artifact(followed.models)
     assert art.version == followed.after != followed.before
-    assert art.metadata["feature_service"] == "ranker_v4"
+    assert art.metadata["feature_service"] == "ranker_v5"
     assert FEATURE in art.features
     booster = lgb.Booster(model_file=str(art.path / "model.txt"))
     gain = dict(zip(booster.feature_name(), booster.feature_importance(importance_type="gain")))
@@ -194,7 +194,7 @@ def test_the_new_model_is_trained_on_ranker_v4_and_uses_the_feature(followed):
 
 
 def test_a_server_started_before_keeps_its_model_until_restarted(followed):
-    """As the page says: a running server does not swap in the ranker_v4 model."""
+    """As the page says: a running server does not swap in the ranker_v5 model."""
     assert not followed.old_server_swapped
     assert followed.old_server_version == followed.before
 
@@ -207,7 +207,7 @@ def _thresholds(model_path: Path) -> list[float]:
 def test_the_served_value_is_the_online_stores_and_moving_it_moves_that_users_scores(followed, served, trusted):
     from pinned import NOW
 
-    assert served.ranker.model.feature_service == "ranker_v4"
+    assert served.ranker.model.feature_service == "ranker_v5"
     assert served.ranker.model.version == followed.after
     store = repo.store(followed.ws)
 
@@ -287,13 +287,13 @@ def test_the_served_value_is_the_online_stores_and_moving_it_moves_that_users_sc
     assert rank(b) == scores_b
 
 
-def test_rollback_serves_the_ranker_v3_model_with_its_own_service(followed, served, trusted):
+def test_rollback_serves_the_ranker_v4_model_with_its_own_service(followed, served, trusted):
     from pinned import NOW
 
     run(["rollback", "--models", str(followed.models)])
     assert served.reloader.check()
     assert served.ranker.model.version == followed.before
-    assert served.ranker.model.feature_service == "ranker_v3"
+    assert served.ranker.model.feature_service == "ranker_v4"
     res = trusted.rank_coupons("u000001", placement="home", explain=True, request_time=NOW)
     assert not res.degraded and res.ranked and res.model_version == followed.before
     assert not any(r.feature == FEATURE for c in res.ranked for r in c.reasons)

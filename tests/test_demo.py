@@ -40,14 +40,21 @@ def test_demo_runs_end_to_end_and_ranks_at_the_servers_clock(tmp_path, capsys):
     redeemed = re.search(r"redeems (\S+); RecordEvents: ACCEPTED, ACCEPTED", out).group(1)
     assert [i.reason for i in answers[-1].ineligible if i.coupon_id == redeemed] == ["PER_USER_LIMIT_REACHED"]
     # and recorded views and an add-to-cart reach the user's pushed features
-    assert "RecordEvents: ACCEPTED, ACCEPTED, ACCEPTED, ACCEPTED; user_recent_activity" in out
-    activity = result["recent_activity"]  # feature -> (before, after)
+    assert "RecordEvents: ACCEPTED, ACCEPTED, ACCEPTED, ACCEPTED; their recent activity" in out
+    loop = result["recent_activity"]
+    activity = loop["counts"]  # feature -> (before, after)
     # the last hour holds only the recorded events (the data ended 10 h before the clock);
     # the last day holds them and the batch's of the day before the data's end
     assert {f: after for f, (_, after) in activity.items() if f.endswith("_1h")} == {
-        "recent_views_1h": 3, "recent_carts_1h": 1, "recent_orders_1h": 0}
+        "recent_views_1h": 3, "recent_carts_1h": 1, "recent_orders_1h": 0,
+        "recent_category_views_1h": 3, "recent_category_carts_1h": 1, "recent_category_orders_1h": 0}
     assert activity["recent_views_24h"][1] >= 3 and activity["recent_carts_24h"][1] >= 1
     assert activity["recent_views_1h"][0] != 3  # it did change
+    # and the model reads them: the chosen category's coupon scores otherwise than before
+    assert art.metadata["feature_service"] == "ranker_v4"
+    rank_before, score_before, rank_after, score_after = loop["moved"]
+    assert loop["coupon"] and rank_after is not None and score_after != score_before
+    assert f"{loop['coupon']} (a {loop['category']} coupon) at home" in out
 
 
 def test_demo_refuses_a_bad_end_date(tmp_path, capsys):

@@ -420,7 +420,60 @@ def test_the_batch_history_of_recent_activity_equals_the_shared_definition(built
         for name in recent.FEATURES:
             np.testing.assert_array_equal(rows[name].to_numpy(), expected[name], err_msg=f"{user} {name}")
         checked += int((rows[list(recent.FEATURES)].to_numpy() > 1).sum())
+        np.testing.assert_array_equal(rows[recent.AT].to_numpy(), at)  # each row says when it was
     assert checked > 0  # windows that really hold several events
+
+
+def test_the_batch_history_of_recent_activity_by_category_equals_the_shared_definition(built):
+    """build-features' user_category_recent_activity equals recent.counts over the
+    user's events of the category's items, at each instant they did something in it."""
+    from couponrank.features import recent
+    from couponrank.features.cleaning import clean_raw
+
+    built_rows = pd.read_parquet(built.repo / "data" / "user_category_recent_activity.parquet")
+    data = clean_raw(built.raw)
+    be = data.behaviour_events
+    be = be.assign(user_id=be.user_id.astype(str), event_type=be.event_type.astype(str),
+                   category=be.item_id.astype(str).map(dict(zip(data.items.item_id.astype(str),
+                                                                data.items.category.astype(str)))))
+    assert be.category.notna().all()  # every cleaned event's item is known
+    assert len(built_rows) == len(be.drop_duplicates(["user_id", "category", "event_ts"]))
+    checked = 0
+    pairs = sorted(set(zip(be.user_id, be.category)))
+    for user, cat in pairs[:: max(1, len(pairs) // 60)]:
+        mine = be[(be.user_id == user) & (be.category == cat)].sort_values("event_ts", kind="stable")
+        rows = built_rows[(built_rows.user_id == user) & (built_rows.category == cat)].sort_values(
+            "event_timestamp", kind="stable")
+        ts = (mine.event_ts - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        at = (rows.event_timestamp - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+        assert len(at) == len(np.unique(ts))
+        expected = recent.counts(ts, mine.event_type.to_numpy(), at, prefix="recent_category_")
+        for name in recent.CATEGORY_FEATURES:
+            np.testing.assert_array_equal(rows[name].to_numpy(), expected[name], err_msg=f"{user} {cat} {name}")
+        np.testing.assert_array_equal(rows[recent.CATEGORY_AT].to_numpy(), at)
+        checked += int((rows[list(recent.CATEGORY_FEATURES)].to_numpy() > 1).sum())
+    assert checked > 0
+
+
+def test_recent_activity_is_aged_to_the_request():
+    """recent.context: a window closed before the request counts 0, an open one the
+    row's count; no row: zero counts, unknown age."""
+    from couponrank.features import recent
+
+    t = 1_000_000.0
+    values = {name: np.array([2.0, 2.0, 2.0, np.nan]) for name in (*recent.FEATURES, *recent.CATEGORY_FEATURES)}
+    values[recent.AT] = values[recent.CATEGORY_AT] = np.array([t, t, t, np.nan])
+    values["request_ts_unix"] = np.array([t + 1_800, t + 7_200, t + 90_000, t])  # 30 min, 2 h, 25 h after
+    out = recent.context(values)
+    assert list(out) == list(recent.OUTPUTS)
+    assert out["ctx_recent_views_1h"].tolist() == [2.0, 0.0, 0.0, 0.0]
+    assert out["ctx_recent_category_carts_24h"].tolist() == [2.0, 2.0, 0.0, 0.0]
+    np.testing.assert_array_equal(out["ctx_hours_since_category_activity"], [0.5, 2.0, 25.0, np.nan])
+
+
+def _item_categories(built) -> dict[str, str]:
+    items = pd.read_parquet(built.repo / "data" / "item_catalog.parquet")
+    return dict(zip(items.item_id, items.category))
 
 
 def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp_path):
@@ -454,6 +507,18 @@ def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp
             assert {f: got[f][0] for f in recent.FEATURES} == {
                 "recent_views_1h": 2.0, "recent_carts_1h": 1.0, "recent_orders_1h": 1.0,
                 "recent_views_24h": 3.0, "recent_carts_24h": 1.0, "recent_orders_24h": 1.0}
+            latest = (now - pd.Timedelta(minutes=1)).timestamp()
+            assert store.get_online_features(features=[f"{recent.VIEW}:{recent.AT}"], entity_rows=[
+                {"user_id": user}]).to_dict()[recent.AT] == [latest]
+            # and per category of the items: ITEM's category holds them all, OTHER_ITEM's none yet
+            categories = _item_categories(built)
+            assert categories[ITEM] != categories[OTHER_ITEM]
+            by_category = [f"{recent.CATEGORY_VIEW}:{f}" for f in recent.ALL_CATEGORY_FEATURES]
+            got = store.get_online_features(features=by_category, entity_rows=[
+                {"user_id": user, "category": categories[ITEM]},
+                {"user_id": user, "category": categories[OTHER_ITEM]}]).to_dict()
+            assert got["recent_category_views_24h"] == [3.0, None] and got["recent_category_carts_1h"] == [1.0, None]
+            assert got[recent.CATEGORY_AT] == [latest, None]
             # a duplicate resend pushes nothing new, and a later view moves the counts on
             assert _record(stub, events[0]) == [("DUPLICATE", "")]
             later = _event("fresh-later", user, now, behaviour=pb.BehaviourEvent(type=pb.BEHAVIOUR_TYPE_VIEW,
@@ -463,6 +528,11 @@ def test_recorded_behaviour_is_pushed_into_the_online_store(built, fresh_ws, tmp
             got = store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
                                             entity_rows=[{"user_id": user}]).to_dict()
             assert got["recent_views_1h"] == [3.0]
+            got = store.get_online_features(features=by_category, entity_rows=[
+                {"user_id": user, "category": categories[ITEM]},
+                {"user_id": user, "category": categories[OTHER_ITEM]}]).to_dict()
+            assert got["recent_category_views_1h"] == [2.0, 1.0]  # each category's row at its own latest event
+            assert got[recent.CATEGORY_AT] == [latest, now.timestamp()]
     finally:
         running.stop(0).wait(5)
 
@@ -532,13 +602,13 @@ def test_a_workspace_built_before_the_tail_file_pushes_from_the_log_alone(tmp_pa
     log.record([EventRecord("a", "u1", "view", 1_000.0, item_id="i1"),
                 EventRecord("b", "u1", "view", 2_000.0, item_id="i1")])
     fresh = push.FreshFeatures(None, log, interval=None)
-    ts, _ = fresh.events("u1", 0.0, 3_000.0)
-    assert ts.tolist() == [1_000.0, 2_000.0]
+    ts, _, items = fresh.events("u1", 0.0, 3_000.0)
+    assert ts.tolist() == [1_000.0, 2_000.0] and items.tolist() == ["i1", "i1"]
     # with a tail ending at 1,500: the tail's events before it, the log's from it on
     fresh.tail = push.BatchTail(1_500.0, pd.DataFrame({"user_id": ["u1", "u2"], "event_type": ["add_to_cart", "view"],
                                                        "event_ts": pd.to_datetime([1_200, 1_300], unit="s", utc=True)}))
-    ts, kinds = fresh.events("u1", 0.0, 3_000.0)
-    assert (ts.tolist(), kinds.tolist()) == ([1_200.0, 2_000.0], ["add_to_cart", "view"])
+    ts, kinds, items = fresh.events("u1", 0.0, 3_000.0)
+    assert (ts.tolist(), kinds.tolist(), items.tolist()) == ([1_200.0, 2_000.0], ["add_to_cart", "view"], [None, "i1"])
     assert fresh.events("u1", 1_250.0, 3_000.0)[0].tolist() == [2_000.0]  # the window's start applies to both
 
 

@@ -74,12 +74,22 @@ def test_both_logs_keep_each_users_recent_behaviour(any_log):
     log, _ = any_log
     t = 20 * DAY
     log.record([EventRecord("v1", "u1", "view", t - 7200, item_id="i1"),
-                EventRecord("v2", "u1", "add_to_cart", t - 60, item_id="i1"),
+                EventRecord("v2|#", "u1", "add_to_cart", t - 60, item_id="i|2#é"),  # separators in ids
                 EventRecord("v3", "u2", "view", t - 30, item_id="i1"),
-                EventRecord("v4", "u1", "order", t, item_id="i1", order_id="o1", amount=3.5)])
-    ts, kinds = log.behaviour("u1", t - 3600, t)  # since excluded, until included
+                EventRecord("v4", "u1", "order", t, item_id="i3", order_id="o1", amount=3.5)])
+    ts, kinds, items = log.behaviour("u1", t - 3600, t)  # since excluded, until included
     assert ts.tolist() == [t - 60, t] and kinds.tolist() == ["add_to_cart", "order"]
+    assert items.tolist() == ["i|2#é", "i3"]
     assert log.behaviour("u1", t - DAY, t - 1)[1].tolist() == ["view", "add_to_cart"]
+
+
+def test_the_redis_log_reads_behaviour_it_kept_before_items_were(request, redis_server):
+    """A ub: member written before items were kept (<type>|<event_id>) reads with no item."""
+    log = RedisEventLog(f"redis://{redis_server}/0", prefix=_prefix(request))
+    log.redis.zadd(log._key("ub:u1"), {"view|old-1": 10.0, "add_to_cart|x#1|y": 20.0})
+    ts, kinds, items = log.behaviour("u1", 0.0, 30.0)
+    assert (ts.tolist(), kinds.tolist(), items.tolist()) == ([10.0, 20.0], ["view", "add_to_cart"], [None, None])
+    log.close()
 
 
 def test_both_followers_hand_out_every_event_and_again_what_was_not_acknowledged(any_log):

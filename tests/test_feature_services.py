@@ -39,19 +39,23 @@ def _train(raw, ws, models, config) -> str:
     return load_artifact(models).version
 
 
-def test_the_shipped_config_trains_ranker_v3_without_absolute_times_with_membership(built):
+def test_the_shipped_config_trains_ranker_v4_without_absolute_times_with_membership_and_recent_activity(built):
+    from couponrank.features import recent
+
     art = load_artifact(built.models)  # the demo trained with training/ranker.yaml
-    assert art.metadata["feature_service"] == "ranker_v3"
+    assert art.metadata["feature_service"] == "ranker_v4"
     assert not ABSOLUTE & set(art.features)
     assert {"membership_tier_rank", "membership_segment_count", "coupon_audience_min_tier",
             "coupon_audience_segment_count"} <= set(art.features)
+    # the recent activity as it stands at the request, never the rows' absolute instants
+    assert set(recent.OUTPUTS) <= set(art.features) and not {recent.AT, recent.CATEGORY_AT} & set(art.features)
     # the relative times computed from them are still model inputs
     assert {"ctx_days_since_last_event", "ctx_days_since_last_order"} <= set(art.features)
 
 
 @pytest.fixture(scope="module")
 def two_services(built, tmp_path_factory):
-    """A models folder holding the demo's ranker_v3 model and a ranker_v1 one trained on
+    """A models folder holding the demo's ranker_v4 model and a ranker_v1 one trained on
     the same registry, LATEST naming the ranker_v1 one."""
     tmp = tmp_path_factory.mktemp("services")
     v1 = _train(built.raw, built.repo, tmp / "v1", _config(tmp, "ranker_v1"))
@@ -252,7 +256,10 @@ def test_a_feature_engineers_on_demand_view_trains_and_serves_as_feast_computes_
     assert {"spend_per_order_30d", "cart_to_order_value"} <= set(art.features)
     ranker = build_ranker(ws, tmp_path / "models")  # starts: every model input has a provider
     try:
-        assert [v.name for v in ranker.online.on_demand] == ["order_values"]
+        # the engineer's view run through Feast; the project's recent activity (read whatever
+        # the service, for hot swaps) on arrays
+        assert [(v.name, type(v).__name__) for v in ranker.online.on_demand] == [
+            ("order_values", "OnDemandView"), ("recent_activity_features", "RecentActivityView")]
         # the served values equal Feast's own online computation of the view
         store = repo.store(ws)
         ua = pd.read_parquet(ws / "data" / "user_activity.parquet")
@@ -344,7 +351,7 @@ def test_a_hot_reload_to_a_model_whose_inputs_the_server_does_not_read_is_refuse
 
     ws, _ = workspace
     version = _train(built.raw, ws, tmp_path / "odfv", _config(tmp_path, "odfv_test"))
-    first = load_artifact(built.models).version  # ranker_v3
+    first = load_artifact(built.models).version  # ranker_v4
     folder = tmp_path / "models"
     folder.mkdir()
     shutil.copytree(built.models / first, folder / first)
@@ -380,8 +387,8 @@ def test_a_registry_without_user_membership_serves_non_members_or_refuses_audien
         shutil.copy2(source, ws / "data" / source.name)
     text = (ws / "definitions.py").read_text()
     text = re.sub(r"(?ms)^user_membership = FeatureView\(.*?^\)\n", "", text)
-    text = re.sub(r"(?ms)^ranker_features_v3 = FeatureService\(.*?^\)\n", "", text)
-    assert "user_membership =" not in text and 'name="ranker_v3"' not in text
+    text = re.sub(r"(?ms)^ranker_features_v[34] = FeatureService\(.*?^\)\n", "", text)
+    assert "user_membership =" not in text and 'name="ranker_v3"' not in text and 'name="ranker_v4"' not in text
     (ws / "definitions.py").write_text(text)
     repo.apply(ws)
     repo.materialize(ws, end=(repo.last_snapshot(ws) + pd.Timedelta(seconds=1)).to_pydatetime())

@@ -99,7 +99,8 @@ def test_sqlite_reads_equal_feasts(built):
     online = OnlineFeatures(store, refresh_seconds=0)
     assert isinstance(online.reader, SqliteReader)
     assert set(online.live_views) == {"user_activity", "user_coupon_behaviour", "user_category_affinity",
-                                      "user_coupon_usage", "user_coupon_coverage", "user_membership"}
+                                      "user_coupon_usage", "user_coupon_coverage", "user_membership",
+                                      "user_recent_activity", "user_category_recent_activity"}
     assert online.coupons.views == ["coupon_stats"]
     users, coupons, categories = _sample(built)
     present = 0

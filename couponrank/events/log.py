@@ -261,15 +261,15 @@ class EventLog:
             discount[where[coupon]] = total
         return redemptions, discount
 
-    def behaviour(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray]:
-        """The user's behaviour events with since < event_ts <= until: times (sorted)
-        and types."""
+    def behaviour(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The user's behaviour events with since < event_ts <= until: times (sorted),
+        types and items."""
         rows = self._conn().execute(
-            f"SELECT event_ts, event_type FROM events WHERE user_id = ? AND event_ts > ? AND event_ts <= ? "
+            f"SELECT event_ts, event_type, item_id FROM events WHERE user_id = ? AND event_ts > ? AND event_ts <= ? "
             f"AND event_type IN ({','.join('?' * len(BEHAVIOUR_EVENT_TYPES))}) ORDER BY event_ts",
             (user_id, since, until, *BEHAVIOUR_EVENT_TYPES)).fetchall()
         ts = np.array([r[0] for r in rows], dtype=np.float64)
-        return ts, np.array([r[1] for r in rows], dtype=object)
+        return ts, np.array([r[1] for r in rows], dtype=object), np.array([r[2] for r in rows], dtype=object)
 
     def follower(self, group: str = "ingest", consumer: str | None = None, claim_idle: float = 30.0) -> "CursorFollower":
         """A reader of the events in recording order (``couponrank ingest``)."""

@@ -36,7 +36,9 @@ as a multi-key script needs), or another prefix given to the log:
 ``c:<coupon>``                hash ``i|<day>``, ``r|<day>``, ``d|<day>`` -> the coupon's
                               impressions, redemptions and discount given (budget)
 ``ub:<user>``                 sorted set: the user's behaviour events of the last
-                              BEHAVIOUR_HORIZON seconds (``<type>|<event_id>`` by time)
+                              BEHAVIOUR_HORIZON seconds by time, each
+                              ``<type>#<len(item)>|<item><event_id>`` (logs written
+                              before items were kept: ``<type>|<event_id>``)
 ============================  ====================================================
 
 Days are UTC days since the epoch, as in the SQLite log (couponrank/events/log.py),
@@ -61,7 +63,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFIX = "{couponrank}:"
 BEHAVIOUR_HORIZON = 2 * DAY  # kept per user for the recent-activity counts (widest window: a day)
 
-# ARGV: per event, 8 values: event_id, user_id, event_type, coupon_id ("" for none), day,
+# ARGV: per event, 8 values: event_id, user_id, event_type, coupon_id (a behaviour event's
+# item_id; "" for none), day,
 # discount, event_ts, the record as JSON. Returns 1 (new) or 0 (duplicate) per event.
 _RECORD = """
 local p = KEYS[1]
@@ -85,7 +88,7 @@ for i = 0, n - 1 do
       redis.call('HINCRBYFLOAT', p .. 'c:' .. coupon, 'd|' .. day, ARGV[b + 6])
     else
       local ts = tonumber(ARGV[b + 7])
-      redis.call('ZADD', p .. 'ub:' .. user, ts, kind .. '|' .. eid)
+      redis.call('ZADD', p .. 'ub:' .. user, ts, kind .. '#' .. #coupon .. '|' .. coupon .. eid)
       redis.call('ZREMRANGEBYSCORE', p .. 'ub:' .. user, '-inf', '(' .. (ts - horizon))
     end
     out[i + 1] = 1
@@ -127,6 +130,15 @@ for k = 1, #used do out[k] = tostring(used[k]) end
 for k = 1, #discount do out[#used + k] = string.format('%.17g', discount[k]) end
 return out
 """
+
+
+def _behaviour_member(member: bytes) -> tuple[str, str | None]:
+    """(type, item) of a ``ub:`` member; lengths count bytes, as Lua's # does."""
+    head, sep, rest = member.partition(b"#")
+    if not sep or b"|" in head:  # written before items were kept: <type>|<event_id>
+        return member.split(b"|", 1)[0].decode(), None
+    size, _, rest = rest.partition(b"|")
+    return head.decode(), rest[:int(size)].decode() or None
 
 
 def _record_json(r: EventRecord) -> str:
@@ -192,7 +204,7 @@ class RedisEventLog:
             return []
         args: list = [BEHAVIOUR_HORIZON]
         for r in records:
-            args += [r.event_id, r.user_id, r.event_type, r.coupon_id or "", int(r.event_ts // DAY),
+            args += [r.event_id, r.user_id, r.event_type, r.coupon_id or r.item_id or "", int(r.event_ts // DAY),
                      repr(float(r.discount or 0.0)), repr(float(r.event_ts)), _record_json(r)]
         new = self._call(f"writing {len(records)} event(s)", self._record, keys=[self.prefix], args=args)
         return [bool(x) for x in new]
@@ -238,13 +250,15 @@ class RedisEventLog:
     def offered(self, user_id: str, coupon_id: str) -> bool:
         return bool(self._call("reading impressions", self.redis.sismember, self._key("uo:" + user_id), coupon_id))
 
-    def behaviour(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray]:
+    def behaviour(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user's behaviour events with since < event_ts <= until (kept for
-        BEHAVIOUR_HORIZON before the user's latest one): times (sorted) and types."""
+        BEHAVIOUR_HORIZON before the user's latest one): times (sorted), types and items
+        (None where the log did not keep it)."""
         rows = self._call("reading behaviour", self.redis.zrangebyscore, self._key("ub:" + user_id),
                           f"({since!r}", repr(float(until)), withscores=True)
         ts = np.array([score for _, score in rows], dtype=np.float64)
-        return ts, np.array([member.decode().split("|", 1)[0] for member, _ in rows], dtype=object)
+        kinds, items = zip(*(_behaviour_member(member) for member, _ in rows)) if rows else ((), ())
+        return ts, np.array(kinds, dtype=object), np.array(items, dtype=object)
 
     def events(self, since: float = float("-inf"), until: float = float("inf")) -> list[EventRecord]:
         """The recorded events with since <= event_ts < until, in event-time order."""
