@@ -164,10 +164,6 @@ class FreshFeatures:
                 None if category_fields is None else _push_frame(category_rows, ["user_id", "category"],
                                                                  category_fields))
 
-    def frame(self, users: dict[str, float]) -> pd.DataFrame:
-        """The user_recent_activity push source's rows: each user's counts at their latest event."""
-        return self.frames(users)[0]
-
     def events(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user's behaviour events with since < event_ts <= until: the batch tail's
         before the snapshots' end, the log's from it on (times sorted, types, items)."""
