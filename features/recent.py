@@ -64,11 +64,16 @@ def counts(ts: np.ndarray, kind: np.ndarray, at: np.ndarray, prefix: str = "rece
     return out
 
 
+# each count's window, looked up once rather than parsed from its name per request
+_WINDOW_OF = {name: seconds for names in (FEATURES, CATEGORY_FEATURES) for name in names
+              for suffix, seconds in WINDOWS.items() if name.endswith("_" + suffix)}
+
+
 def _at_request(values: Mapping[str, object], names, at_name: str, now: np.ndarray, out: dict, hours: str) -> None:
     at = np.asarray(values[at_name], dtype=np.float64)
     age = now - at  # NaN: no row (nothing recorded for the user or category)
     for name in names:
-        seconds = WINDOWS[name.rsplit("_", 1)[1]]
+        seconds = _WINDOW_OF[name]
         count = np.asarray(values[name], dtype=np.float64)
         out[f"ctx_{name}"] = np.where(age < seconds, np.nan_to_num(count), 0.0)
     out[hours] = age / 3600.0
