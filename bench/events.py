@@ -15,7 +15,8 @@ store and event log) on the wall clock; the events are stamped a minute ago.
    limit of 1, then at once a RankCoupons: the share of rankings that already drop
    the coupon (PER_USER_LIMIT_REACHED; must be 100%), and the time from sending the
    events to that answer, p50 and p99. Then pushed features: a new user's view, and
-   the time until Feast's online store holds the user's recent_views_1h (polled).
+   the time until Feast's online store holds the user's recent_views_1h (polled); and
+   an impression of a coupon, until its coupon_impressions_today moves.
 4. **latency under ingestion**: RankCoupons over every coupon active now,
    p50 / p99, alone and with another process streaming batches of 100 events at the
    same server (as fast as it answers, or ``--ingest-rate`` events/s); the ratio.
@@ -62,7 +63,7 @@ def prepare(work: Path) -> tuple[Path, Path]:
     today = utc_today()
     work = work / today.isoformat()  # the data ends today, so that its coupons are valid now
     raw, repo, models = work / "raw", work / "features", work / "models"
-    if not (models / "LATEST").exists() or not (repo / "data" / "item_catalog.parquet").exists():
+    if not (models / "LATEST").exists() or not (repo / "data" / "coupon_today_activity.parquet").exists():
         run_demo(raw, repo, models, size="demo", progress=False, end_date=today)
     return repo, models
 
@@ -282,6 +283,36 @@ def main() -> None:
                   f"p99 {np.quantile(p, 0.99):.0f} ms ({args.pushes} users; pushed by the {args.push}: "
                   + ("every 500 ms" if args.push == "server" else "as it reads, polling every 500 ms when idle")
                   + ")", flush=True)
+
+        # 3c. pushed coupon counts: an impression recorded -> coupon_impressions_today moves
+        from couponrank.features import coupon_today
+
+        names = {v.name for v in store.list_feature_views()}
+        if args.push != "none" and coupon_today.VIEW not in names:
+            print(f"pushed coupon counts: not measured, the registry of {repo} has no {coupon_today.VIEW} "
+                  "(prepared before it existed: delete the day's folder)", flush=True)
+        elif args.push != "none":
+            def shown() -> float:
+                got = store.get_online_features(features=[f"{coupon_today.VIEW}:coupon_impressions_today"],
+                                                entity_rows=[{"coupon_id": coupon}]).to_dict()
+                return got["coupon_impressions_today"][0] or 0.0
+
+            time.sleep(1.5)  # the freshness step's pushes land first
+            lags = []
+            for k in range(args.pushes):
+                before = shown()
+                t = time.perf_counter()
+                events_stub.RecordEvents(pb.RecordEventsRequest(events=[_event(
+                    pb, f"cpush{k}", f"u-cpush-{os.getpid()}-{k}", ts, impression=pb.ImpressionEvent(
+                        coupon_id=coupon, position=1, placement=pb.PLACEMENT_HOME))]), timeout=10)
+                while shown() < before + 1:
+                    if time.perf_counter() - t > 30:
+                        sys.exit(f"pushed count of {coupon} not visible after 30 s")
+                    time.sleep(0.005)
+                lags.append(time.perf_counter() - t)
+            p = np.array(lags) * 1000
+            print(f"pushed coupon counts: a recorded impression -> visible in the online store, p50 "
+                  f"{np.median(p):.0f} ms, p99 {np.quantile(p, 0.99):.0f} ms ({args.pushes} impressions)", flush=True)
 
         # 4. RankCoupons latency, alone and under ingestion
         users = pd.read_parquet(repo / "data" / "user_activity.parquet", columns=["user_id"]).user_id.astype(str)

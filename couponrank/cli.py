@@ -266,6 +266,54 @@ def cmd_export_events(args) -> None:
         print(f"{table}: {rows:,} {what} -> {Path(args.raw) / 'live' / table}")
 
 
+def cmd_prune_events(args) -> None:
+    from couponrank.clock import unix_now
+    from couponrank.events import open_log
+    from couponrank.events.log import DAY, EventLogError, prune_exported
+    from couponrank.features.repo import built_until
+    from couponrank.server.events import RETENTION_SECONDS
+
+    try:
+        end = built_until(args.repo).timestamp()
+    except (OSError, ValueError, KeyError) as exc:
+        raise CliError(f"{args.repo}: cannot read when the built snapshots end ({exc}); run build-features") from None
+    # the latest cut that loses nothing: events before it can no longer be recorded (older
+    # than the retention) and the server no longer counts them live (the snapshots hold them)
+    latest = min(end, unix_now() - RETENTION_SECONDS) // DAY * DAY
+    before = latest
+    if args.before:
+        try:
+            before = _midnight(args.before)
+        except ValueError:
+            raise CliError(f"--before: {args.before!r} is not a date (YYYY-MM-DD)") from None
+        if before > latest:
+            raise CliError(f"--before: {args.before} is later than {_iso_day(latest)}, the latest day the log can "
+                           f"be pruned to (the built snapshots end {_iso_day(end)}; events of the last "
+                           f"{RETENTION_SECONDS // DAY:.0f} days may still be recorded); nothing was pruned")
+    try:
+        log = open_log(args.events_db, args.repo, must_exist=True)
+        written, deleted = prune_exported(log, Path(args.raw), before)
+    except (EventLogError, OSError) as exc:
+        raise CliError(str(exc)) from exc
+    for table, rows in written.items():
+        print(f"{table}: {rows:,} rows exported -> {Path(args.raw) / 'live' / table}")
+    print(f"pruned the log before {_iso_day(before)}: " + ", ".join(f"{n:,} {what}" for what, n in deleted.items()))
+
+
+def _midnight(text: str) -> float:
+    """A YYYY-MM-DD day's midnight (UTC) in unix seconds; ValueError otherwise."""
+    from datetime import date, datetime, timezone
+
+    day = date.fromisoformat(text)
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+
+
+def _iso_day(unix: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(unix, timezone.utc).date().isoformat()
+
+
 def cmd_ingest(args) -> None:
     import signal
     import threading
@@ -273,7 +321,6 @@ def cmd_ingest(args) -> None:
     from couponrank.events import open_log
     from couponrank.events.log import EventLogError
     from couponrank.features import repo
-    from couponrank.schema import BEHAVIOUR_EVENT_TYPES
     from couponrank.server import push
 
     try:
@@ -287,32 +334,32 @@ def cmd_ingest(args) -> None:
                        "repository that defines them (couponrank apply)")
     # pushed here, before each acknowledgement
     fresh = push.FreshFeatures(store, log, interval=None, tail=push.load_tail(args.repo),
-                               categories=push.load_categories(args.repo))
+                               categories=push.load_categories(args.repo),
+                               built_until=repo.built_until(args.repo).timestamp())
     stop = threading.Event()
     if not args.once:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         print(f"ingest: pushing fresh features from {log.where} every {args.interval:g} s; SIGTERM to stop", flush=True)
     try:
-        applied = _follow(follower, fresh, stop, args.interval, args.once, BEHAVIOUR_EVENT_TYPES)
+        applied = _follow(follower, fresh, stop, args.interval, args.once)
     except EventLogError as exc:  # the log went away: what was not acknowledged is handed out again later
         raise CliError(str(exc)) from exc
-    print(f"ingest: {applied:,} events applied, {fresh.pushed:,} user pushes, {fresh.failed} failed")
+    print(f"ingest: {applied:,} events applied, {fresh.pushed:,} user pushes, {fresh.coupons_pushed:,} coupon pushes, "
+          f"{fresh.failed} failed")
     if fresh.failed:
         raise CliError("some pushes failed; the log above says why")
 
 
-def _follow(follower, fresh, stop, interval: float, once: bool, behaviour_types) -> int:
+def _follow(follower, fresh, stop, interval: float, once: bool) -> int:
     """Read, push, acknowledge, until stopped (``once``: until the log is read); the
     events applied."""
+    from couponrank.server import push
+
     applied = 0
     while True:
         ids, records = follower.read()
-        latest: dict[str, float] = {}
-        for r in records:
-            if r.event_type in behaviour_types:
-                latest[r.user_id] = max(r.event_ts, latest.get(r.user_id, r.event_ts))
-        fresh.submit(latest)
+        fresh.submit(*push.latest(records))
         if not fresh.flush():  # the store failed (logged): the entries stay unacknowledged
             if once or stop.wait(interval):
                 return applied
@@ -574,9 +621,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--events-db", metavar="PATH|URL",
                     help="the event log: a SQLite file or a redis:// URL (default: REPO/data/events.db)")
 
+    sp = add("prune-events", cmd_prune_events,
+             "Keep the event log from growing without end: export the days before --before into the raw folder "
+             "(as export-events does, whole days), then delete their events, served rankings and live counters "
+             "from the log. The latest day allowed (the default) is the earlier of the built snapshots' end and "
+             "the RecordEvents retention (30 days): the server no longer counts older events live, and no event "
+             "that old can be recorded again, so nothing is lost or counted twice. A redemption's check that its "
+             "coupon was offered then reads the impression from the built features (after the next build).")
+    sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")
+    sp.add_argument("--raw", default=str(DEFAULT_RAW), help="raw data folder (default: %(default)s)")
+    sp.add_argument("--events-db", metavar="PATH|URL",
+                    help="the event log: a SQLite file or a redis:// URL (default: REPO/data/events.db)")
+    sp.add_argument("--before", metavar="YYYY-MM-DD", help="prune the days before this one (default: the latest allowed)")
+
     sp = add("ingest", cmd_ingest,
-             "Follow the server's event log and push each user's fresh recent-activity features into the online "
-             "store (Feast's push API), as its own process: start the servers with --no-push. On Redis it reads the "
+             "Follow the server's event log and push fresh features into the online store (Feast's push API): "
+             "each user's recent activity, each coupon's counts today; as its own process: start the servers "
+             "with --no-push. On Redis it reads the "
              "events stream in a consumer group and acknowledges entries only after their push, so several ingest "
              "processes share the work and one that dies leaves nothing unapplied. SIGTERM stops it.")
     sp.add_argument("--repo", default=str(DEFAULT_REPO), help="Feast repository (default: %(default)s)")

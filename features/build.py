@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from couponrank.features import custom
-from couponrank.features import membership, recent
+from couponrank.features import coupon_today, membership, recent
 from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
 from couponrank.features.request_features import ALL_CATEGORIES
 from couponrank.features.snapshots import Window, change_days, snapshot_windows
@@ -38,7 +38,7 @@ NEUTRAL_RATE = 0.05
 # The built-in views' sources, in the order build_features writes them.
 BUILT_IN = ("user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
             "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity",
-            "user_category_recent_activity", "recent_behaviour_tail", "item_catalog")
+            "user_category_recent_activity", "recent_behaviour_tail", "item_catalog", "coupon_today_activity")
 
 
 @dataclass
@@ -467,6 +467,41 @@ def recent_behaviour_tail(data: CleanData, end: pd.Timestamp) -> pd.DataFrame:
                          "item_id": tail["item_id"].astype(str).to_numpy()})
 
 
+def coupon_today_activity(data: CleanData) -> pd.DataFrame:
+    """features/coupon_today.py's counts after each instant a coupon was shown or
+    redeemed: per type, the coupon's events of that UTC day up to and including the
+    instant, and the instant; each row stamped VISIBLE_AFTER_US later, so that an
+    impression at that instant joins the counts before it."""
+    ce = data.coupon_events
+    ce = ce.loc[ce["event_type"].astype(str).isin(list(coupon_today.TYPES))] if not ce.empty else ce
+    if ce.empty:
+        return _empty_recent(["coupon_id"], coupon_today.FEATURES, coupon_today.AT)
+    coupons, code = np.unique(ce["coupon_id"].astype(str).to_numpy(), return_inverse=True)
+    unix = _unix(ce["event_ts"])
+    order = np.lexsort((unix, code))
+    code, unix, kind = code[order], unix[order], ce["event_type"].astype(str).to_numpy()[order]
+    stamp = ce["event_ts"].iloc[order].reset_index(drop=True)
+    day = np.floor(unix / coupon_today.DAY)
+    n = len(code)
+    new_group = np.r_[True, (code[1:] != code[:-1]) | (day[1:] != day[:-1])]  # a (coupon, day) starts
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n), 0))
+    last = np.r_[(code[1:] != code[:-1]) | (unix[1:] != unix[:-1]), True]  # the last event of a (coupon, instant)
+    feats = {}
+    for event_type, stem in coupon_today.TYPES.items():
+        cum = np.cumsum(kind == event_type)
+        before = np.where(group_start > 0, cum[group_start - 1], 0)  # the events of earlier groups
+        feats[f"coupon_{stem}_today"] = (cum - before)[last].astype(np.float64)
+    at = stamp[last].reset_index(drop=True)
+    visible = at + pd.Timedelta(microseconds=coupon_today.VISIBLE_AFTER_US)
+    return pd.DataFrame({
+        "coupon_id": pd.array(coupons[code[last]], dtype=pd.StringDtype()),
+        "event_timestamp": visible,
+        "created_timestamp": visible,
+        **{f: feats[f] for f in coupon_today.FEATURES},
+        coupon_today.AT: unix[last],
+    })
+
+
 def item_catalog(data: CleanData) -> pd.DataFrame:
     """The items (id, category, brand, merchant), for the server: RecordEvents rejects
     behaviour events of items it does not list. Not a feature view's source."""
@@ -565,6 +600,7 @@ def build_features(raw_dir: Path, repo_dir: Path, progress: bool = False) -> Bui
         "user_category_recent_activity": lambda: user_category_recent_activity(data),
         "recent_behaviour_tail": lambda: recent_behaviour_tail(data, summary.end),
         "item_catalog": lambda: item_catalog(data),
+        "coupon_today_activity": lambda: coupon_today_activity(data),
     }
     assert tuple(jobs) == BUILT_IN
     out_dir = Path(repo_dir) / "data"

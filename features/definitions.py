@@ -15,7 +15,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
-from couponrank.features import recent, request_features
+from couponrank.features import coupon_today, recent, request_features
 
 # ---------------------------------------------------------------- entities
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
@@ -235,6 +235,29 @@ coupon_attributes = FeatureView(
                 "(stamped when created).",
 )
 
+# A coupon's impressions and redemptions today (UTC), pushed by the server from the event
+# log's day counters as impressions and redemptions are recorded; build-features writes
+# the history with the same definition (features/coupon_today.py). Tagged live: the
+# server reads it per request, not from its 60-s coupon cache. A row of another day than
+# the request's counts 0 (coupon_today_features), so rows older than a day need not be
+# joined: the TTL bounds the training join, and training and serving agree.
+coupon_today_activity_push = PushSource(
+    name="coupon_today_activity_push",
+    batch_source=_source("coupon_today_activity"),
+    description="A coupon's counts today, pushed by the server after impressions and redemptions are recorded.",
+)
+
+coupon_today_activity = FeatureView(
+    name="coupon_today_activity",
+    entities=[coupon],
+    ttl=timedelta(seconds=coupon_today.DAY),
+    schema=[Field(name=name, dtype=Float64) for name in coupon_today.ALL_FEATURES],
+    source=coupon_today_activity_push,
+    tags=dict([coupon_today.LIVE_TAG]),
+    description="A coupon's impressions and redemptions so far today (UTC) at its latest event, and that "
+                "event's time (features/coupon_today.py); pushed fresh by the server, read per request.",
+)
+
 # ---------------------------------------------------------------- request context
 request_context = RequestSource(
     name="request_context",
@@ -279,6 +302,22 @@ def recent_activity_features(inputs: pd.DataFrame) -> pd.DataFrame:
     from couponrank.features import recent
 
     return pd.DataFrame(recent.context({name: inputs[name].to_numpy() for name in recent.INPUTS}), index=inputs.index)
+
+
+@on_demand_feature_view(
+    sources=[coupon_today_activity, request_context],
+    schema=[Field(name=name, dtype=Float64) for name in coupon_today.OUTPUTS],
+    mode="pandas",
+    description="A coupon's impressions and redemptions today as they stand at the request, and redemptions per "
+    "impression. Computed by couponrank.features.coupon_today.context, which the server also calls.",
+)
+def coupon_today_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    from couponrank.features import coupon_today
+
+    return pd.DataFrame(coupon_today.context({name: inputs[name].to_numpy() for name in coupon_today.INPUTS}),
+                        index=inputs.index)
 
 
 # ---------------------------------------------------------------- the ranker's features
@@ -371,4 +410,27 @@ ranker_features_v4 = FeatureService(
         recent_activity_features,
     ],
     description="ranker_v3 plus the user's recent activity, overall and in the coupon's category, at the request.",
+)
+
+
+# ranker_v5: ranker_v4 plus the coupon's impressions and redemptions today (issue 11),
+# pushed as they are recorded and read per request: a coupon taking off today (or
+# shown all day and never redeemed) moves before its daily coupon_stats snapshot does.
+ranker_features_v5 = FeatureService(
+    name="ranker_v5",
+    features=[
+        _without(user_activity),
+        _without(user_coupon_behaviour),
+        user_category_affinity,
+        user_coupon_usage,
+        user_coupon_coverage,
+        user_membership[["membership_tier_rank", "membership_segment_count"]],
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit",
+                           "coupon_audience_min_tier", "coupon_audience_segment_count"]],
+        request_context_features,
+        recent_activity_features,
+        coupon_today_features,
+    ],
+    description="ranker_v4 plus the coupon's impressions and redemptions today, at the request.",
 )

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Callable
 
 from couponrank.events.log import EventLog, EventRecord
+from couponrank.server import push
 from couponrank.server.service import (MAX_ID_BYTES, MAX_TIMESTAMP_SECONDS, MIN_TIMESTAMP_SECONDS, InvalidArgument,
                                        ServerConfig, _check_size, _placement, money_amount, quote)
 from couponrank.v1 import coupon_ranking_service_pb2 as pb
@@ -128,7 +129,7 @@ class EventRecorder:
         self.items = items  # the item catalogue's ids (build-features' item_catalog); None: not checked
         self.ranker = ranker  # its catalogue (known coupons) and online store (impressions in the batch data)
         self.clock = clock
-        self.fresh = None  # server/push.py FreshFeatures: pushes recent activity after behaviour events
+        self.fresh = None  # server/push.py FreshFeatures: pushes fresh user and coupon features
 
     def _offered_in_batch_data(self, user_id: str, coupon_id: str) -> bool:
         try:
@@ -165,14 +166,13 @@ class EventRecorder:
             accepted.append((i, record))
         if accepted:
             new = self.log.record([r for _, r in accepted])
-            latest: dict[str, float] = {}
-            for (i, r), fresh in zip(accepted, new):
+            for (i, _), fresh in zip(accepted, new):
                 if not fresh:
                     results[i].status = pb.EVENT_STATUS_DUPLICATE
-                elif r.event_type in BEHAVIOUR_TYPES.values():
-                    latest[r.user_id] = max(r.event_ts, latest.get(r.user_id, r.event_ts))
-            if latest and self.fresh is not None:
-                self.fresh.submit(latest)
+            if self.fresh is not None:
+                users, coupons = push.latest(r for (_, r), fresh in zip(accepted, new) if fresh)
+                if users or coupons:
+                    self.fresh.submit(users, coupons)
         return pb.RecordEventsResponse(results=results)
 
 

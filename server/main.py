@@ -267,7 +267,8 @@ def serve(repo: Path, model: Path, port: int = 50051, online: str = "sqlite", co
         elif push.supported(ranker.online.store):
             servicer.recorder.fresh = ranker.fresh = push.FreshFeatures(ranker.online.store, ranker.events,
                                                                         tail=push.load_tail(repo),
-                                                                        categories=push.load_categories(repo))
+                                                                        categories=push.load_categories(repo),
+                                                                        built_until=ranker.live_since)
         else:
             log.info("the feature registry has no %s view: recorded events push no fresh features", push.recent.VIEW)
     if config.otlp_endpoint:

@@ -13,14 +13,17 @@ the rest of the model's inputs:
   store every ``refresh_seconds`` (default 60 s): **freshness bound** -- a coupon
   feature served is at most ``refresh_seconds`` (plus one read) older than the online
   store. Coupons the cache has not seen yet (added since the last refresh) are read
-  live in the request;
+  live in the request. A coupon-keyed view tagged ``couponrank.serving: live`` (values
+  pushed as events arrive: coupon_today_activity) is read per request instead, one key
+  per candidate;
 * the ``coupon_attributes`` features come from the in-memory catalogue
   (server/catalog.py), which holds the same latest row per coupon;
 * the on-demand ``request_context_features`` come from
   ``couponrank.features.request_features.compute`` -- the very function Feast's
   on-demand view calls in training -- on whole arrays (:func:`join_features`);
-* the on-demand ``recent_activity_features`` come from
-  ``couponrank.features.recent.context`` likewise (:class:`RecentActivityView`);
+* the on-demand ``recent_activity_features`` and ``coupon_today_features`` come from
+  ``couponrank.features.recent.context`` and ``coupon_today.context`` likewise
+  (:class:`ProjectView`);
 * any other on-demand view (a feature engineer's) runs Feast's own transformation
   (``OnDemandFeatureView.transform_arrow``, what ``get_historical_features`` runs in
   training) on its inputs: its source views' features, read like the rest, and the
@@ -41,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from couponrank.features import recent, request_features
+from couponrank.features import coupon_today, recent, request_features
 from couponrank.features.services import DEFAULT_FEATURE_SERVICE, declared_keys, get_service, mapped_keys
 from couponrank.server.catalog import FLOAT_COLUMNS, STRING_COLUMNS, Catalog
 from couponrank.server.periodic import Periodic
@@ -107,20 +110,27 @@ class OnDemandView:
                 for name in self.outputs}
 
 
-class RecentActivityView(OnDemandView):
-    """The project's recent_activity_features: couponrank.features.recent.context (what
-    Feast's on-demand view calls in training) run straight on the arrays, without
-    Feast's per-request conversions."""
+class ProjectView(OnDemandView):
+    """One of the project's own on-demand views (recent_activity_features,
+    coupon_today_features): the function Feast's on-demand view calls in training
+    (:data:`PROJECT_VIEWS`) run straight on the arrays, without Feast's per-request
+    conversions."""
 
     def compute(self, features: dict[str, np.ndarray], request: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = {name: features[name] for names in self.view_inputs.values() for name in names}
         values["request_ts_unix"] = request["request_ts_unix"]
-        out = recent.context(values)
+        out = PROJECT_VIEWS[self.name](values)
         return {name: out[name] for name in self.outputs}
 
 
 # The project's own on-demand views other than request_context_features, run on arrays.
-PROJECT_VIEWS = {recent.CONTEXT_VIEW: RecentActivityView}
+PROJECT_VIEWS = {recent.CONTEXT_VIEW: recent.context, coupon_today.CONTEXT_VIEW: coupon_today.context}
+
+
+def is_live(view) -> bool:
+    """Whether a feature view is tagged to be read per request (pushed values)."""
+    key, value = coupon_today.LIVE_TAG
+    return (view.tags or {}).get(key) == value
 
 
 class CouponFeatureCache:
@@ -204,7 +214,8 @@ class OnlineFeatures:
             if projection.name == REQUEST_CONTEXT_VIEW:
                 self.computed_features += names
             elif projection.name in odfvs:
-                self.on_demand.append(PROJECT_VIEWS.get(projection.name, OnDemandView)(odfvs[projection.name], names))
+                view_class = ProjectView if projection.name in PROJECT_VIEWS else OnDemandView
+                self.on_demand.append(view_class(odfvs[projection.name], names))
             elif projection.name == CATALOG_VIEW:
                 self.catalog_features += names
             else:
@@ -215,7 +226,7 @@ class OnlineFeatures:
         stored = {v.name for v in store.list_feature_views()}
         if (recent.CONTEXT_VIEW in odfvs and {recent.VIEW, recent.CATEGORY_VIEW} <= stored
                 and not any(v.name == recent.CONTEXT_VIEW for v in self.on_demand)):
-            self.on_demand.append(RecentActivityView(odfvs[recent.CONTEXT_VIEW], list(recent.OUTPUTS)))
+            self.on_demand.append(ProjectView(odfvs[recent.CONTEXT_VIEW], list(recent.OUTPUTS)))
         online_names = {n for names in self.view_features.values() for n in names}
         for view in self.on_demand:  # the other on-demand views' stored inputs
             for source, names in view.view_inputs.items():
@@ -272,7 +283,8 @@ class OnlineFeatures:
         if not_in_catalog:
             raise RegistryError(f"entities are declared to come from coupon_attributes column(s) the catalogue does "
                                 f"not hold: {', '.join(not_in_catalog)} (it holds {', '.join(STRING_COLUMNS)})")
-        self.live_views = [v for v, keys in self.join_keys.items() if set(keys) != {COUPON_KEY}]
+        # read per request: every view keyed by more than the coupon, and coupon views tagged live
+        self.live_views = [v for v, keys in self.join_keys.items() if set(keys) != {COUPON_KEY} or is_live(views[v])]
         # What any caller may see in explanations (server/callers.py): the coupon's own
         # features and those computed from the request and the coupon alone; the rest
         # describe the user's behaviour.

@@ -4,6 +4,9 @@ overall and per category of the items, are computed from the event log and writt
 into the online store through Feast's push API (``FeatureStore.push`` to the
 user_recent_activity and user_category_recent_activity push sources), in the
 background: the RPC only queues the user. Users queued again before their push coalesce into one.
+Likewise a coupon's impressions and redemptions today (features/coupon_today.py), read
+from the log's day counters, after its impressions and redemptions
+(coupon_today_activity_push).
 
 The counts join two sources at the snapshots' end, as the live counters do: the batch's
 events before it (``data/recent_behaviour_tail.parquet``, the widest window's worth,
@@ -21,7 +24,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from couponrank.features import recent
+from couponrank.features import coupon_today, recent
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,22 @@ def _fields(store, view: str) -> list[str]:
     """The view's features as the registry has them (one applied before the ``*_at_unix``
     features existed lacks them: the pushes then leave them out)."""
     return [f.name for f in store.get_feature_view(view).features]
+
+
+def latest(records) -> tuple[dict[str, float], dict[str, float]]:
+    """Of newly recorded events (EventRecords): each user's latest behaviour event time,
+    and each coupon's latest impression or redemption time (what FreshFeatures.submit
+    takes)."""
+    from couponrank.schema import BEHAVIOUR_EVENT_TYPES
+
+    users: dict[str, float] = {}
+    coupons: dict[str, float] = {}
+    for r in records:
+        if r.event_type in BEHAVIOUR_EVENT_TYPES:
+            users[r.user_id] = max(r.event_ts, users.get(r.user_id, r.event_ts))
+        elif r.event_type in coupon_today.TYPES and r.coupon_id is not None:
+            coupons[r.coupon_id] = max(r.event_ts, coupons.get(r.coupon_id, r.event_ts))
+    return users, coupons
 
 
 TAIL_FILE = "recent_behaviour_tail.parquet"  # in <repo>/data, by build-features
@@ -109,19 +128,30 @@ class FreshFeatures:
     A queued user's push writes their user_recent_activity row at their latest event
     and, given the items' ``categories``, a user_category_recent_activity row per
     category of their events in the widest window, each at the latest event in it (the
-    rows build-features would write at those instants)."""
+    rows build-features would write at those instants).
+
+    A queued coupon's push writes its coupon_today_activity row: the log's counters of
+    the UTC day of its latest impression or redemption, at that time. Those counters
+    hold the log's events alone, so days before ``built_until`` (the snapshots' end, a
+    midnight: the batch holds that day's earlier events) are not pushed, and a late
+    event never pushes an earlier day over a later one."""
 
     def __init__(self, store, log_, interval: float | None = 0.5, tail: BatchTail | None = None,
-                 categories: dict[str, str] | None = None):
+                 categories: dict[str, str] | None = None, built_until: float = 0.0):
         self.store = store
         self.log = log_
         self.tail = tail  # the batch's events before the snapshots' end; None: the log alone
         self.categories = categories or {}  # item -> category; empty: no per-category pushes
+        self.built_until = float(built_until)
         self.interval = interval
         self.pushed = 0  # users pushed
+        self.coupons_pushed = 0
         self.failed = 0  # pushes that failed (logged)
         self._fields: tuple[list[str], list[str] | None] | None = None  # read from the registry at the first push
+        self._coupon_fields: list[str] | None = None  # [] when the registry has no coupon_today_activity
         self._pending: dict[str, float] = {}  # user -> latest event time to compute at
+        self._pending_coupons: dict[str, float] = {}  # coupon -> latest impression or redemption time
+        self._coupon_at: dict[str, float] = {}  # coupon -> the time of its last pushed row
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None  # interval None: the owner calls flush() itself (couponrank ingest)
@@ -129,11 +159,35 @@ class FreshFeatures:
             self._thread = threading.Thread(target=self._run, name="push-features", daemon=True)
             self._thread.start()
 
-    def submit(self, latest: dict[str, float]) -> None:
-        """Queue users with the time of their latest recorded behaviour event."""
+    def submit(self, latest: dict[str, float], coupons: dict[str, float] | None = None) -> None:
+        """Queue users with the time of their latest recorded behaviour event, and
+        coupons with that of their latest impression or redemption."""
         with self._lock:
             for user, ts in latest.items():
                 self._pending[user] = max(ts, self._pending.get(user, ts))
+            for coupon, ts in (coupons or {}).items():
+                self._pending_coupons[coupon] = max(ts, self._pending_coupons.get(coupon, ts))
+
+    def coupon_frame(self, coupons: dict[str, float]) -> pd.DataFrame | None:
+        """The coupon push source's rows: each coupon's day counters at its latest
+        event; None when the registry has no such view."""
+        if self._coupon_fields is None:
+            self._coupon_fields = (_fields(self.store, coupon_today.VIEW)
+                                   if _has(self.store, coupon_today.VIEW, coupon_today.PUSH_SOURCE) else [])
+        if not self._coupon_fields:
+            return None
+        at = {c: max(t, self._coupon_at.get(c, t)) for c, t in sorted(coupons.items()) if t >= self.built_until}
+        by_day: dict[int, list[str]] = {}
+        for coupon, t in at.items():
+            by_day.setdefault(int(t // coupon_today.DAY), []).append(coupon)
+        rows = []
+        for day, ids in sorted(by_day.items()):
+            shown, redeemed = self.log.coupon_day(ids, day)
+            for coupon, i, r in zip(ids, shown, redeemed):
+                rows.append({"coupon_id": coupon, "coupon_impressions_today": float(i),
+                             "coupon_redemptions_today": float(r), coupon_today.AT: at[coupon],
+                             "event_timestamp": pd.Timestamp(at[coupon], unit="s", tz="UTC")})
+        return _push_frame(rows, ["coupon_id"], self._coupon_fields)
 
     def frames(self, users: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The push sources' rows: each user's counts at their latest event, and (when
@@ -179,20 +233,29 @@ class FreshFeatures:
         """Push everything queued so far; False when the push failed (logged)."""
         with self._lock:
             users, self._pending = self._pending, {}
-        if not users:
+            coupons, self._pending_coupons = self._pending_coupons, {}
+        if not users and not coupons:
             return True
         try:
             from feast.data_source import PushMode
 
-            user_rows, category_rows = self.frames(users)
-            self.store.push(recent.PUSH_SOURCE, user_rows, to=PushMode.ONLINE)
-            if category_rows is not None and len(category_rows):
-                self.store.push(recent.CATEGORY_PUSH_SOURCE, category_rows, to=PushMode.ONLINE)
-            self.pushed += len(users)
+            if users:
+                user_rows, category_rows = self.frames(users)
+                self.store.push(recent.PUSH_SOURCE, user_rows, to=PushMode.ONLINE)
+                if category_rows is not None and len(category_rows):
+                    self.store.push(recent.CATEGORY_PUSH_SOURCE, category_rows, to=PushMode.ONLINE)
+                self.pushed += len(users)
+            if coupons:
+                coupon_rows = self.coupon_frame(coupons)
+                if coupon_rows is not None and len(coupon_rows):
+                    self.store.push(coupon_today.PUSH_SOURCE, coupon_rows, to=PushMode.ONLINE)
+                    self._coupon_at.update(zip(coupon_rows["coupon_id"], coupon_rows[coupon_today.AT]))
+                    self.coupons_pushed += len(coupon_rows)
             return True
         except Exception as exc:  # the store or the log: log it, keep serving; the next event pushes again
             self.failed += 1
-            log.warning("pushing recent activity for %d user(s) failed: %s: %s", len(users), type(exc).__name__, exc)
+            log.warning("pushing fresh features for %d user(s) and %d coupon(s) failed: %s: %s", len(users),
+                        len(coupons), type(exc).__name__, exc)
             return False
 
     def _run(self) -> None:

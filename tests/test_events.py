@@ -361,6 +361,50 @@ def test_exported_events_are_read_with_the_batch_data_once(tmp_path, handmade_ra
     assert (clean_raw(raw).users.user_id.astype(str) == "u-new-shopper").sum() == 1
 
 
+def test_prune_events_exports_whole_days_then_drops_them_from_the_log(tmp_path, handmade_raw, capsys):
+    """prune-events: a day later than the built snapshots' end is refused (nothing
+    pruned); otherwise the days before --before are exported into RAW/live first, then
+    deleted from the log. Exports after it leave those days' files, and their new
+    shoppers, as they were: the cleaned data holds every event and user once."""
+    import json
+    import shutil
+
+    from couponrank.cli import main
+    from couponrank.features.cleaning import clean_raw
+    import handmade
+
+    raw = tmp_path / "raw"
+    shutil.copytree(handmade_raw, raw)
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "build.json").write_text(json.dumps({"start": "2026-06-01T00:00:00+00:00",
+                                                          "end": "2026-06-23T00:00:00+00:00"}))
+    log = EventLog(repo / "data" / "events.db")
+    t = handmade.at(20, 9).timestamp()  # 2026-06-21 (day 0 is 06-01)
+    log.record([
+        EventRecord("p-imp", "u2", "impression", t, coupon_id="c1", placement="home", position=1, request_id="p-req"),
+        EventRecord("p-new", "u-pruned-shopper", "view", t + 86_400, item_id="i3"),  # first seen 06-22
+        EventRecord("p-kept", "u-pruned-shopper", "view", t + 2 * 86_400, item_id="i3"),  # 06-23: after the end
+    ])
+    assert main(["prune-events", "--repo", str(repo), "--raw", str(raw), "--before", "2026-06-24"]) != 0
+    assert "--before: 2026-06-24 is later than 2026-06-23" in capsys.readouterr().err
+    assert len(log.events()) == 3 and not (raw / "live").exists()
+
+    assert main(["prune-events", "--repo", str(repo), "--raw", str(raw), "--before", "2026-06-23"]) == 0
+    assert "pruned the log before 2026-06-23: 2 events" in capsys.readouterr().out
+    assert [e.event_id for e in log.events()] == ["p-kept"] and log.recount()
+    assert sorted(p.name for p in (raw / "live" / "behaviour_events").iterdir()) == ["2026-06-22.parquet"]
+    assert sorted(p.name for p in (raw / "live" / "users").iterdir()) == ["2026-06-22.parquet"]
+    assert main(["export-events", "--repo", str(repo), "--raw", str(raw)]) == 0  # the log's days from 06-23 on
+    assert sorted(p.name for p in (raw / "live" / "behaviour_events").iterdir()) == [
+        "2026-06-22.parquet", "2026-06-23.parquet"]
+    assert sorted(p.name for p in (raw / "live" / "users").iterdir()) == ["2026-06-22.parquet"]  # not new again
+    data = clean_raw(raw)
+    assert (data.users.user_id.astype(str) == "u-pruned-shopper").sum() == 1
+    assert {"p-new", "p-kept"} <= set(data.behaviour_events.event_id.astype(str))
+    assert (data.coupon_events.event_id.astype(str) == "p-imp").sum() == 1
+
+
 def test_every_answer_is_in_the_served_ranking_log_and_exports_carry_its_cart(live, catalog, tmp_path,
                                                                             handmade_raw):
     """The served-ranking log holds each answer (user, time, placement, cart, model,

@@ -62,12 +62,39 @@ def test_both_logs_count_each_event_once_and_by_day(any_log):
     assert log.live("u2", ["c1"], since=0)[0].tolist() == [0.0]
     assert log.live("u2", ["c1"], since=0)[1].tolist() == [5.0]  # the budget is everyone's
     assert log.offered("u1", "c1") and not log.offered("u2", "c1")
-    assert [e.event_id for e in log.events()] == ["i1", "r1", "r2"]
+    shown, redeemed = log.coupon_day(["c1", "c2", "c1|x"], 10)  # the coupons' day counters (pushed features)
+    assert shown.tolist() == [1.0, 0.0, 0.0] and redeemed.tolist() == [1.0, 0.0, 0.0]
+    assert log.coupon_day(["c1"], 12)[1].tolist() == [1.0] and log.coupon_day([], 10)[0].tolist() == []
     assert log.events()[0] == imp  # every field kept
     assert log.recount()
     other = reopen()  # another process sees the same
     assert other.live("u1", ["c1"], since=0)[0].tolist() == [2.0] and other.recount()
     assert other.record([_red("r1")]) == [False]
+
+
+def test_both_logs_prune_whole_days_and_stay_consistent(any_log):
+    """prune(before): the events, rankings and counters of the UTC days before that of
+    ``before`` go, the later ones stay, the counters still equal a recount; pruning
+    again changes nothing; an id of a pruned event is no longer a duplicate (the server
+    refuses events that old before the log sees them)."""
+    from couponrank.events.log import RankingRecord
+
+    log, reopen = any_log
+    imp = EventRecord("i1", "u1", "impression", 10 * DAY + 1.0, coupon_id="c1", placement="home", position=1)
+    log.record([imp, _red("r1"), _red("r2", ts=11 * DAY + 7), _red("r3", user="u2", ts=12 * DAY)])
+    ranking = RankingRecord("q", "u1", 10 * DAY, "home", 0.0, "", "v", "", "[]", "[]")
+    log.record_rankings([ranking, RankingRecord("q2", "u1", 11 * DAY, "home", 0.0, "", "v", "", "[]", "[]")])
+    assert log.pruned_before() == 0.0
+    deleted = log.prune(11 * DAY + 3_600)  # within day 11: days before it go
+    assert deleted["events"] == 2 and deleted["rankings"] == 1
+    assert [e.event_id for e in log.events()] == ["r2", "r3"] and log.recount()
+    assert [r.request_id for r in log.rankings()] == ["q2"]
+    assert log.coupon_day(["c1"], 10)[1].tolist() == [0.0] and log.coupon_day(["c1"], 11)[1].tolist() == [1.0]
+    assert log.live("u1", ["c1"], since=0)[0].tolist() == [1.0]  # day 11's redemption only
+    assert log.pruned_before() == 11 * DAY and reopen().pruned_before() == 11 * DAY
+    assert log.prune(5 * DAY) == {k: 0 for k in deleted} and log.pruned_before() == 11 * DAY  # never back
+    assert [e.event_id for e in log.events()] == ["r2", "r3"]
+    assert log.record([_red("r2", ts=11 * DAY + 7)]) == [False]  # a kept event is still a duplicate
 
 
 def test_both_logs_keep_each_users_recent_behaviour(any_log):

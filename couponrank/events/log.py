@@ -14,6 +14,7 @@ T; the live part of a count is its days from T on (:meth:`EventLog.live`).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -91,6 +92,7 @@ CREATE TABLE IF NOT EXISTS live_coupon (
     impressions INTEGER NOT NULL DEFAULT 0, redemptions INTEGER NOT NULL DEFAULT 0,
     discount REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (coupon_id, day)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 _INSERT = f"INSERT OR IGNORE INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _COUNT = {  # event type -> (user x coupon column, coupon column)
@@ -197,23 +199,30 @@ class EventLog:
     def record(self, records: Sequence[EventRecord]) -> list[bool]:
         """Write the events and move their counters, all in one transaction; per event,
         True when it is new, False when its event_id was recorded before (nothing moves)."""
-        conn = self._conn()
         new = []
+        with self._transaction(f"writing {len(records)} event(s)") as conn:
+            for r in records:
+                inserted = conn.execute(_INSERT, tuple(getattr(r, c) for c in COLUMNS)).rowcount == 1
+                new.append(inserted)
+                if inserted:
+                    _count(conn, r)
+        return new
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str):
+        """One write transaction, committed when the block ends, rolled back if it fails;
+        a SQLite error becomes EventLogError naming the file and ``what``."""
+        conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for r in records:
-                    inserted = conn.execute(_INSERT, tuple(getattr(r, c) for c in COLUMNS)).rowcount == 1
-                    new.append(inserted)
-                    if inserted:
-                        _count(conn, r)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise EventLogError(f"{self.path}: writing {len(records)} event(s) failed ({exc})") from None
-        return new
+            raise EventLogError(f"{self.path}: {what} failed ({exc})") from None
 
     def record_rankings(self, records: Sequence[RankingRecord]) -> None:
         """Append served rankings, one transaction, not synced on its own (a crash may
@@ -239,6 +248,26 @@ class EventLog:
             args = tuple(request_ids)
         return [RankingRecord(*row) for row in self._conn().execute(sql + " ORDER BY rowid", args)]
 
+    def prune(self, before: float) -> dict[str, int]:
+        """Delete the events, served rankings and counters of the UTC days before that of
+        ``before``, in one transaction; :func:`prune_exported` is the safe way to call
+        it. Returns the rows deleted per table."""
+        day = int(before // DAY)
+        cutoff = float(day * DAY)
+        with self._transaction("pruning") as conn:
+            out = {"events": conn.execute("DELETE FROM events WHERE event_ts < ?", (cutoff,)).rowcount,
+                   "rankings": conn.execute("DELETE FROM rankings WHERE ts < ?", (cutoff,)).rowcount}
+            for table in ("live_user_coupon", "live_coupon"):
+                out[table] = conn.execute(f"DELETE FROM {table} WHERE day < ?", (day,)).rowcount
+            conn.execute("INSERT INTO meta (key, value) VALUES ('pruned_before', ?) ON CONFLICT (key) DO UPDATE "
+                         "SET value = MAX(value, excluded.value)", (cutoff,))
+        return out
+
+    def pruned_before(self) -> float:
+        """The midnight before which the log was pruned (0: never)."""
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'pruned_before'").fetchone()
+        return float(row[0]) if row else 0.0
+
     # ------------------------------------------------------------------ reads
     def live(self, user_id: str, coupon_ids: Sequence[str], since: float) -> tuple[np.ndarray, np.ndarray]:
         """Per coupon, counted from the UTC day of ``since`` on: the user's redemptions
@@ -260,6 +289,19 @@ class EventLog:
                 "GROUP BY coupon_id", (day, *where)):
             discount[where[coupon]] = total
         return redemptions, discount
+
+    def coupon_day(self, coupon_ids: Sequence[str], day: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per coupon, its impressions and redemptions recorded for UTC day ``day`` (the
+        live counters: features/coupon_today.py's pushed values)."""
+        n = len(coupon_ids)
+        impressions, redemptions = np.zeros(n), np.zeros(n)
+        where = {c: i for i, c in enumerate(coupon_ids)}
+        if where:
+            for coupon, shown, redeemed in self._conn().execute(
+                    f"SELECT coupon_id, impressions, redemptions FROM live_coupon WHERE day = ? "
+                    f"AND coupon_id IN ({','.join('?' * len(where))})", (int(day), *where)):
+                impressions[where[coupon]], redemptions[where[coupon]] = shown, redeemed
+        return impressions, redemptions
 
     def behaviour(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user's behaviour events with since < event_ts <= until: times (sorted),
@@ -401,6 +443,12 @@ def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> d
     users_file = raw_dir / schema.USERS.file
     listed = set(pq.read_table(users_file, columns=["user_id"]).column(0).to_pylist()) if users_file.is_file() \
         else set()
+    # The days the log no longer holds (pruned) keep their new-user files as they are, and
+    # their users are not new again: their events are gone from the log, not from raw.
+    kept_day = int(log.pruned_before() // DAY)
+    for path in (raw_dir / schema.LIVE_DIR / schema.USERS.name).glob("*.parquet"):
+        if _day_of(path) < kept_day:
+            listed.update(pq.read_table(path, columns=["user_id"]).column(0).to_pylist())
     first_seen: dict[str, float] = {}
     for r in records:
         if r.user_id not in listed and r.event_ts < first_seen.get(r.user_id, float("inf")):
@@ -409,13 +457,34 @@ def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> d
     for user, ts in sorted(first_seen.items()):
         new_users.setdefault(int(ts // DAY), []).append(
             {"user_id": user, "signup_ts": datetime.fromtimestamp(ts, timezone.utc), "country": None})
-    # a day whose users the users table has listed since keeps no stale file
-    written["users"] = _write_days(raw_dir, schema.USERS, new_users, remove_others=True)
+    # a day whose users the users table has listed since keeps no stale file; so do the
+    # days outside the log (pruned) and those from ``until`` on (not exported now)
+    last_day = int(until // DAY) if until != float("inf") else None
+    written["users"] = _write_days(raw_dir, schema.USERS, new_users, remove_others=(kept_day, last_day))
     return written
 
 
-def _write_days(raw_dir: Path, table, days: dict[int, list[dict]], remove_others: bool = False) -> int:
-    """``live/<table>/<YYYY-MM-DD>.parquet`` for each UTC day's rows; returns the rows written."""
+def prune_exported(log, raw_dir: Path | str, before: float) -> tuple[dict[str, int], dict[str, int]]:
+    """Export the days before that of ``before`` into ``raw_dir`` (whole, from the log:
+    :func:`export`), then prune them from the log (``log.prune``). Call it only with a
+    ``before`` no event can still arrive for (older than the RecordEvents retention) and
+    that the build the server counts from has passed (server/events.py, the CLI's
+    prune-events): the server's live counters count from the snapshots' end on. Returns
+    the rows written per raw table and those deleted per log table."""
+    cutoff = float(int(before // DAY) * DAY)
+    written = export(log, raw_dir, until=cutoff)
+    return written, log.prune(cutoff)
+
+
+def _day_of(path: Path) -> int:
+    return int(np.datetime64(path.stem, "D").astype(np.int64))
+
+
+def _write_days(raw_dir: Path, table, days: dict[int, list[dict]],
+                remove_others: tuple[int, int | None] | None = None) -> int:
+    """``live/<table>/<YYYY-MM-DD>.parquet`` for each UTC day's rows; ``remove_others``
+    (first day, end day or None): the files of the days in that range not written now
+    are removed. Returns the rows written."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -430,9 +499,10 @@ def _write_days(raw_dir: Path, table, days: dict[int, list[dict]], remove_others
         pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), tmp)
         tmp.replace(folder / f"{stamp}.parquet")
         names.add(f"{stamp}.parquet")
-    if remove_others:
+    if remove_others is not None:
+        first, end = remove_others
         for stale in folder.glob("*.parquet"):
-            if stale.name not in names:
+            if stale.name not in names and first <= _day_of(stale) and (end is None or _day_of(stale) < end):
                 stale.unlink()
     return sum(len(rows) for rows in days.values())
 

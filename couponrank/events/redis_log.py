@@ -35,6 +35,7 @@ as a multi-key script needs), or another prefix given to the log:
 ``uo:<user>``                 set: coupons ever offered to the user
 ``c:<coupon>``                hash ``i|<day>``, ``r|<day>``, ``d|<day>`` -> the coupon's
                               impressions, redemptions and discount given (budget)
+``pruned_before``             the midnight before which the log was pruned
 ``ub:<user>``                 sorted set: the user's behaviour events of the last
                               BEHAVIOUR_HORIZON seconds by time, each
                               ``<type>#<len(item)>|<item><event_id>`` (logs written
@@ -247,6 +248,16 @@ class RedisEventLog:
         values = np.array([float(v) for v in out])
         return values[:n], values[n:]
 
+    def coupon_day(self, coupon_ids: Sequence[str], day: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per coupon, its impressions and redemptions recorded for UTC day ``day`` (one
+        round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for coupon in coupon_ids:
+            pipe.hmget(self._key("c:" + coupon), f"i|{int(day)}", f"r|{int(day)}")
+        rows = self._call("reading coupon counters", pipe.execute) if len(coupon_ids) else []
+        values = np.array([[float(v or 0) for v in row] for row in rows]).reshape(len(coupon_ids), 2)
+        return values[:, 0].copy(), values[:, 1].copy()
+
     def offered(self, user_id: str, coupon_id: str) -> bool:
         return bool(self._call("reading impressions", self.redis.sismember, self._key("uo:" + user_id), coupon_id))
 
@@ -293,6 +304,44 @@ class RedisEventLog:
         return ours.keys() == expected.keys() and all(abs(ours[k] - expected[k]) <= 1e-6 * max(1.0, abs(expected[k]))
                                                       for k in ours)
 
+    def prune(self, before: float) -> dict[str, int]:
+        """Delete the events (stream entries and their ids), served rankings and
+        counters of the UTC days before that of ``before``. Not atomic as the SQLite
+        log's is, but safe to run again: an interrupted prune is finished by the next.
+        couponrank/events/log.py prune_exported is the safe way to call it."""
+        day = int(before // DAY)
+        cutoff = float(day * DAY)
+        out = {"events": 0, "rankings": 0, "counters": 0}
+        for stream, field, when in (("events", b"e", "event_ts"), ("rankings", b"r", "ts")):
+            old = [(entry_id, record) for entry_id, fields in self._stream(stream, f"reading {stream}")
+                   if (record := json.loads(fields[field]))[when] < cutoff]
+            for i in range(0, len(old), 1_000):
+                page = old[i:i + 1_000]
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.xdel(self._key(stream), *(entry_id for entry_id, _ in page))
+                if stream == "events":  # the ids go with their entries: nothing dedupes against them now
+                    pipe.srem(self._key("event_ids"), *(record["event_id"] for _, record in page))
+                self._call(f"pruning {stream}", pipe.execute)
+            out[stream] = len(old)
+        for key in self._call("listing counters", lambda: list(self.redis.scan_iter(
+                match=_glob_escape(self.prefix) + "*", count=1000))):
+            kind = key.decode()[len(self.prefix):].partition(":")[0]
+            if kind not in ("ur", "uc", "ui", "c"):
+                continue
+            fields = [f for f in self._call("reading counters", self.redis.hkeys, key)
+                      if int(f.decode().rsplit("|", 1)[1]) < day]
+            if fields:
+                self._call("pruning counters", self.redis.hdel, key, *fields)
+                out["counters"] += len(fields)
+        if cutoff > self.pruned_before():
+            self._call("pruning", self.redis.set, self._key("pruned_before"), repr(cutoff))
+        return out
+
+    def pruned_before(self) -> float:
+        """The midnight before which the log was pruned (0: never)."""
+        value = self._call("reading the prune mark", self.redis.get, self._key("pruned_before"))
+        return float(value) if value else 0.0
+
     # ------------------------------------------------------------------ followers
     def follower(self, group: str = "ingest", consumer: str | None = None, claim_idle: float = 30.0) -> "StreamFollower":
         return StreamFollower(self, group, consumer or f"{socket.gethostname()}-{os.getpid()}", claim_idle)
@@ -338,7 +387,9 @@ class StreamFollower:
             got = self.log._call("reading the stream", self.log.redis.xreadgroup, self.group, self.consumer,
                                  {key: ">"}, count=limit)
             entries = got[0][1] if got else []
-        return [i for i, _ in entries], [_record_of(f[b"e"]) for _, f in entries]
+        # an own pending entry pruned since (prune-events) comes back without fields:
+        # acknowledged with the rest, nothing to apply
+        return [i for i, _ in entries], [_record_of(f[b"e"]) for _, f in entries if f]
 
     def ack(self, ids: Sequence[bytes]) -> None:
         if ids:
