@@ -16,6 +16,10 @@ Then, in the same run:
    side: 200 candidates (``top_k`` 10), 500 candidates, 200 candidates with
    explanations. Users are drawn at random from those with features, candidates at
    random from the coupons valid at the request time, placement and cart at random.
+   With ``--ingest-rate N``, the 200-candidate requests again while another process
+   records N view events/s into the same server (RecordEvents, batches of 100; the
+   server writes its event log and pushes the users' recent activity): issue 11's
+   "p99 with ingestion as without", and the ratios.
 2. **naive**, the baseline, in this process: Feast ``get_online_features`` with the
    model's feature service for the user x the same candidates (the on-demand
    features computed by Feast from the request data), then ``Booster.predict``. Its
@@ -256,6 +260,9 @@ def main() -> None:
     ap.add_argument("--server-args", default="", help="extra `couponrank serve` arguments")
     ap.add_argument("--config", type=Path, help="training config of the served model (default: training/ranker.yaml); "
                                                 "its model is trained into WORKDIR/models-<feature service>")
+    ap.add_argument("--ingest-rate", type=float, default=0.0, metavar="EVENTS_PER_S",
+                    help="also time the 200-candidate requests while another process records view events at this "
+                         "rate over RecordEvents (batches of 100; bench/events.py's client); 0: not")
     args = ap.parse_args()
     import grpc
 
@@ -284,6 +291,28 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         lat200 = served_latency(stub, [to_proto(r, when) for r in mix200])
         row("served (gRPC, SQLite, compiled trees)", 200, lat200, "p50 <= 3, p99 <= 8")
+        if args.ingest_rate > 0:  # the same requests while another client records events
+            import multiprocessing as mp
+
+            from couponrank.clock import unix_now
+
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from events import _stream  # bench/events.py's streaming client
+
+            items = sorted(pd.read_parquet(ws / "data" / "item_catalog.parquet", columns=["item_id"]).item_id.astype(str))
+            stop, sent = mp.Event(), mp.Value("q", 0)
+            streamer = mp.Process(target=_stream, args=(addr, unix_now() - 60, stop, items, args.ingest_rate, sent))
+            streamer.start()
+            time.sleep(2.0)  # under way before the timing starts
+            t, before = time.perf_counter(), sent.value
+            lat_ingest = served_latency(stub, [to_proto(r, when) for r in mix200])
+            rate = (sent.value - before) / (time.perf_counter() - t)
+            stop.set()
+            streamer.join(30)
+            row(f"served while another client records {rate:,.0f} events/s (views, batches of 100)", 200, lat_ingest,
+                "p99 as without")
+            print(f"(with / without ingestion: p50 x{pct(lat_ingest, 50) / pct(lat200, 50):.2f}, "
+                  f"p99 x{pct(lat_ingest, 99) / pct(lat200, 99):.2f})", flush=True)
         lat500 = served_latency(stub, [to_proto(r, when) for r in mix500])
         row("served", 500, lat500, "p50 <= 6")
         lat_explain = served_latency(stub, [to_proto(r, when, explain=True) for r in mix200[: args.requests // 4]])

@@ -9,8 +9,8 @@ user's events (of that category) happened in ``(t - window, t]``, and t itself
 (``*_at_unix``). build-features writes a row at each instant the user did something
 (in that category): point-in-time history for training; the server, after
 RecordEvents accepts a user's behaviour events, computes the same counts at the latest
-of them from its event log and pushes them into the online store through Feast's push
-API (``FeatureStore.push`` to the push sources).
+of them from its event log and pushes them into the online store (the push sources'
+views, through Feast's ``FeatureStore.write_to_online_store``: server/push.py).
 
 A row goes stale as the request moves away from t: :func:`context` turns it into what
 holds at the request, the same way in training (Feast's on-demand view) and serving

@@ -170,9 +170,9 @@ class EventRecorder:
                 if not fresh:
                     results[i].status = pb.EVENT_STATUS_DUPLICATE
             if self.fresh is not None:
-                users, coupons = push.latest(r for (_, r), fresh in zip(accepted, new) if fresh)
+                users, coupons, items = push.latest(r for (_, r), fresh in zip(accepted, new) if fresh)
                 if users or coupons:
-                    self.fresh.submit(users, coupons)
+                    self.fresh.submit(users, coupons, items)
         return pb.RecordEventsResponse(results=results)
 
 

@@ -1,12 +1,12 @@
 """Fresh features from recorded events: after RecordEvents accepts a user's behaviour
 events, the user's recent-activity counts (features/recent.py) at the latest of them,
 overall and per category of the items, are computed from the event log and written
-into the online store through Feast's push API (``FeatureStore.push`` to the
-user_recent_activity and user_category_recent_activity push sources), in the
-background: the RPC only queues the user. Users queued again before their push coalesce into one.
-Likewise a coupon's impressions and redemptions today (features/coupon_today.py), read
-from the log's day counters, after its impressions and redemptions
-(coupon_today_activity_push).
+into the online store as Feast's push does it (the views the user_recent_activity
+and user_category_recent_activity push sources feed, ``FeatureStore.write_to_online_store``
+each: :func:`write`), in the background: the RPC only queues the user. Users queued
+again before their push coalesce into one. Likewise a coupon's impressions and
+redemptions today (features/coupon_today.py), read from the log's day counters, after
+its impressions and redemptions (coupon_today_activity_push).
 
 The counts join two sources at the snapshots' end, as the live counters do: the batch's
 events before it (``data/recent_behaviour_tail.parquet``, the widest window's worth,
@@ -44,26 +44,43 @@ def _has(store, view: str, source: str) -> bool:
         return False
 
 
+def write(store, views: dict[str, list[str]], source: str, frame: pd.DataFrame) -> None:
+    """Write ``frame`` to every feature view the push source ``source`` feeds: what
+    ``FeatureStore.push(source, frame, to=PushMode.ONLINE)`` does, through the same
+    ``FeatureStore.write_to_online_store`` per view, with the views resolved once
+    (``views`` caches them). ``push`` itself lists every feature view and feature
+    service of the registry on each call (70-150 ms here, whatever the rows: most of a
+    small push, and CPU the serving threads wait for); it then also recomputes
+    feature services marked ``precompute_online``, which ours are not."""
+    if source not in views:
+        views[source] = [fv.name for fv in store.list_feature_views()
+                         if fv.stream_source is not None and fv.stream_source.name == source]
+    for view in views[source]:
+        store.write_to_online_store(view, frame)
+
+
 def _fields(store, view: str) -> list[str]:
     """The view's features as the registry has them (one applied before the ``*_at_unix``
     features existed lacks them: the pushes then leave them out)."""
     return [f.name for f in store.get_feature_view(view).features]
 
 
-def latest(records) -> tuple[dict[str, float], dict[str, float]]:
+def latest(records) -> tuple[dict[str, float], dict[str, float], dict[str, set]]:
     """Of newly recorded events (EventRecords): each user's latest behaviour event time,
-    and each coupon's latest impression or redemption time (what FreshFeatures.submit
-    takes)."""
+    each coupon's latest impression or redemption time, and each user's items of those
+    behaviour events (what FreshFeatures.submit takes)."""
     from couponrank.schema import BEHAVIOUR_EVENT_TYPES
 
     users: dict[str, float] = {}
     coupons: dict[str, float] = {}
+    items: dict[str, set] = {}
     for r in records:
         if r.event_type in BEHAVIOUR_EVENT_TYPES:
             users[r.user_id] = max(r.event_ts, users.get(r.user_id, r.event_ts))
+            items.setdefault(r.user_id, set()).add(r.item_id)
         elif r.event_type in coupon_today.TYPES and r.coupon_id is not None:
             coupons[r.coupon_id] = max(r.event_ts, coupons.get(r.coupon_id, r.event_ts))
-    return users, coupons
+    return users, coupons, items
 
 
 TAIL_FILE = "recent_behaviour_tail.parquet"  # in <repo>/data, by build-features
@@ -149,7 +166,10 @@ class FreshFeatures:
         self.failed = 0  # pushes that failed (logged)
         self._fields: tuple[list[str], list[str] | None] | None = None  # read from the registry at the first push
         self._coupon_fields: list[str] | None = None  # [] when the registry has no coupon_today_activity
+        self._views: dict[str, list[str]] = {}  # push source -> the views it feeds (write())
         self._pending: dict[str, float] = {}  # user -> latest event time to compute at
+        # user -> the items of their new events (their categories' rows are pushed); None: all
+        self._pending_items: dict[str, set | None] = {}
         self._pending_coupons: dict[str, float] = {}  # coupon -> latest impression or redemption time
         self._coupon_at: dict[str, float] = {}  # coupon -> the time of its last pushed row
         self._lock = threading.Lock()
@@ -159,12 +179,19 @@ class FreshFeatures:
             self._thread = threading.Thread(target=self._run, name="push-features", daemon=True)
             self._thread.start()
 
-    def submit(self, latest: dict[str, float], coupons: dict[str, float] | None = None) -> None:
-        """Queue users with the time of their latest recorded behaviour event, and
-        coupons with that of their latest impression or redemption."""
+    def submit(self, latest: dict[str, float], coupons: dict[str, float] | None = None,
+               items: dict[str, set] | None = None) -> None:
+        """Queue users with the time of their latest recorded behaviour event (and the
+        items of their new events: only those items' categories get a new row, as a
+        category row depends on that category's events alone; None: every category of
+        their last day), and coupons with the time of their latest impression or
+        redemption."""
         with self._lock:
             for user, ts in latest.items():
                 self._pending[user] = max(ts, self._pending.get(user, ts))
+                mine = None if items is None else items.get(user, set())
+                before = self._pending_items.get(user, set())
+                self._pending_items[user] = None if mine is None or before is None else before | mine
             for coupon, ts in (coupons or {}).items():
                 self._pending_coupons[coupon] = max(ts, self._pending_coupons.get(coupon, ts))
 
@@ -189,34 +216,44 @@ class FreshFeatures:
                              "event_timestamp": pd.Timestamp(at[coupon], unit="s", tz="UTC")})
         return _push_frame(rows, ["coupon_id"], self._coupon_fields)
 
-    def frames(self, users: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    def frames(self, users: dict[str, float], items: dict[str, set | None] | None = None
+               ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """The push sources' rows: each user's counts at their latest event, and (when
-        pushed) each of their recent categories' counts at the latest event in it."""
+        pushed) each of their recent categories' counts at the latest event in it: the
+        categories of ``items[user]`` (None, or no entry for the user: all of them)."""
         if self._fields is None:
             pushes_categories = self.categories and _has(self.store, recent.CATEGORY_VIEW, recent.CATEGORY_PUSH_SOURCE)
             # None: the registry has no such view, or no categories are known
             self._fields = (_fields(self.store, recent.VIEW),
                             _fields(self.store, recent.CATEGORY_VIEW) if pushes_categories else None)
         user_fields, category_fields = self._fields
-        rows, category_rows = [], []
-        for user, at in sorted(users.items()):
-            ts, kind, items = self.events(user, at - recent.WIDEST, at)
-            values = recent.counts(ts, kind, np.array([at]))
-            rows.append({"user_id": user, **{f: float(values[f][0]) for f in recent.FEATURES},
-                         recent.AT: float(at), "event_timestamp": pd.Timestamp(at, unit="s", tz="UTC")})
-            if category_fields is None:
-                continue
-            cats = np.array([self.categories.get(i) if i is not None else None for i in items], dtype=object)
-            for cat in sorted({c for c in cats if c is not None}):
-                mine = cats == cat
-                last = float(ts[mine].max())
-                values = recent.counts(ts[mine], kind[mine], np.array([last]), prefix="recent_category_")
-                category_rows.append({"user_id": user, "category": cat,
-                                      **{f: float(values[f][0]) for f in recent.CATEGORY_FEATURES},
-                                      recent.CATEGORY_AT: last, "event_timestamp": pd.Timestamp(last, unit="s", tz="UTC")})
-        return (_push_frame(rows, ["user_id"], user_fields),
-                None if category_fields is None else _push_frame(category_rows, ["user_id", "category"],
-                                                                 category_fields))
+        names = sorted(users)
+        fetched = [self.events(user, users[user] - recent.WIDEST, users[user]) for user in names]
+        sizes = np.array([len(f[0]) for f in fetched], dtype=np.int64)
+        owner = np.repeat(np.arange(len(names)), sizes)  # each event's user, as an index into names
+        ts = np.concatenate([f[0] for f in fetched]) if len(names) else np.zeros(0)
+        kind = np.concatenate([f[1] for f in fetched]) if len(names) else np.zeros(0, dtype=object)
+        at = np.array([users[u] for u in names], dtype=np.float64)
+        counts = _counts_at(owner, ts, kind, at, "recent_")  # every user at once (events already <= at)
+        user_rows = pd.DataFrame({"user_id": names, **counts, recent.AT: at, "event_timestamp": _stamps(at)})
+        if category_fields is None:
+            return _push_frame(user_rows, ["user_id"], user_fields), None
+        event_items = np.concatenate([f[2] for f in fetched]) if len(names) else np.zeros(0, dtype=object)
+        cats = np.array([self.categories.get(i) if i is not None else None for i in event_items], dtype=object)
+        wanted = [None if (items or {}).get(u) is None else {self.categories.get(i) for i in items[u]} for u in names]
+        known = np.array([i for i, (o, c) in enumerate(zip(owner, cats))
+                          if c is not None and (wanted[o] is None or c in wanted[o])], dtype=np.int64)
+        # one group per (user, category), each counted at the latest event in it
+        pairs, group = np.unique(np.char.add(owner[known].astype(str), "\x1f" + cats[known].astype(str)),
+                                 return_inverse=True) if len(known) else (np.zeros(0, dtype=str), np.zeros(0, int))
+        last = np.full(len(pairs), -np.inf)
+        np.maximum.at(last, group, ts[known])
+        counts = _counts_at(group, ts[known], kind[known], last, "recent_category_")
+        split = [p.split("\x1f", 1) for p in pairs]
+        category_rows = pd.DataFrame({"user_id": [names[int(u)] for u, _ in split], "category": [c for _, c in split],
+                                      **counts, recent.CATEGORY_AT: last, "event_timestamp": _stamps(last)})
+        return (_push_frame(user_rows, ["user_id"], user_fields),
+                _push_frame(category_rows, ["user_id", "category"], category_fields))
 
     def events(self, user_id: str, since: float, until: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The user's behaviour events with since < event_ts <= until: the batch tail's
@@ -233,22 +270,21 @@ class FreshFeatures:
         """Push everything queued so far; False when the push failed (logged)."""
         with self._lock:
             users, self._pending = self._pending, {}
+            items, self._pending_items = self._pending_items, {}
             coupons, self._pending_coupons = self._pending_coupons, {}
         if not users and not coupons:
             return True
         try:
-            from feast.data_source import PushMode
-
             if users:
-                user_rows, category_rows = self.frames(users)
-                self.store.push(recent.PUSH_SOURCE, user_rows, to=PushMode.ONLINE)
+                user_rows, category_rows = self.frames(users, items)
+                write(self.store, self._views, recent.PUSH_SOURCE, user_rows)
                 if category_rows is not None and len(category_rows):
-                    self.store.push(recent.CATEGORY_PUSH_SOURCE, category_rows, to=PushMode.ONLINE)
+                    write(self.store, self._views, recent.CATEGORY_PUSH_SOURCE, category_rows)
                 self.pushed += len(users)
             if coupons:
                 coupon_rows = self.coupon_frame(coupons)
                 if coupon_rows is not None and len(coupon_rows):
-                    self.store.push(coupon_today.PUSH_SOURCE, coupon_rows, to=PushMode.ONLINE)
+                    write(self.store, self._views, coupon_today.PUSH_SOURCE, coupon_rows)
                     self._coupon_at.update(zip(coupon_rows["coupon_id"], coupon_rows[coupon_today.AT]))
                     self.coupons_pushed += len(coupon_rows)
             return True
@@ -269,7 +305,24 @@ class FreshFeatures:
         self.flush()
 
 
-def _push_frame(rows: list[dict], keys: list[str], fields: list[str]) -> pd.DataFrame:
+def _counts_at(group: np.ndarray, ts: np.ndarray, kind: np.ndarray, at: np.ndarray, prefix: str) -> dict:
+    """recent.counts for many groups at once: per feature, the events of group g of its
+    type in ``(at[g] - window, at[g]]`` (every event given is at or before its group's
+    ``at``)."""
+    out = {}
+    for event_type, stem in recent.TYPES.items():
+        mine = kind == event_type
+        for suffix, seconds in recent.WINDOWS.items():
+            inside = mine & (ts > at[group] - seconds)
+            out[f"{prefix}{stem}_{suffix}"] = np.bincount(group[inside], minlength=len(at)).astype(np.float64)
+    return out
+
+
+def _stamps(unix: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(np.asarray(unix, dtype=np.float64), unit="s", utc=True))
+
+
+def _push_frame(rows: list[dict] | pd.DataFrame, keys: list[str], fields: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=[*keys, *fields, "event_timestamp"])  # only the registry's fields
     frame["created_timestamp"] = frame["event_timestamp"]
     return frame

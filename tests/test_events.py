@@ -656,6 +656,36 @@ def test_a_workspace_built_before_the_tail_file_pushes_from_the_log_alone(tmp_pa
     assert fresh.events("u1", 1_250.0, 3_000.0)[0].tolist() == [2_000.0]  # the window's start applies to both
 
 
+def test_a_push_rewrites_only_the_categories_of_the_new_events(tmp_path):
+    """A category's row depends on that category's events alone, so a push after new
+    events writes the rows of their items' categories (all of the user's last day when
+    the items are not known); the user's row always. Counts as recent.counts gives them."""
+    from couponrank.features import recent
+    from couponrank.server import push
+
+    log = EventLog(tmp_path / "events.db")
+    t = 20 * DAY
+    log.record([EventRecord("a1", "u1", "view", t - 7_200, item_id="i1"),
+                EventRecord("a2", "u1", "add_to_cart", t - 600, item_id="i1"),
+                EventRecord("b1", "u1", "view", t - 60, item_id="i2"),
+                EventRecord("b2", "u1", "view", t, item_id="i2"),
+                EventRecord("c1", "u2", "view", t - 30, item_id="i1")])
+    fresh = push.FreshFeatures(None, log, interval=None, categories={"i1": "A", "i2": "B"})
+    fresh._fields = (list(recent.ALL_FEATURES), list(recent.ALL_CATEGORY_FEATURES))  # as the registry has them
+    users, _, items = push.latest(log.events(since=t - 60))
+    assert users == {"u1": t, "u2": t - 30} and items == {"u1": {"i2"}, "u2": {"i1"}}
+    user_rows, category_rows = fresh.frames(users, items)
+    assert user_rows.set_index("user_id").loc["u1", ["recent_views_1h", "recent_carts_1h", "recent_views_24h"]
+                                               ].tolist() == [2.0, 1.0, 3.0]
+    got = {(r.user_id, r.category): (r.recent_category_views_1h, r.recent_category_carts_1h, r.recent_category_at_unix)
+           for r in category_rows.itertuples()}
+    assert got == {("u1", "B"): (2.0, 0.0, t), ("u2", "A"): (1.0, 0.0, t - 30)}  # not u1's A: no new event there
+    _, every = fresh.frames(users)  # items unknown: every category of the user's last day
+    assert sorted(zip(every.user_id, every.category)) == [("u1", "A"), ("u1", "B"), ("u2", "A")]
+    a = every[(every.user_id == "u1") & (every.category == "A")].iloc[0]
+    assert (a.recent_category_views_1h, a.recent_category_carts_1h, a.recent_category_at_unix) == (0.0, 1.0, t - 600)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_kill_9_of_the_server_mid_stream_loses_nothing_a_client_resends(built, tmp_path, backend, request):
     """The whole server killed with SIGKILL while a client streams batches: after a
@@ -740,15 +770,25 @@ def test_couponrank_ingest_pushes_fresh_features_from_its_own_process(built, fre
             stub = pb_grpc.CouponRankingServiceStub(channel)
             views = [_event(f"ingest-{i}", user, pd.Timestamp(NOW) - pd.Timedelta(minutes=10 * i), behaviour=pb.BehaviourEvent(
                 type=pb.BEHAVIOUR_TYPE_VIEW, item_id=ITEM)) for i in range(3)]
-            assert _record(stub, *views) == [("ACCEPTED", "")] * 3
+            coupon = sorted(running.ranker.catalog.current.index)[-1]
+            shown = _event("ingest-imp", user, pd.Timestamp(NOW), impression=pb.ImpressionEvent(
+                coupon_id=coupon, position=1, placement=pb.PLACEMENT_HOME))
+            assert _record(stub, *views, shown) == [("ACCEPTED", "")] * 4
     finally:
         running.stop(0).wait(5)
     store = repo.store(fresh_ws)
+
+    def shown_today():
+        got = store.get_online_features(features=["coupon_today_activity:coupon_impressions_today",
+                                                  "coupon_today_activity:coupon_today_at_unix"],
+                                        entity_rows=[{"coupon_id": coupon}]).to_dict()
+        return got["coupon_today_at_unix"][0], got["coupon_impressions_today"][0]
 
     def views_1h():
         return store.get_online_features(features=[f"{recent.VIEW}:recent_views_1h"],
                                          entity_rows=[{"user_id": user}]).to_dict()["recent_views_1h"][0]
 
-    assert views_1h() is None
+    now = pd.Timestamp(NOW).timestamp()
+    assert views_1h() is None and shown_today()[0] != now  # the batch's row (of an earlier day), or none
     assert main(["ingest", "--repo", str(fresh_ws), "--events-db", str(db), "--once"]) == 0
-    assert views_1h() == 3.0
+    assert views_1h() == 3.0 and shown_today() == (now, 1.0)  # the coupon's count today, from the log
