@@ -622,9 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the event log: a SQLite file or a redis:// URL (default: REPO/data/events.db)")
 
     sp = add("prune-events", cmd_prune_events,
-             "Keep the event log from growing without end: export the days before --before into the raw folder "
-             "(as export-events does, whole days), then delete their events, served rankings and live counters "
-             "from the log. The latest day allowed (the default) is the earlier of the built snapshots' end and "
+             "Keep the event log from growing without end: export the log into the raw folder (as export-events "
+             "does), then delete the events, served rankings and live counters of the days before --before from "
+             "the log. The latest day allowed (the default) is the earlier of the built snapshots' end and "
              "the RecordEvents retention (30 days): the server no longer counts older events live, and no event "
              "that old can be recorded again, so nothing is lost or counted twice. A redemption's check that its "
              "coupon was offered then reads the impression from the built features (after the next build).")

@@ -361,10 +361,10 @@ def test_exported_events_are_read_with_the_batch_data_once(tmp_path, handmade_ra
     assert (clean_raw(raw).users.user_id.astype(str) == "u-new-shopper").sum() == 1
 
 
-def test_prune_events_exports_whole_days_then_drops_them_from_the_log(tmp_path, handmade_raw, capsys):
+def test_prune_events_exports_the_log_then_drops_the_old_days(tmp_path, handmade_raw, capsys):
     """prune-events: a day later than the built snapshots' end is refused (nothing
-    pruned); otherwise the days before --before are exported into RAW/live first, then
-    deleted from the log. Exports after it leave those days' files, and their new
+    pruned); otherwise the log is exported into RAW/live first, then the days before
+    --before are deleted from it. Exports after it leave those days' files, and their new
     shoppers, as they were: the cleaned data holds every event and user once."""
     import json
     import shutil
@@ -393,7 +393,8 @@ def test_prune_events_exports_whole_days_then_drops_them_from_the_log(tmp_path, 
     assert main(["prune-events", "--repo", str(repo), "--raw", str(raw), "--before", "2026-06-23"]) == 0
     assert "pruned the log before 2026-06-23: 2 events" in capsys.readouterr().out
     assert [e.event_id for e in log.events()] == ["p-kept"] and log.recount()
-    assert sorted(p.name for p in (raw / "live" / "behaviour_events").iterdir()) == ["2026-06-22.parquet"]
+    assert sorted(p.name for p in (raw / "live" / "behaviour_events").iterdir()) == [
+        "2026-06-22.parquet", "2026-06-23.parquet"]  # the whole log, exported before the cut
     assert sorted(p.name for p in (raw / "live" / "users").iterdir()) == ["2026-06-22.parquet"]
     assert main(["export-events", "--repo", str(repo), "--raw", str(raw)]) == 0  # the log's days from 06-23 on
     assert sorted(p.name for p in (raw / "live" / "behaviour_events").iterdir()) == [

@@ -465,15 +465,15 @@ def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> d
 
 
 def prune_exported(log, raw_dir: Path | str, before: float) -> tuple[dict[str, int], dict[str, int]]:
-    """Export the days before that of ``before`` into ``raw_dir`` (whole, from the log:
-    :func:`export`), then prune them from the log (``log.prune``). Call it only with a
+    """Export the log into ``raw_dir`` (:func:`export`: every day whole, and the new
+    shoppers, consistent across days), then prune the days before that of ``before``
+    from the log (``log.prune``). Call it only with a
     ``before`` no event can still arrive for (older than the RecordEvents retention) and
     that the build the server counts from has passed (server/events.py, the CLI's
     prune-events): the server's live counters count from the snapshots' end on. Returns
     the rows written per raw table and those deleted per log table."""
-    cutoff = float(int(before // DAY) * DAY)
-    written = export(log, raw_dir, until=cutoff)
-    return written, log.prune(cutoff)
+    written = export(log, raw_dir)
+    return written, log.prune(before)
 
 
 def _day_of(path: Path) -> int:
