@@ -416,6 +416,7 @@ ranker_features_v4 = FeatureService(
 # ranker_v5: ranker_v4 plus the coupon's impressions and redemptions today (issue 11),
 # pushed as they are recorded and read per request: a coupon taking off today (or
 # shown all day and never redeemed) moves before its daily coupon_stats snapshot does.
+# On synthetic data a tie with ranker_v4 (docs/quality.md): not the shipped config's.
 ranker_features_v5 = FeatureService(
     name="ranker_v5",
     features=[

@@ -130,7 +130,7 @@ PROJECT_VIEWS = {recent.CONTEXT_VIEW: recent.context, coupon_today.CONTEXT_VIEW:
 def is_live(view) -> bool:
     """Whether a feature view is tagged to be read per request (pushed values)."""
     key, value = coupon_today.LIVE_TAG
-    return (view.tags or {}).get(key) == value
+    return view is not None and (view.tags or {}).get(key) == value
 
 
 class CouponFeatureCache:
@@ -284,7 +284,8 @@ class OnlineFeatures:
             raise RegistryError(f"entities are declared to come from coupon_attributes column(s) the catalogue does "
                                 f"not hold: {', '.join(not_in_catalog)} (it holds {', '.join(STRING_COLUMNS)})")
         # read per request: every view keyed by more than the coupon, and coupon views tagged live
-        self.live_views = [v for v, keys in self.join_keys.items() if set(keys) != {COUPON_KEY} or is_live(views[v])]
+        self.live_views = [v for v, keys in self.join_keys.items()
+                           if set(keys) != {COUPON_KEY} or is_live(views.get(v))]
         # What any caller may see in explanations (server/callers.py): the coupon's own
         # features and those computed from the request and the coupon alone; the rest
         # describe the user's behaviour.

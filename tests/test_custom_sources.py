@@ -182,7 +182,7 @@ def test_each_workspace_runs_its_own_builders(handmade_raw, tmp_path, capsys):
     assert sorted(p.stem for p in (c / "data").glob("*.parquet")) == sorted(
         ["user_activity", "user_coupon_behaviour", "user_category_affinity", "user_coupon_usage",
          "user_coupon_coverage", "coupon_stats", "coupon_attributes", "user_membership", "user_recent_activity",
-         "user_category_recent_activity", "recent_behaviour_tail", "item_catalog"])
+         "user_category_recent_activity", "recent_behaviour_tail", "item_catalog", "coupon_today_activity"])
 
 
 def test_a_parquet_file_nothing_rebuilt_is_reported_stale(handmade_raw, tmp_path, capsys):
