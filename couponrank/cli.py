@@ -275,8 +275,9 @@ def cmd_prune_events(args) -> None:
 
     try:
         end = built_until(args.repo).timestamp()
-    except (OSError, ValueError, KeyError) as exc:
-        raise CliError(f"{args.repo}: cannot read when the built snapshots end ({exc}); run build-features") from None
+    except (OSError, ValueError, KeyError):
+        raise CliError(f"{Path(args.repo) / 'data' / 'build.json'}: cannot tell when the built snapshots end (no "
+                       "such file, or an unreadable one, and no snapshot beside it); run build-features") from None
     # the latest cut that loses nothing: events before it can no longer be recorded (older
     # than the retention) and the server no longer counts them live (the snapshots hold them)
     latest = min(end, unix_now() - RETENTION_SECONDS) // DAY * DAY

@@ -386,6 +386,8 @@ def test_prune_events_exports_the_log_then_drops_the_old_days(tmp_path, handmade
         EventRecord("p-new", "u-pruned-shopper", "view", t + 86_400, item_id="i3"),  # first seen 06-22
         EventRecord("p-kept", "u-pruned-shopper", "view", t + 2 * 86_400, item_id="i3"),  # 06-23: after the end
     ])
+    assert main(["prune-events", "--repo", str(tmp_path / "unbuilt"), "--raw", str(raw)]) == 2
+    assert "build.json: cannot tell when the built snapshots end" in capsys.readouterr().err
     assert main(["prune-events", "--repo", str(repo), "--raw", str(raw), "--before", "2026-06-24"]) != 0
     assert "--before: 2026-06-24 is later than 2026-06-23" in capsys.readouterr().err
     assert len(log.events()) == 3 and not (raw / "live").exists()
