@@ -447,7 +447,8 @@ def export(log: EventLog, raw_dir: Path | str, until: float = float("inf")) -> d
     # their users are not new again: their events are gone from the log, not from raw.
     kept_day = int(log.pruned_before() // DAY)
     for path in (raw_dir / schema.LIVE_DIR / schema.USERS.name).glob("*.parquet"):
-        if _day_of(path) < kept_day:
+        day = _day_of(path)
+        if day is not None and day < kept_day:
             listed.update(pq.read_table(path, columns=["user_id"]).column(0).to_pylist())
     first_seen: dict[str, float] = {}
     for r in records:
@@ -476,8 +477,13 @@ def prune_exported(log, raw_dir: Path | str, before: float) -> tuple[dict[str, i
     return written, log.prune(before)
 
 
-def _day_of(path: Path) -> int:
-    return int(np.datetime64(path.stem, "D").astype(np.int64))
+def _day_of(path: Path) -> int | None:
+    """The UTC day of a ``<YYYY-MM-DD>.parquet`` file; None for another name (not an
+    export's file: left alone)."""
+    try:
+        return int(np.datetime64(path.stem, "D").astype(np.int64))
+    except ValueError:
+        return None
 
 
 def _write_days(raw_dir: Path, table, days: dict[int, list[dict]],
@@ -502,7 +508,8 @@ def _write_days(raw_dir: Path, table, days: dict[int, list[dict]],
     if remove_others is not None:
         first, end = remove_others
         for stale in folder.glob("*.parquet"):
-            if stale.name not in names and first <= _day_of(stale) and (end is None or _day_of(stale) < end):
+            day = _day_of(stale)
+            if stale.name not in names and day is not None and first <= day and (end is None or day < end):
                 stale.unlink()
     return sum(len(rows) for rows in days.values())
 
