@@ -90,6 +90,24 @@ def test_each_objective_trains_and_scores(objective, data):
     assert project_ndcg(test, scores) > project_ndcg(test, random)
 
 
+def test_binary_stops_early_on_the_project_ndcg_not_its_log_loss(data):
+    """binary keeps the iteration of the best validation NDCG@5 (the project's metric,
+    which chooses between candidates), not of the lowest log loss (issue 10)."""
+    train, valid, _ = data
+    config = small_config("binary")
+    config.update(num_boost_round=120, early_stopping_rounds=40)
+    ranker = train_ranker(train, valid, FEATURES, config)
+    assert list(ranker.booster.best_score["validation"]) == ["ndcg@5"]
+    X = valid[FEATURES].to_numpy(np.float64)
+    trained = ranker.booster.current_iteration()
+    by_iteration = [project_ndcg(valid, ranker.booster.predict(X, num_iteration=i, raw_score=True))
+                    for i in range(1, trained + 1)]
+    # the kept iteration's NDCG is the best reached (ties: the project metric breaks them
+    # by row order, which may differ between the sorted training Dataset and this frame)
+    assert by_iteration[ranker.best_iteration - 1] == pytest.approx(max(by_iteration), abs=2e-3)
+    assert ranker.validation_ndcg == pytest.approx(by_iteration[ranker.best_iteration - 1])
+
+
 def test_monotone_constraint_holds_for_every_objective(data):
     train, valid, _ = data
     probe = pd.DataFrame({f: np.zeros(11) for f in FEATURES}).assign(ctx_effective_discount=np.linspace(0, 0.5, 11))
