@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from couponrank.features import custom
-from couponrank.features import coupon_today, membership, recent
+from couponrank.features import coupon_today, coverage, membership, recent
 from couponrank.features.cleaning import CleanData, CleaningReport, clean_raw
 from couponrank.features.request_features import ALL_CATEGORIES
 from couponrank.features.snapshots import Window, change_days, snapshot_windows
@@ -277,13 +277,15 @@ def user_coupon_usage(data: CleanData, clock: _Clock) -> pd.DataFrame:
     return _frame(clock, snaps, keys, {n: snaps[n] for n in windows})
 
 
-COVERAGE_FEATURES = ("ucov_lines_30d", "ucov_lines_90d", "ucov_lines_365d", "ucov_spend_90d", "ucov_spend_365d")
+COVERAGE_FEATURES = ("ucov_lines_30d", "ucov_lines_90d", "ucov_lines_365d", "ucov_spend_90d", "ucov_spend_365d",
+                     coverage.OBSERVED_FROM)
 
 
 def user_coupon_coverage(data: CleanData, clock: _Clock) -> pd.DataFrame:
     """The user's purchases of the items a coupon covers (coupon_items): order lines and
     spend over 30 / 90 / 365 days, per user x coupon, whether or not the coupon was ever
-    shown. No rows without coupon_items (the synthetic data has none)."""
+    shown, and the data's first order line (features/coverage.py: purchases per day
+    observed). No rows without coupon_items (the synthetic data has none)."""
     keys = {"user_id": np.empty(0, dtype=object), "coupon_id": np.empty(0, dtype=object)}
     if data.coupon_items is None or data.coupon_items.empty:
         empty = {n: np.empty(0) for n in ("key", "snapshot", *COVERAGE_FEATURES)}
@@ -301,8 +303,10 @@ def user_coupon_coverage(data: CleanData, clock: _Clock) -> pd.DataFrame:
                "ucov_spend_365d": Window("spend", 365)}
     snaps = snapshot_windows(pair_codes, clock.day(covered["event_ts"]), measures, windows, len(pair_users),
                              clock.n_days)
+    # every order line, covered or not: the days before the first covered purchase were observed too
+    observed_from = np.full(len(snaps["key"]), _unix(orders["event_ts"]).min() if len(orders) else np.nan)
     return _frame(clock, snaps, {"user_id": pair_users, "coupon_id": pair_coupons},
-                  {n: snaps[n] for n in windows})
+                  {**{n: snaps[n] for n in windows}, coverage.OBSERVED_FROM: observed_from})
 
 
 def coupon_stats(data: CleanData, clock: _Clock, coupon_ids: np.ndarray) -> pd.DataFrame:

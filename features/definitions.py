@@ -15,7 +15,7 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, PushSo
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, String
 
-from couponrank.features import coupon_today, recent, request_features
+from couponrank.features import coupon_today, coverage, recent, request_features
 
 # ---------------------------------------------------------------- entities
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING,
@@ -130,10 +130,12 @@ user_coupon_coverage = FeatureView(
         Field(name="ucov_lines_365d", dtype=Float64),
         Field(name="ucov_spend_90d", dtype=Float64),
         Field(name="ucov_spend_365d", dtype=Float64),
+        Field(name=coverage.OBSERVED_FROM, dtype=Float64),
     ],
     source=_source("user_coupon_coverage"),
     description="The user's purchases of the items a coupon covers (raw coupon_items): order lines and spend "
-                "over 30, 90 and 365 days. Empty when the raw data lists no coupon items.",
+                "over 30, 90 and 365 days, and the data's first order line (unix seconds; for "
+                "coverage_rate_features, not a model input). Empty when the raw data lists no coupon items.",
 )
 
 user_membership = FeatureView(
@@ -320,22 +322,23 @@ def coupon_today_features(inputs: pd.DataFrame) -> pd.DataFrame:
                         index=inputs.index)
 
 
-# ---------------------------------------------------------------- the ranker's features
-ranker_features = FeatureService(
-    name="ranker_v1",
-    features=[
-        user_activity,
-        user_coupon_behaviour,
-        user_category_affinity,
-        user_coupon_usage,
-        user_coupon_coverage,
-        coupon_stats,
-        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
-        request_context_features,
-    ],
-    description="Everything the LightGBM ranker reads, in one service (models trained before ranker_v2).",
+@on_demand_feature_view(
+    sources=[user_coupon_coverage[list(coverage.INPUTS[:-1])], request_context],
+    schema=[Field(name=name, dtype=Float64) for name in coverage.OUTPUTS],
+    mode="pandas",
+    description="The user's order lines and spend on a coupon's items per day of purchase data observed in the "
+    "365 days before the request. Computed by couponrank.features.coverage.context, which the server also calls.",
 )
+def coverage_rate_features(inputs: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
 
+    from couponrank.features import coverage
+
+    return pd.DataFrame(coverage.context({name: inputs[name].to_numpy() for name in coverage.INPUTS}),
+                        index=inputs.index)
+
+
+# ---------------------------------------------------------------- the ranker's features
 # Feature services are versioned: a model records the service it was trained on (the
 # training config's feature_service) and the server serves it with that one, so a new
 # service never stops an older model from serving or being rolled back to. Never change
@@ -345,12 +348,30 @@ ranker_features = FeatureService(
 # split (a test period's values all lie beyond the training period's: issue 10); the
 # relative ctx_days_since_* computed from them stay, and the server still reads them as
 # inputs of the on-demand view.
-ABSOLUTE_TIMES = ("user_last_event_unix", "user_last_order_unix", "user_last_redemption_unix")
+# ucov_observed_from_unix (issue 10) was never an input of any service: it came after
+# them, for coverage_rate_features, so every service lists user_coupon_coverage without it.
+ABSOLUTE_TIMES = ("user_last_event_unix", "user_last_order_unix", "user_last_redemption_unix",
+                  coverage.OBSERVED_FROM)
 
 
 def _without(view: FeatureView, names=ABSOLUTE_TIMES):
     return view[[f.name for f in view.features if f.name not in names]]
 
+
+ranker_features = FeatureService(
+    name="ranker_v1",
+    features=[
+        user_activity,
+        user_coupon_behaviour,
+        user_category_affinity,
+        user_coupon_usage,
+        _without(user_coupon_coverage),
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
+        request_context_features,
+    ],
+    description="Everything the LightGBM ranker reads, in one service (models trained before ranker_v2).",
+)
 
 ranker_features_v2 = FeatureService(
     name="ranker_v2",
@@ -359,7 +380,7 @@ ranker_features_v2 = FeatureService(
         _without(user_coupon_behaviour),
         user_category_affinity,
         user_coupon_usage,
-        user_coupon_coverage,
+        _without(user_coupon_coverage),
         coupon_stats,
         coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
         request_context_features,
@@ -379,7 +400,7 @@ ranker_features_v3 = FeatureService(
         _without(user_coupon_behaviour),
         user_category_affinity,
         user_coupon_usage,
-        user_coupon_coverage,
+        _without(user_coupon_coverage),
         user_membership[["membership_tier_rank", "membership_segment_count"]],
         coupon_stats,
         coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit",
@@ -401,7 +422,7 @@ ranker_features_v4 = FeatureService(
         _without(user_coupon_behaviour),
         user_category_affinity,
         user_coupon_usage,
-        user_coupon_coverage,
+        _without(user_coupon_coverage),
         user_membership[["membership_tier_rank", "membership_segment_count"]],
         coupon_stats,
         coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit",
@@ -424,7 +445,7 @@ ranker_features_v5 = FeatureService(
         _without(user_coupon_behaviour),
         user_category_affinity,
         user_coupon_usage,
-        user_coupon_coverage,
+        _without(user_coupon_coverage),
         user_membership[["membership_tier_rank", "membership_segment_count"]],
         coupon_stats,
         coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit",
@@ -434,4 +455,27 @@ ranker_features_v5 = FeatureService(
         coupon_today_features,
     ],
     description="ranker_v4 plus the coupon's impressions and redemptions today, at the request.",
+)
+
+
+# ranker_v6: ranker_v2 plus the user's purchases of the coupon's items per day observed
+# (issue 10), for a retailer's purchase log: Complete Journey's config trains on it. The
+# 365-day sums drift where the data is younger than a year; their rates at the request
+# do not. It starts from ranker_v2, not ranker_v5: such logs have no memberships, no
+# browsing and no live coupon counts, and on Complete Journey v3..v5's extra inputs only
+# added noise (docs/quality.md). A model wanting both adds a service of its own.
+ranker_features_v6 = FeatureService(
+    name="ranker_v6",
+    features=[
+        _without(user_activity),
+        _without(user_coupon_behaviour),
+        user_category_affinity,
+        user_coupon_usage,
+        _without(user_coupon_coverage),
+        coupon_stats,
+        coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
+        request_context_features,
+        coverage_rate_features,
+    ],
+    description="ranker_v2 plus the user's purchases of the coupon's items per day observed, at the request.",
 )

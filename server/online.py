@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from couponrank.features import coupon_today, recent, request_features
+from couponrank.features import coupon_today, coverage, recent, request_features
 from couponrank.features.services import DEFAULT_FEATURE_SERVICE, declared_keys, get_service, mapped_keys
 from couponrank.server.catalog import FLOAT_COLUMNS, STRING_COLUMNS, Catalog
 from couponrank.server.periodic import Periodic
@@ -112,7 +112,7 @@ class OnDemandView:
 
 class ProjectView(OnDemandView):
     """One of the project's own on-demand views (recent_activity_features,
-    coupon_today_features): the function Feast's on-demand view calls in training
+    coupon_today_features, coverage_rate_features): the function Feast's on-demand view calls in training
     (:data:`PROJECT_VIEWS`) run straight on the arrays, without Feast's per-request
     conversions."""
 
@@ -124,7 +124,8 @@ class ProjectView(OnDemandView):
 
 
 # The project's own on-demand views other than request_context_features, run on arrays.
-PROJECT_VIEWS = {recent.CONTEXT_VIEW: recent.context, coupon_today.CONTEXT_VIEW: coupon_today.context}
+PROJECT_VIEWS = {recent.CONTEXT_VIEW: recent.context, coupon_today.CONTEXT_VIEW: coupon_today.context,
+                 coverage.CONTEXT_VIEW: coverage.context}
 
 
 def is_live(view) -> bool:

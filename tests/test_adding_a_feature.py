@@ -3,7 +3,7 @@
 The code the page shows is what runs here: builders.py, the definitions.py addition, the
 training config's line and every `couponrank` command are read out of the page's marked
 blocks, so the page cannot drift from what is tested. Then: the model uses the new
-feature, the server serves it with ranker_v6, the value it serves is the online store's,
+feature, the server serves it with ranker_v7, the value it serves is the online store's,
 and changing that value online moves that user's scores and no one else's."""
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Followed:
     ws: Path
     models: Path
     before: str  # the ranker_v4 model served before
-    after: str  # the ranker_v6 model trained by the page
+    after: str  # the ranker_v7 model trained by the page
     end: pd.Timestamp  # materialized up to
     build_out: str
     old_server_swapped: bool  # a server running on the old model swapped in the new one
@@ -107,7 +107,7 @@ def followed(built, tmp_path_factory) -> Followed:
             # 4. the config: training/ranker.yaml with the page's feature_service line
             shipped = CONFIG_PATH.read_text()
             assert len(re.findall(r"(?m)^feature_service: ", shipped)) == 1
-            Path("ranker_v6.yaml").write_text(re.sub(r"(?m)^feature_service: .*$", block("ranker_v6.yaml").strip(),
+            Path("ranker_v7.yaml").write_text(re.sub(r"(?m)^feature_service: .*$", block("ranker_v7.yaml").strip(),
                                                      shipped))
             for args in commands("train"):
                 run(args)
@@ -179,10 +179,10 @@ def test_build_features_runs_the_builder_and_its_source_keeps_the_snapshot_rule(
     assert (df.event_timestamp == df.event_timestamp.dt.floor("D")).all()  # midnight snapshots
 
 
-def test_the_new_model_is_trained_on_ranker_v6_and_uses_the_feature(followed):
+def test_the_new_model_is_trained_on_ranker_v7_and_uses_the_feature(followed):
     art = load_artifact(followed.models)
     assert art.version == followed.after != followed.before
-    assert art.metadata["feature_service"] == "ranker_v6"
+    assert art.metadata["feature_service"] == "ranker_v7"
     assert FEATURE in art.features
     booster = lgb.Booster(model_file=str(art.path / "model.txt"))
     gain = dict(zip(booster.feature_name(), booster.feature_importance(importance_type="gain")))
@@ -194,7 +194,7 @@ def test_the_new_model_is_trained_on_ranker_v6_and_uses_the_feature(followed):
 
 
 def test_a_server_started_before_keeps_its_model_until_restarted(followed):
-    """As the page says: a running server does not swap in the ranker_v6 model."""
+    """As the page says: a running server does not swap in the ranker_v7 model."""
     assert not followed.old_server_swapped
     assert followed.old_server_version == followed.before
 
@@ -207,7 +207,7 @@ def _thresholds(model_path: Path) -> list[float]:
 def test_the_served_value_is_the_online_stores_and_moving_it_moves_that_users_scores(followed, served, trusted):
     from pinned import NOW
 
-    assert served.ranker.model.feature_service == "ranker_v6"
+    assert served.ranker.model.feature_service == "ranker_v7"
     assert served.ranker.model.version == followed.after
     store = repo.store(followed.ws)
 

@@ -53,6 +53,22 @@ def test_the_shipped_config_trains_ranker_v4_without_absolute_times_with_members
     assert {"ctx_days_since_last_event", "ctx_days_since_last_order"} <= set(art.features)
 
 
+def test_no_service_reads_the_coverage_start_and_ranker_v6_is_ranker_v2_plus_the_rates(built):
+    """ucov_observed_from_unix came after every published service: each still lists its
+    old inputs (user_coupon_coverage's five window sums), and ranker_v6 adds the two
+    rates of coverage_rate_features to ranker_v2 (issue 10)."""
+    from couponrank.features import coverage
+    from couponrank.features.services import feature_names
+
+    store = repo.store(built.repo)
+    names = {f"ranker_v{i}": feature_names(store, f"ranker_v{i}") for i in range(1, 7)}
+    for service, inputs in names.items():
+        assert coverage.OBSERVED_FROM not in inputs, service
+        assert [n for n in inputs if n.startswith("ucov_")] == [
+            "ucov_lines_30d", "ucov_lines_90d", "ucov_lines_365d", "ucov_spend_90d", "ucov_spend_365d"], service
+    assert names["ranker_v6"] == names["ranker_v2"] + list(coverage.OUTPUTS)
+
+
 @pytest.fixture(scope="module")
 def two_services(built, tmp_path_factory):
     """A models folder holding the demo's ranker_v4 model and a ranker_v1 one trained on
@@ -142,8 +158,9 @@ def order_values(inputs: pd.DataFrame) -> pd.DataFrame:
 
 odfv_test = FeatureService(name="odfv_test", features=[
     _without(user_activity), _without(user_coupon_behaviour), user_category_affinity, user_coupon_usage,
-    user_coupon_coverage, coupon_stats, coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]],
-    request_context_features, order_values])
+    _without(user_coupon_coverage), coupon_stats,
+    coupon_attributes[["coupon_value", "coupon_min_spend", "coupon_per_user_limit"]], request_context_features,
+    order_values])
 
 # an on-demand view reading a request field no RankCouponsRequest carries
 loyalty = RequestSource(name="loyalty", schema=[Field(name="loyalty_tier", dtype=Float64)])

@@ -198,6 +198,10 @@ def test_coverage_purchases_by_hand(handmade_raw, tmp_path):
     assert _row(cov, at(21), user_id="u1", coupon_id="c1").ucov_lines_30d == 2  # still within 30 days
     assert cov.event_timestamp.min() == at(2)  # nothing before the purchase day has ended
     assert not ((cov.user_id == "u2") & (cov.coupon_id == "c1")).any()  # no purchase, no row
+    # the data's first order line, covered or not, on every row (features/coverage.py)
+    be = pd.read_parquet(raw / "behaviour_events.parquet")
+    first = (be[be.event_type == "order"].event_ts.min() - pd.Timestamp(0, tz="UTC")).total_seconds()
+    assert (cov.ucov_observed_from_unix == first).all()
 
 
 def test_no_coupon_items_gives_an_empty_coverage_view(built):

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from couponrank.features import repo
+from couponrank.features import coverage, repo
 from couponrank.server import scorer as scorer_mod
 from couponrank.server.online import OnlineFeatures
 from couponrank.server.store_reader import (FeastReader, KeyEncoder, RedisReader, SqliteReader, StoreReadError,
@@ -259,4 +259,25 @@ def test_coverage_features_read_online_equal_feasts(handmade_raw, tmp_path):
     u1 = online.read("u1", coupons, categories)
     assert u1["ucov_spend_365d"][0] == 120.0 and np.isnan(u1["ucov_spend_365d"][1])  # u1 never bought c2's item
     assert online.read("u2", coupons, categories)["ucov_lines_365d"][1] == 1.0
+
+    # coverage_rate_features (issue 10): the server's ProjectView equals Feast's on-demand
+    # view online, and both are the 365-day sums over the days of purchase data observed
+    online.close()
+    online = OnlineFeatures(store, service_name="ranker_v6", coupon_ids=lambda: coupons, refresh_seconds=0)
+    u1 = online.read("u1", coupons, categories)
+    first_order = pd.read_parquet(raw / "behaviour_events.parquet").query("event_type == 'order'").event_ts.min()
+    assert u1[coverage.OBSERVED_FROM][0] == first_order.timestamp()
+    [view] = [v for v in online.on_demand if v.name == coverage.CONTEXT_VIEW]
+    for now in (first_order + pd.Timedelta(hours=6), pd.Timestamp("2026-07-01", tz="UTC"),
+                first_order + pd.Timedelta(days=400)):
+        ours = view.compute(u1, {"request_ts_unix": np.full(len(coupons), now.timestamp())})
+        theirs = store.get_online_features(
+            features=[f"{coverage.CONTEXT_VIEW}:{name}" for name in coverage.OUTPUTS],
+            entity_rows=[{"user_id": "u1", "coupon_id": c, "request_ts_unix": now.timestamp(), "cart_value": 0.0,
+                          "cart_categories": "", "placement": "home"} for c in coupons]).to_dict()
+        for name in coverage.OUTPUTS:
+            np.testing.assert_array_equal(ours[name], np.array(theirs[name], dtype=np.float64), err_msg=name)
+        days = min(max((now - first_order) / pd.Timedelta(days=1), 1.0), 365.0)
+        assert ours["ctx_ucov_spend_per_day_365d"][0] == pytest.approx(120.0 / days)
+        assert np.isnan(ours["ctx_ucov_lines_per_day_365d"][1])  # no purchase of c2's items: no row, no rate
     online.close()
