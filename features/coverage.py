@@ -22,14 +22,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-VIEW = "user_coupon_coverage"
 CONTEXT_VIEW = "coverage_rate_features"
 DAY = 86_400
 WINDOW_DAYS = 365
 # The first order line of the data the view was built from (unix seconds), on every row.
 OBSERVED_FROM = "ucov_observed_from_unix"
 SUMS = {"ucov_lines_365d": "ctx_ucov_lines_per_day_365d", "ucov_spend_365d": "ctx_ucov_spend_per_day_365d"}
-INPUTS = (*SUMS, OBSERVED_FROM, "request_ts_unix")
+VIEW_INPUTS = (*SUMS, OBSERVED_FROM)  # read from user_coupon_coverage
+INPUTS = (*VIEW_INPUTS, "request_ts_unix")
 OUTPUTS = tuple(SUMS.values())
 
 

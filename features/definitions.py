@@ -323,7 +323,7 @@ def coupon_today_features(inputs: pd.DataFrame) -> pd.DataFrame:
 
 
 @on_demand_feature_view(
-    sources=[user_coupon_coverage[list(coverage.INPUTS[:-1])], request_context],
+    sources=[user_coupon_coverage[list(coverage.VIEW_INPUTS)], request_context],
     schema=[Field(name=name, dtype=Float64) for name in coverage.OUTPUTS],
     mode="pandas",
     description="The user's order lines and spend on a coupon's items per day of purchase data observed in the "

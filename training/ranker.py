@@ -202,6 +202,21 @@ def _check_binary(frame: pd.DataFrame, config: dict, what: str) -> str | None:
     return None
 
 
+def _project_ndcg(valid_sorted: pd.DataFrame, k: int):
+    """binary's early-stopping metric (a LightGBM feval) on the rows of the validation
+    Dataset, in their (sorted) order: only the groups with a gain count in the project's
+    NDCG, so only theirs are scored at each round."""
+    with_gain = (valid_sorted.groupby("request_id", sort=False)["label"].transform("max") > 0).to_numpy()
+    labels = valid_sorted["label"].to_numpy()[with_gain]
+    groups = pd.factorize(valid_sorted["request_id"])[0][with_gain]
+
+    def feval(scores, _data):
+        value = ndcg_at_k(labels, scores[with_gain], groups, k) if with_gain.any() else float("nan")
+        return f"ndcg@{k}", value, True
+
+    return feval
+
+
 def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], config: dict) -> TrainedRanker:
     """Train every candidate objective and keep the best on validation NDCG@k (project metric)."""
     names = objectives(config)
@@ -216,15 +231,7 @@ def train_ranker(train: pd.DataFrame, valid: pd.DataFrame, features: list[str], 
     k = select_at(config)
     train_sorted, valid_sorted = _sorted(train), _sorted(valid)
     X_valid = valid[features].to_numpy(np.float64)
-    # binary's early-stopping metric, on dvalid's (sorted) rows: only the groups with a
-    # gain count in the project's NDCG, so only theirs are scored at each round
-    with_gain = (valid_sorted.groupby("request_id", sort=False)["label"].transform("max") > 0).to_numpy()
-    gain_labels = valid_sorted["label"].to_numpy()[with_gain]
-    gain_groups = pd.factorize(valid_sorted["request_id"])[0][with_gain]
-
-    def project_ndcg(scores, _data):
-        value = ndcg_at_k(gain_labels, scores[with_gain], gain_groups, k) if with_gain.any() else float("nan")
-        return f"ndcg@{k}", value, True
+    project_ndcg = _project_ndcg(valid_sorted, k) if "binary" in names else None
 
     sets = variants(config)
     results: dict[str, tuple[lgb.Booster, int, float, str, dict]] = {}
